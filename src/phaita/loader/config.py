@@ -1,0 +1,128 @@
+"""Every environment variable the loader reads, in one place.
+
+Values are read when a call starts, not at import, so a process (or a test) can change them
+between calls. A malformed value raises ``ValueError`` naming the variable: a typo in a
+deployment script should fail loudly, not silently fall back to a default.
+
+=========================  ==========  =====================================================
+Variable                   Default     Meaning
+=========================  ==========  =====================================================
+PHAITA_BACKOFF_BASE        10          First wait between attempts, seconds (then x2, x4...)
+PHAITA_MAX_BACKOFF         600         Longest single wait between attempts, seconds
+PHAITA_MAX_RETRY_AFTER     300         Longest ``Retry-After`` honoured, seconds
+PHAITA_FRESHNESS_TIMEOUT   3           Budget of the one "is main still at this commit?"
+                                       check made when a branch is already cached, seconds
+PHAITA_STALL_TIMEOUT       10          Silence on an open connection before it is treated
+                                       as broken and resumed, seconds
+PHAITA_CONNECT_TIMEOUT     10          TCP/TLS connect timeout, seconds
+PHAITA_MAX_FILE_SIZE       200 GB      Largest single file accepted from a hub, bytes
+HF_ENDPOINT                hub         The Hub or any compatible mirror
+HF_HUB_OFFLINE             unset       ``1`` = never touch the network (also
+                                       ``TRANSFORMERS_OFFLINE``)
+HF_HUB_CACHE, HF_HOME,     standard    Cache location, in huggingface_hub's order; the legacy
+TRANSFORMERS_CACHE                     ``TRANSFORMERS_CACHE`` is honoured too
+HF_TOKEN                   unset       Access token (or the one stored by ``hf auth login``)
+=========================  ==========  =====================================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def _env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds/bytes; unset it or set e.g. {name}={default:g}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name}={raw!r} must be a finite number >= {minimum:g}")
+    return value
+
+
+def env_flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r} is not a boolean; use 1 or 0")
+
+
+def backoff_base() -> float:
+    return _env_float("PHAITA_BACKOFF_BASE", 10.0)
+
+
+def max_backoff() -> float:
+    return _env_float("PHAITA_MAX_BACKOFF", 600.0)
+
+
+def max_retry_after() -> float:
+    return _env_float("PHAITA_MAX_RETRY_AFTER", 300.0)
+
+
+def freshness_timeout() -> float:
+    return _env_float("PHAITA_FRESHNESS_TIMEOUT", 3.0, minimum=0.01)
+
+
+def stall_timeout() -> float:
+    return _env_float("PHAITA_STALL_TIMEOUT", 10.0, minimum=0.01)
+
+
+def connect_timeout() -> float:
+    return _env_float("PHAITA_CONNECT_TIMEOUT", 10.0, minimum=0.01)
+
+
+def max_file_size() -> int:
+    return int(_env_float("PHAITA_MAX_FILE_SIZE", 200e9, minimum=1))
+
+
+def endpoint() -> str:
+    value = os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"HF_ENDPOINT={value!r} must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def offline_mode() -> bool:
+    """HF_HUB_OFFLINE (or the legacy TRANSFORMERS_OFFLINE) switched on."""
+    return env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
+
+
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The hub cache folder, resolved like huggingface_hub, plus the legacy TRANSFORMERS_CACHE."""
+    if explicit is not None:
+        if str(explicit).strip() == "":
+            raise ValueError("cache_dir must not be empty")
+        return Path(explicit).expanduser()
+    for name in ("HF_HUB_CACHE", "TRANSFORMERS_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return Path(os.path.expandvars(value)).expanduser()
+    home = os.environ.get("HF_HOME", "").strip()
+    if not home:
+        xdg = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join("~", ".cache")
+        home = os.path.join(xdg, "huggingface")
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Network time limits of one attempt; see the table above."""
+
+    connect: float
+    stall: float
+
+    @classmethod
+    def from_env(cls) -> "Timeouts":
+        return cls(connect=connect_timeout(), stall=stall_timeout())

@@ -1,0 +1,311 @@
+"""The loader's exceptions, and the advice each one gives a person.
+
+Public errors all derive from :class:`ModelDownloadError`, so existing code that catches it keeps
+working, while a caller that cares can catch one case (``ModelNotFoundError``, ``DiskFullError``...).
+
+Lower down, the fetch layer raises small internal exceptions (``TransferIncomplete``,
+``ChecksumMismatch``, ``DeadlineExceeded``...) that say *what happened*; the retry policy decides
+whether that is worth another attempt, and the facade turns the last one into a public error with
+advice. Every message passes through :func:`redact`, so a token never reaches a log or traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+# --------------------------------------------------------------------------- secrets
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+_TOKEN_PATTERN = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a token so that :func:`redact` removes it from every message."""
+    if value and isinstance(value, str) and len(value) >= 4:
+        with _SECRETS_LOCK:
+            _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """Remove every known token (and anything shaped like an HF token) from ``text``."""
+    with _SECRETS_LOCK:
+        secrets = sorted(_SECRETS, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return _TOKEN_PATTERN.sub("hf_***", text)
+
+
+# --------------------------------------------------------------------------- internal (fetch layer)
+
+
+class FetchProblem(Exception):
+    """Base of what the fetch layer reports; the policy classifies these."""
+
+
+class TransferIncomplete(FetchProblem):
+    """The server ended a body before the announced length (clean close or reset)."""
+
+
+class ChecksumMismatch(FetchProblem):
+    """A downloaded file's size or hash differs from what the hub announced."""
+
+
+class BadResponse(FetchProblem):
+    """The hub's answer is not what the protocol says (HTML from a captive portal, cut JSON...)."""
+
+
+class DeadlineExceeded(FetchProblem):
+    """An attempt ran past its ``timeout``; partial bytes are kept for the next one."""
+
+
+class LockTimeout(FetchProblem):
+    """Another process held a file's download lock for the whole attempt."""
+
+
+class UnsafeRepository(FetchProblem):
+    """The hub's listing or response cannot be trusted (path traversal, oversize, ...)."""
+
+
+class UnsupportedWeights(FetchProblem):
+    """The repository has no weights this loader will load (or only pickles, not allowed)."""
+
+
+class OfflineMiss(FetchProblem):
+    """Offline mode, and no complete snapshot in the cache."""
+
+
+class DiskFull(FetchProblem):
+    """Not enough space in the cache directory."""
+
+    def __init__(self, message: str, needed: int | None = None, free: int | None = None) -> None:
+        super().__init__(message)
+        self.needed, self.free = needed, free
+
+
+# --------------------------------------------------------------------------- public
+
+
+@dataclass(frozen=True)
+class UnderlyingError:
+    """A token-free summary of the exception behind a failure (type, HTTP status, message)."""
+
+    type_name: str
+    message: str
+    status_code: int | None = None
+    transient: bool = False
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModelDownloadError(Exception):
+    """A model could not be fetched or loaded. The message tells a person what to do next.
+
+    Attributes:
+        model_name: the model (or first candidate) asked for.
+        models_attempted: every candidate tried, in order.
+        attempts: attempts made in total (network attempts, across candidates).
+        last_error: an :class:`UnderlyingError` summary of the last cause (never holds a token).
+        cache_dir: the cache directory used.
+        transient: True when the cause was a network condition that may pass.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model_name: str | None = None,
+        models_attempted: Sequence[str] = (),
+        attempts: int = 0,
+        last_error: UnderlyingError | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        transient: bool = False,
+    ) -> None:
+        message = redact(message)
+        super().__init__(message)
+        self.message = message
+        self.model_name = model_name
+        self.models_attempted = list(models_attempted)
+        self.attempts = attempts
+        self.last_error = last_error
+        self.cache_dir = str(cache_dir) if cache_dir is not None else None
+        self.transient = transient
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ModelNotFoundError(ModelDownloadError):
+    """The repository does not exist on the endpoint (or is private and no token allows it)."""
+
+
+class RevisionNotFoundError(ModelDownloadError):
+    """The branch, tag or commit does not exist in the repository."""
+
+
+class AccessDeniedError(ModelDownloadError):
+    """HTTP 401/403: gated model, missing or insufficient token."""
+
+
+class DiskFullError(ModelDownloadError):
+    """The cache directory has no room for the model."""
+
+
+class OfflineModeError(ModelDownloadError):
+    """Offline mode is on and the model is not (completely) in the cache."""
+
+
+class UnsafeModelError(ModelDownloadError):
+    """The hub sent something the loader refuses: unsafe paths, pickle-only weights, oversize files."""
+
+
+class ModelLoadError(ModelDownloadError):
+    """The files are here and verified, but ``from_pretrained`` failed on them."""
+
+
+# --------------------------------------------------------------------------- advice
+
+
+def download_command(model_name: str, revision: str | None = None) -> str:
+    cmd = f"hf download {model_name}"
+    if revision and revision != "main":
+        cmd += f" --revision {revision}"
+    return cmd
+
+
+def numbered(steps: Iterable[str]) -> str:
+    return "\n".join(f"  {i}. {step}" for i, step in enumerate(steps, 1))
+
+
+def retries_exhausted_message(
+    model_name: str,
+    *,
+    attempts: int,
+    last_error: str,
+    models_attempted: Sequence[str],
+    cache_dir: Path,
+    endpoint: str,
+    revision: str | None,
+    max_retries: int,
+    timeout: float,
+) -> str:
+    cmd = download_command(model_name, revision)
+    return (
+        f"Failed to download {model_name} after {attempts} attempts.\n"
+        f"Last error: {last_error}\n"
+        f"Models attempted: {', '.join(models_attempted)}\n"
+        f"Cache directory: {cache_dir}\n"
+        f"Manual download: {cmd}\n"
+        "Troubleshooting:\n"
+        + numbered(
+            [
+                f"Check the connection to {endpoint} (proxy variables HTTPS_PROXY/NO_PROXY; "
+                "HF_ENDPOINT for a mirror). Partial files were kept: the next try resumes.",
+                f"Check the model name: {endpoint}/{model_name}",
+                f"Download it manually where the network works: {cmd} "
+                "(then load with allow_offline=True)",
+                "Check the Hub status page: https://status.huggingface.co",
+                f"Raise max_retries (now {max_retries}) or timeout (now {timeout:g} s per attempt) "
+                "for a slow or unstable link.",
+            ]
+        )
+    )
+
+
+def not_found_message(model_name: str, endpoint: str, has_token: bool) -> str:
+    private = (
+        "If it is private, the token in use does not give access to it."
+        if has_token
+        else "If it is private, pass token=... or set HF_TOKEN (or run `hf auth login`)."
+    )
+    return (
+        f"Model '{model_name}' was not found on {endpoint}.\n"
+        + numbered(
+            [
+                "Check the name: it is 'organization/model-name', e.g. 'microsoft/deberta-v3-base'.",
+                f"Search for it: {endpoint}/models?search={model_name.split('/')[-1]}",
+                private,
+                "If you use a mirror (HF_ENDPOINT), check that it carries this model.",
+            ]
+        )
+    )
+
+
+def access_denied_message(model_name: str, endpoint: str, status: int | None, has_token: bool) -> str:
+    code = f"HTTP {status}" if status else "access denied"
+    token_state = "A token was sent but it does not grant access." if has_token else "No token was sent."
+    return (
+        f"Access to '{model_name}' was refused ({code}): the model is gated or private. {token_state}\n"
+        + numbered(
+            [
+                f"Open {endpoint}/{model_name} while logged in and accept its licence/conditions.",
+                "Give a token with read access: token=..., the HF_TOKEN variable, or `hf auth login`.",
+                "Check that the token's account is the one that accepted the conditions.",
+            ]
+        )
+    )
+
+
+def revision_not_found_message(model_name: str, revision: str | None, endpoint: str) -> str:
+    return (
+        f"Revision '{revision}' does not exist in '{model_name}'.\n"
+        + numbered(
+            [
+                "Check the branch, tag or full 40-character commit hash.",
+                f"See the repository's history at {endpoint}/{model_name}/commits/main",
+                "Leave revision unset to use the default branch 'main'.",
+            ]
+        )
+    )
+
+
+def disk_full_message(model_name: str, cache_dir: Path, detail: str) -> str:
+    return (
+        f"Not enough disk space to download '{model_name}' into {cache_dir}: {detail}\n"
+        + numbered(
+            [
+                "Free space on that disk (`phaita models status` lists cached models and sizes).",
+                "Or put the cache on a larger disk: cache_dir=..., HF_HUB_CACHE or HF_HOME.",
+                "Partial files were kept; the next try resumes where this one stopped.",
+            ]
+        )
+    )
+
+
+def offline_miss_message(model_name: str, cache_dir: Path, revision: str | None, detail: str) -> str:
+    cmd = download_command(model_name, revision)
+    return (
+        f"'{model_name}' is not in the cache and offline mode is on ({detail}).\n"
+        f"Cache directory: {cache_dir}\n"
+        + numbered(
+            [
+                f"Where a network is available, download it: {cmd}  (or `phaita models pull {model_name}`), "
+                "with the same HF_HUB_CACHE/HF_HOME.",
+                "To allow network access: pass allow_offline=False and unset HF_HUB_OFFLINE "
+                "(and TRANSFORMERS_OFFLINE).",
+            ]
+        )
+    )
+
+
+def unsafe_message(model_name: str, detail: str) -> str:
+    return f"Refusing to load '{model_name}': {detail}"
+
+
+def load_failed_message(model_name: str, snapshot: Path, detail: str) -> str:
+    return (
+        f"The files of '{model_name}' are complete in {snapshot}, but loading them failed: {detail}\n"
+        + numbered(
+            [
+                "Check that model_type matches the model (auto, causal_lm, tokenizer, sequence_classification...).",
+                "Check that the installed transformers supports this architecture (pip install -U transformers).",
+                "If files were modified by hand, run `phaita models verify --repair`.",
+            ]
+        )
+    )

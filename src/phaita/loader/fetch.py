@@ -1,0 +1,244 @@
+"""Fetch: bring one commit of a repository into the cache, whole and verified, within a deadline.
+
+One call of :func:`fetch_snapshot` is one *attempt*. Inside it, a transfer that breaks after
+making progress (TCP reset, early close, stall) resumes at once with an HTTP Range request; only
+a break with no progress, or the attempt's deadline, ends the attempt (the retry policy then
+decides about the next one). Bytes land in ``blobs/<etag>.incomplete``, are hashed as they
+arrive, and become ``blobs/<etag>`` only after size and hash match the hub's listing and the data
+is on disk (fsync), so a crash or power cut never leaves a complete-looking wrong file.
+One file lock per blob (huggingface_hub's) makes concurrent processes transfer each file once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Protocol
+
+import filelock
+import httpx2
+from huggingface_hub import hf_hub_url
+from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import WeakFileLock
+
+from . import cache
+from .config import Timeouts
+from .errors import BadResponse, ChecksumMismatch, DiskFull, LockTimeout, TransferIncomplete
+from .listing import RemoteFile, RepoListing, fetch_listing
+from .net import Deadline, stream
+from .selection import Needs, select_files
+
+logger = logging.getLogger("phaita.model_loader")
+CHUNK = 1 << 20
+DISK_MARGIN = 64 << 20  # leave room for the filesystem itself
+
+
+class Progress(Protocol):
+    """Receives byte counts as files arrive (a progress bar, a counter in a test)."""
+
+    def start(self, name: str, total: int, initial: int) -> None: ...
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, name: str, total: int, initial: int) -> None: pass
+    def update(self, n: int) -> None: pass
+    def close(self) -> None: pass
+
+
+@dataclass
+class FetchContext:
+    """Everything an attempt needs besides the repository and the deadline."""
+
+    cache_dir: Path
+    endpoint: str
+    headers: Mapping[str, str]
+    timeouts: Timeouts
+    progress: Progress = field(default_factory=NoProgress)
+    bytes_received: int = 0  # counted across attempts, for reports
+
+
+class _Hasher:
+    """sha256 for LFS files; git's blob sha1 for the others (what the listing's oid is)."""
+
+    def __init__(self, file: RemoteFile) -> None:
+        self.file = file
+        self.reset()
+
+    def reset(self) -> None:
+        if self.file.sha256:
+            self._h = hashlib.sha256()
+        else:
+            self._h = hashlib.sha1()
+            self._h.update(b"blob %d\x00" % self.file.size)
+
+    def update(self, data: bytes) -> None:
+        self._h.update(data)
+
+    def ok(self) -> bool:
+        return self._h.hexdigest() == self.file.etag
+
+
+def fetch_snapshot(
+    repo_id: str,
+    revision: str,
+    needs: Needs,
+    ctx: FetchContext,
+    deadline: Deadline,
+    listing: RepoListing | None = None,
+) -> Path:
+    """Fetch what ``needs`` asks for at ``revision``; return the snapshot folder."""
+    if listing is None:
+        listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=deadline,
+                                timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+    repo = cache.repo_dir(ctx.cache_dir, repo_id)
+    cache.save_listing(repo, listing)
+
+    def read_index(file: RemoteFile) -> bytes:
+        download_blob(repo_id, listing.commit, file, ctx, deadline)
+        return cache.link_into_snapshot(repo, listing.commit, file).read_bytes()
+
+    wanted = select_files(listing.files, needs, read_index)
+    check_disk_space(repo, wanted)
+    for file in wanted:
+        download_blob(repo_id, listing.commit, file, ctx, deadline)
+        cache.link_into_snapshot(repo, listing.commit, file)
+    cache.write_ref(repo, revision, listing.commit)
+    status = cache.snapshot_status(ctx.cache_dir, repo_id, listing.commit, needs)
+    if not status.complete:
+        raise ChecksumMismatch(f"snapshot incomplete after fetch ({'; '.join(status.problems)})")
+    return repo / "snapshots" / listing.commit
+
+
+def check_disk_space(repo: Path, files: list[RemoteFile]) -> None:
+    needed = 0
+    for f in files:
+        if cache.blob_path(repo, f.etag).exists():
+            continue
+        part = cache.incomplete_path(repo, f.etag)
+        needed += f.size - (part.stat().st_size if part.exists() else 0)
+    if needed <= 0:
+        return
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(repo / "blobs").free
+    if needed + DISK_MARGIN > free:
+        raise DiskFull(f"{_mb(needed)} still to download, {_mb(free)} free", needed=needed, free=free)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext, deadline: Deadline) -> Path:
+    """Make ``blobs/<etag>`` exist, whole and verified; return its path."""
+    repo = cache.repo_dir(ctx.cache_dir, repo_id)
+    blob = cache.blob_path(repo, file.etag)
+    if _whole(blob, file):
+        return blob
+    lock = cache.lock_path(ctx.cache_dir, repo_id, file.etag)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with WeakFileLock(lock, timeout=max(deadline.remaining(), 0.01)):
+            if _whole(blob, file):  # another process finished it while we waited
+                return blob
+            blob.unlink(missing_ok=True)  # wrong size: never trust it
+            url = hf_hub_url(repo_id, file.path, revision=commit, endpoint=ctx.endpoint)
+            _transfer(url, file, repo, ctx, deadline)
+    except filelock.Timeout:
+        raise LockTimeout(f"{file.path}: another process is downloading it; waited {deadline.seconds:g} s") from None
+    return blob
+
+
+def _whole(blob: Path, file: RemoteFile) -> bool:
+    try:
+        return blob.stat().st_size == file.size
+    except OSError:
+        return False
+
+
+def _transfer(url: str, file: RemoteFile, repo: Path, ctx: FetchContext, deadline: Deadline) -> None:
+    part = cache.incomplete_path(repo, file.etag)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    hasher = _Hasher(file)
+    with open(part, "ab") as out:
+        offset = out.tell()
+        if offset > file.size:
+            out.truncate(0)
+            offset = 0
+        _hash_existing(part, offset, hasher)
+        ctx.progress.start(file.path, file.size, offset)
+        try:
+            while offset < file.size:
+                deadline.check(file.path)
+                gained = 0
+                try:
+                    offset, gained = _one_request(url, file, out, offset, hasher, ctx, deadline)
+                    if offset < file.size:
+                        raise TransferIncomplete(f"{file.path}: connection closed at byte {offset} of {file.size}")
+                except (httpx2.TransportError, TransferIncomplete) as exc:
+                    offset = out.tell()
+                    gained = gained or getattr(exc, "gained", 0)
+                    if gained <= 0 or deadline.expired():
+                        raise
+                    logger.info("%s: transfer broke at byte %d of %d (%s); resuming", file.path, offset,
+                                file.size, type(exc).__name__)
+            out.flush()
+            os.fsync(out.fileno())
+        finally:
+            ctx.progress.close()
+    if not hasher.ok():
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded")
+    os.replace(part, cache.blob_path(repo, file.etag))
+
+
+def _hash_existing(part: Path, length: int, hasher: _Hasher) -> None:
+    if length == 0:
+        return
+    with open(part, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            hasher.update(chunk)
+
+
+def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: _Hasher,
+                 ctx: FetchContext, deadline: Deadline) -> tuple[int, int]:
+    """One GET from ``offset``; returns (new offset, bytes gained). Raises on transport errors."""
+    headers = {**ctx.headers, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    gained = 0
+    try:
+        with stream("GET", url, headers=headers, deadline=deadline, timeouts=ctx.timeouts, what=file.path) as response:
+            if offset and response.status_code == 200:  # server ignored Range: start over
+                out.truncate(0)
+                hasher.reset()
+                ctx.progress.update(-offset)
+                offset = 0
+            elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                raise BadResponse(f"{file.path}: asked for bytes from {offset}, got "
+                                  f"{response.headers.get('Content-Range')!r}")
+            for chunk in response.iter_raw(CHUNK):
+                if offset + len(chunk) > file.size:
+                    raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced")
+                out.write(chunk)
+                hasher.update(chunk)
+                offset += len(chunk)
+                gained += len(chunk)
+                ctx.bytes_received += len(chunk)
+                ctx.progress.update(len(chunk))
+                deadline.check(file.path)
+    except (httpx2.TransportError, TransferIncomplete) as exc:
+        exc.gained = gained  # type: ignore[attr-defined]
+        raise
+    except HfHubHTTPError as exc:
+        if getattr(exc.response, "status_code", None) == 416:  # our partial file is not theirs
+            out.truncate(0)
+            hasher.reset()
+            raise TransferIncomplete(f"{file.path}: the hub refused the resume range; restarting") from None
+        raise
+    return offset, gained
