@@ -1,0 +1,282 @@
+"""The loader facade: validate, pick the cached snapshot or fetch one (with retries), then load.
+
+Data flows one way: callers -> this module -> fetch/cache -> huggingface_hub's HTTP session.
+``phaita.utils.model_loader`` re-exports the public names.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from huggingface_hub import get_token
+from huggingface_hub.utils import build_hf_headers, validate_repo_id
+
+from . import cache, config, errors
+from .errors import ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
+from .fetch import FetchContext, Progress, fetch_snapshot
+from .listing import fetch_listing, is_commit_hash
+from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
+from .net import Deadline
+from .policy import RetryPolicy, classify, log_retry
+from .progress import default_progress
+from .selection import Needs
+
+logger = logging.getLogger("phaita.model_loader")
+ModelName = str | os.PathLike | Sequence[str]
+
+
+@dataclass
+class LoadRequest:
+    """One call's validated options."""
+
+    candidates: list[str]
+    max_retries: int
+    timeout: float
+    allow_offline: bool
+    token: str | bool | None
+    revision: str | None
+    cache_dir: Path
+    backoff_base: float | None
+    resume: bool
+    allow_pickle: bool
+    progress: Progress | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def offline(self) -> bool:
+        return self.allow_offline or config.offline_mode()
+
+
+def _candidates(model_name: Any) -> list[str]:
+    names = list(model_name) if isinstance(model_name, (list, tuple)) else [model_name]
+    if not names:
+        raise ValueError("model_name: the list of candidate models is empty")
+    out = []
+    for name in names:
+        if isinstance(name, os.PathLike):
+            name = os.fspath(name)
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"model_name must be a non-empty string, a local folder, or a list of them; got {name!r}")
+        name = name.strip()
+        if not os.path.isdir(name):
+            try:
+                validate_repo_id(name)
+            except ValueError as exc:
+                raise ValueError(f"model_name {name!r} is neither a local folder nor a valid Hub model id "
+                                 f"('organization/model-name'): {exc}") from None
+        out.append(name)
+    return out
+
+
+def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, allow_offline: Any,
+            token: Any, kwargs: dict[str, Any], model_types: Sequence[str] = ()) -> LoadRequest:
+    """Check every argument up front: a ValueError naming the argument, before any I/O."""
+    for t in (model_type, *model_types):
+        if t not in MODEL_TYPES:
+            raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}; got {t!r}")
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
+        raise ValueError(f"max_retries must be an integer >= 1; got {max_retries!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be a number of seconds > 0; got {timeout!r}")
+    backoff = kwargs.pop("backoff_base", None)
+    if backoff is not None and (isinstance(backoff, bool) or not isinstance(backoff, (int, float))
+                                or not math.isfinite(backoff) or backoff < 0):
+        raise ValueError(f"backoff_base must be a number of seconds >= 0; got {backoff!r}")
+    revision = kwargs.pop("revision", None)
+    if revision is not None and (not isinstance(revision, str) or not revision.strip() or "\x00" in revision):
+        raise ValueError(f"revision must be a branch, tag or commit hash; got {revision!r}")
+    if token is not None and not isinstance(token, (str, bool)):
+        raise ValueError("token must be a string, True/False or None")
+    if kwargs.pop("local_files_only", False):
+        allow_offline = True
+    kwargs.pop("use_auth_token", None)
+    if kwargs.pop("force_download", False):
+        logger.info("force_download is not needed: every file is verified against the hub's hashes")
+    register_secret(token if isinstance(token, str) else None)
+    register_secret(os.environ.get("HF_TOKEN"))
+    return LoadRequest(
+        candidates=_candidates(model_name),
+        max_retries=max_retries,
+        timeout=float(timeout),
+        allow_offline=bool(allow_offline),
+        token=token,
+        revision=revision,
+        cache_dir=config.cache_dir(kwargs.pop("cache_dir", None)),
+        backoff_base=backoff,
+        resume=bool(kwargs.pop("resume_download", True)),
+        allow_pickle=bool(kwargs.pop("allow_pickle", False)),
+        progress=kwargs.pop("progress", None),
+        kwargs=kwargs,
+    )
+
+
+def needs_for(model_types: Sequence[str], req: LoadRequest) -> Needs:
+    weights = any(t != "tokenizer" for t in model_types)
+    return Needs(weights=weights, tokenizer="tokenizer" in model_types, gguf_file=req.kwargs.get("gguf_file"),
+                 subfolder=req.kwargs.get("subfolder"), allow_pickle=req.allow_pickle)
+
+
+# --------------------------------------------------------------------------- fetch or reuse
+
+
+def _headers(req: LoadRequest) -> dict[str, str]:
+    if req.token is None:
+        try:
+            register_secret(get_token())
+        except Exception:  # a broken token file must not stop a public download
+            pass
+    from phaita import __version__
+
+    return build_hf_headers(token=req.token, library_name="phaita", library_version=__version__)
+
+
+def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
+    """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors."""
+    revision = req.revision or "main"
+    repo = cache.repo_dir(req.cache_dir, repo_id)
+    if not req.resume:
+        removed = cache.discard_partials(repo)
+        if removed:
+            logger.info("%s: discarded %d partial download(s) (resume_download=False)", repo_id, len(removed))
+    status = cache.snapshot_status(req.cache_dir, repo_id, revision, needs)
+    if req.offline:
+        if status.complete:
+            return status.path  # type: ignore[return-value]
+        detail = "allow_offline=True" if req.allow_offline else "HF_HUB_OFFLINE=1"
+        if status.commit:
+            detail += "; cached snapshot incomplete: " + ", ".join(status.problems[:5])
+        raise _public_error(OfflineMiss(detail), repo_id, req, attempts=0)
+    if status.complete and is_commit_hash(revision):
+        return status.path  # type: ignore[return-value]
+    try:
+        ctx = FetchContext(req.cache_dir, config.endpoint(), _headers(req), config.Timeouts.from_env(),
+                           req.progress or default_progress())
+    except Exception as exc:
+        raise _public_error(exc, repo_id, req, attempts=0) from None
+    listing = None
+    if status.complete:  # a branch we already hold: one bounded check for a newer commit
+        budget = min(config.freshness_timeout(), req.timeout)
+        try:
+            listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=Deadline.after(budget),
+                                    timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+        except Exception as exc:
+            logger.warning("%s: could not check the hub for a newer '%s' (%s); using cached commit %s",
+                           repo_id, revision, classify(exc).reason, status.commit)
+            return status.path  # type: ignore[return-value]
+        if listing.commit == status.commit:
+            return status.path  # type: ignore[return-value]
+        logger.info("%s: '%s' moved to %s; fetching it", repo_id, revision, listing.commit)
+        try:
+            return _fetch_with_retries(repo_id, revision, needs, req, ctx, listing)
+        except ModelDownloadError as exc:
+            logger.warning("%s: could not fetch the new commit (%s); using cached commit %s",
+                           repo_id, exc.last_error, status.commit)
+            return status.path  # type: ignore[return-value]
+    return _fetch_with_retries(repo_id, revision, needs, req, ctx, listing)
+
+
+def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequest, ctx: FetchContext,
+                        listing: Any) -> Path:
+    first = [listing]
+
+    def attempt(n: int) -> Path:
+        known = first.pop() if first else None
+        return fetch_snapshot(repo_id, revision, needs, ctx, Deadline.after(req.timeout), listing=known)
+
+    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, on_retry=log_retry)
+    try:
+        return policy.run(attempt, what=repo_id)
+    except Exception as exc:
+        raise _public_error(exc, repo_id, req, attempts=getattr(exc, "attempts_made", 1)) from None
+
+
+def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: int) -> ModelDownloadError:
+    if isinstance(exc, ModelDownloadError):
+        return exc
+    failure = classify(exc)
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or config.DEFAULT_ENDPOINT
+    has_token = bool(req.token) or (req.token is None and bool(os.environ.get("HF_TOKEN")))
+    common = dict(model_name=repo_id, models_attempted=[repo_id], attempts=attempts, cache_dir=req.cache_dir,
+                  last_error=errors.UnderlyingError(type(exc).__name__, failure.reason, failure.status_code,
+                                                    failure.transient),
+                  transient=failure.transient)
+    kind = failure.kind
+    if kind == "not_found":
+        return errors.ModelNotFoundError(errors.not_found_message(repo_id, endpoint, has_token), **common)
+    if kind == "revision_not_found":
+        return errors.RevisionNotFoundError(errors.revision_not_found_message(repo_id, req.revision, endpoint), **common)
+    if kind == "access_denied":
+        return errors.AccessDeniedError(
+            errors.access_denied_message(repo_id, endpoint, failure.status_code, has_token), **common)
+    if kind == "disk_full":
+        return errors.DiskFullError(errors.disk_full_message(repo_id, req.cache_dir, failure.reason), **common)
+    if kind == "offline":
+        return errors.OfflineModeError(
+            errors.offline_miss_message(repo_id, req.cache_dir, req.revision, failure.reason), **common)
+    if kind in ("unsafe", "unsupported"):
+        return errors.UnsafeModelError(errors.unsafe_message(repo_id, failure.reason), **common)
+    return ModelDownloadError(
+        errors.retries_exhausted_message(
+            repo_id, attempts=attempts, last_error=failure.reason, models_attempted=[repo_id],
+            cache_dir=req.cache_dir, endpoint=endpoint, revision=req.revision, max_retries=req.max_retries,
+            timeout=req.timeout),
+        **common)
+
+
+# --------------------------------------------------------------------------- load
+
+
+def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, ...]:
+    """Try each candidate in order; return the loaded objects of the first that works."""
+    failures: list[tuple[str, ModelDownloadError]] = []
+    quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False))) if any(
+        t != "tokenizer" for t in model_types) else {}
+    req.kwargs.pop("use_4bit", None)
+    for name in req.candidates:
+        try:
+            return _load_one(name, req, model_types, quant)
+        except ModelDownloadError as exc:
+            failures.append((name, exc))
+            if len(req.candidates) > 1:
+                logger.warning("%s could not be loaded (%s); trying the next candidate",
+                               name, exc.last_error or str(exc).splitlines()[0])
+    raise _combined(failures, req)
+
+
+def _load_one(name: str, req: LoadRequest, model_types: Sequence[str], quant: dict[str, Any]) -> tuple[Any, ...]:
+    if os.path.isdir(name):
+        folder = Path(name)
+    else:
+        folder = ensure_snapshot(name, needs_for(model_types, req), req)
+    loaded = []
+    for model_type in model_types:
+        extra = quant if model_type != "tokenizer" else {}
+        try:
+            loaded.append(load_snapshot(folder, model_type, {**req.kwargs, **extra}))
+        except Exception as exc:  # transformers raises many types; all mean "cannot load these files"
+            reason = errors.redact(" ".join(str(exc).split())[:500]) or type(exc).__name__
+            raise ModelLoadError(
+                errors.load_failed_message(name, folder, f"{type(exc).__name__}: {reason}"),
+                model_name=name, models_attempted=[name], attempts=0, cache_dir=req.cache_dir,
+                last_error=errors.UnderlyingError(type(exc).__name__, reason)) from exc
+    return tuple(loaded)
+
+
+def _combined(failures: list[tuple[str, ModelDownloadError]], req: LoadRequest) -> ModelDownloadError:
+    if len(failures) == 1:
+        return failures[0][1]
+    names = [n for n, _ in failures]
+    lines = "\n".join(f"  - {n}: {str(e).splitlines()[0]}" for n, e in failures)
+    classes = {type(e) for _, e in failures}
+    cls: Callable[..., ModelDownloadError] = classes.pop() if len(classes) == 1 else ModelDownloadError
+    last = failures[-1][1]
+    return cls(
+        f"None of the {len(names)} candidate models could be loaded:\n{lines}\n"
+        f"Details for the last candidate ({names[-1]}):\n{last}",
+        model_name=names[0], models_attempted=names, attempts=sum(e.attempts for _, e in failures),
+        last_error=last.last_error, cache_dir=req.cache_dir, transient=all(e.transient for _, e in failures))
