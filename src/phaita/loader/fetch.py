@@ -105,6 +105,7 @@ def fetch_snapshot(
 
     wanted = select_files(listing.files, needs, read_index)
     check_disk_space(repo, wanted)
+    (repo / "snapshots" / listing.commit).mkdir(parents=True, exist_ok=True)
     for file in wanted:
         download_blob(repo_id, listing.commit, file, ctx, deadline)
         cache.link_into_snapshot(repo, listing.commit, file)
@@ -222,7 +223,7 @@ def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: _Hasher,
             elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                 raise BadResponse(f"{file.path}: asked for bytes from {offset}, got "
                                   f"{response.headers.get('Content-Range')!r}")
-            for chunk in response.iter_raw(CHUNK):
+            for chunk in response.iter_raw():  # unbuffered: a break loses no received bytes
                 if offset + len(chunk) > file.size:
                     raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced")
                 out.write(chunk)
