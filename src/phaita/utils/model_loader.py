@@ -31,7 +31,7 @@ from phaita.loader.load import MODEL_TYPES
 from phaita.loader.policy import RetryPolicy
 
 __all__ = [
-    "robust_model_download", "load_model_and_tokenizer", "is_model_cached", "_check_cached_model",
+    "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
     "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "RetryPolicy", "MODEL_TYPES",
 ]
@@ -119,3 +119,25 @@ def is_model_cached(
 def _check_cached_model(model_name: str, revision: str | None = None) -> bool:
     """Seed name kept for existing PHAITA code: see :func:`is_model_cached`."""
     return is_model_cached(model_name, revision)
+
+
+def prefetch_model(
+    model_name: str,
+    model_type: str = "auto",
+    max_retries: int = 3,
+    timeout: float = 300,
+    token: str | bool | None = None,
+    **kwargs: Any,
+) -> str:
+    """Fetch phase only: bring a complete, verified snapshot into the cache; return its folder.
+
+    Same retries, resume, deadline and verification as :func:`robust_model_download`; nothing is
+    loaded into memory (what ``phaita models pull`` uses). ``model_type="tokenizer"`` skips weights.
+    """
+    req = api.prepare(model_name, model_type, max_retries, timeout, False, token, dict(kwargs))
+    if len(req.candidates) != 1:
+        raise ValueError("prefetch_model takes one model name, not a list")
+    name = req.candidates[0]
+    if api.os.path.isdir(name):
+        return name
+    return str(api.ensure_snapshot(name, api.needs_for((model_type,), req), req))
