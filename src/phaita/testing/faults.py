@@ -19,7 +19,8 @@ Fault kinds
 ``corrupt``        flip (XOR 0xFF) ``corrupt_bytes`` bytes starting at offset ``after``; same length.
 
 ``after`` is ``after_bytes`` or, when ``after_fraction`` is set, that fraction of the body length
-of *this* response (so a resumed Range request that hits the same rule fails later again).
+of *this* response (so a resumed Range request that hits the same rule fails later again). An
+offset at or past the end of the body is moved to its last byte, so the fault stays observable.
 
 Rule selection: ``path`` is an fnmatch pattern on the (unquoted) URL path, ``methods`` the HTTP
 methods. Each rule counts the requests it matches; ``nth`` (1-based) makes the rule fire first on
@@ -95,9 +96,8 @@ class FaultRule:
 
     def offset_for(self, body_length: int) -> int:
         """Byte offset inside a body of ``body_length`` bytes where the fault starts."""
-        if self.after_fraction is not None:
-            return int(body_length * self.after_fraction)
-        return min(self.after_bytes, body_length)
+        at = int(body_length * self.after_fraction) if self.after_fraction is not None else self.after_bytes
+        return max(0, min(at, body_length - 1))  # never past the last byte: the fault stays observable
 
     def describe(self) -> str:
         where = f"@{self.after_fraction:.0%}" if self.after_fraction is not None else f"@{self.after_bytes}"

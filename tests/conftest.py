@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny models published once per session, a LocalHub on them, client env."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from phaita.testing import LocalHub, publish_tiny_models
+
+
+@pytest.fixture(scope="session")
+def hub_root(tmp_path_factory) -> Path:
+    """A read-only hub root with every tiny model published (built once per session).
+
+    Do not modify it: use ``scratch_root`` / ``make_repo`` for repositories a test changes.
+    """
+    root = tmp_path_factory.mktemp("hub-root")
+    publish_tiny_models(root)
+    return root
+
+
+@pytest.fixture
+def local_hub(hub_root):
+    """A running LocalHub serving ``hub_root`` (fresh stats and no faults for every test)."""
+    with LocalHub(hub_root) as hub:
+        yield hub
+
+
+@pytest.fixture
+def scratch_root(tmp_path, hub_root) -> Path:
+    """A private, writable copy of the hub root for tests that change repositories."""
+    root = tmp_path / "scratch-root"
+    shutil.copytree(hub_root, root)
+    return root
+
+
+@pytest.fixture
+def make_repo():
+    """``make_repo(root, "org/name", {"path": bytes|str}, config={...})`` writes a repo folder."""
+
+    def _make(root: Path, repo_id: str, files: dict, config: dict | None = None) -> Path:
+        repo = Path(root) / repo_id
+        repo.mkdir(parents=True, exist_ok=True)
+        for rel, content in files.items():
+            path = repo / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+        if config is not None:
+            (repo / ".hub.json").write_text(json.dumps(config))
+        return repo
+
+    return _make
+
+
+@pytest.fixture
+def hf_env(local_hub, tmp_path, monkeypatch) -> dict[str, str]:
+    """Point huggingface_hub at ``local_hub`` with an empty cache.
+
+    Sets the environment (returned as a full env dict for ``subprocess.run(env=...)``) and patches
+    the import-time constants of an already-imported huggingface_hub (``ENDPOINT`` *and*
+    ``HUGGINGFACE_CO_URL_TEMPLATE``, which is derived from it at import) for in-process use.
+    """
+    import huggingface_hub.constants as constants
+
+    home = tmp_path / "hf-home"
+    cache = home / "hub"
+    cache.mkdir(parents=True)
+    values = {
+        "HF_ENDPOINT": local_hub.url,
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(cache),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_OFFLINE": "0",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", local_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    return dict(os.environ)
