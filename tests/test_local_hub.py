@@ -370,6 +370,26 @@ def test_stalls_wake_up_on_stop(small_hub, spec):
     assert len(body) <= 100 and (spec == "stall@100") == (b"200 OK" in head)
 
 
+def test_head_faults_and_refused_after_stop(small_hub):
+    small_hub.set_faults(parse_faults("reset:methods=HEAD"))
+    conn = _conn(small_hub)
+    with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):
+        conn.request("HEAD", f"/{SMALL}/resolve/main/config.json")
+        conn.getresponse()
+    conn.close()
+    assert small_hub.requests(method="HEAD")[0].fault == "reset"
+    assert _get(small_hub, f"/{SMALL}/resolve/main/config.json")[0].status == 200  # GET unaffected
+    keep = _conn(small_hub)  # an open keep-alive connection must not survive stop()
+    keep.request("GET", f"/{SMALL}/resolve/main/config.json")
+    keep.getresponse().read()
+    small_hub.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", small_hub.port), timeout=2)
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        keep.request("GET", f"/{SMALL}/resolve/main/config.json")
+        keep.getresponse().read()
+
+
 def test_random_faults_are_seeded():
     def run(seed):
         plan = FaultPlan(random_rate=0.5, seed=seed)
@@ -451,3 +471,22 @@ def test_serve_command_prints_url_first(hub_root):
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_serve_command_without_root_publishes_tiny_models():
+    proc = subprocess.Popen([sys.executable, "-m", "phaita.testing", "serve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        root = Path(proc.stdout.readline().split("root:", 1)[1].strip())
+        port = int(url.rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/api/models/microsoft/deberta-v3-base")
+        info = json.loads(conn.getresponse().read())
+        assert "model.safetensors" in [s["rfilename"] for s in info["siblings"]]
+        conn.close()
+    finally:
+        proc.send_signal(2)  # SIGINT
+        assert proc.wait(timeout=10) == 0
+    assert not root.exists()  # the temporary root is removed on exit

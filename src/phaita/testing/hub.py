@@ -149,6 +149,12 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     hub: LocalHub
 
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):  # clients vanishing is normal; bugs are not
+            super().handle_error(request, client_address)
+
 
 class LocalHub:
     """Serve ``root/<org>/<name>/`` folders as Hugging Face model repositories over HTTP/1.1.
@@ -373,6 +379,10 @@ class HubHandler(BaseHTTPRequestHandler):
                 if fault.kind == "status":
                     extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
                     raise _HubError(fault.status, None, f"Injected fault: HTTP {fault.status}", extra)
+                if method == "HEAD" and fault.kind in ("reset", "close"):  # no body: fail before answering
+                    return self._abort(fault.kind == "reset")
+                if method == "HEAD" and fault.kind == "stall" and hub.wait_stop(fault.seconds):
+                    return self._abort(False)
             if kind == "resolve":
                 self._resolve(method, repo_id, revision, path, fault)
             else:
@@ -387,7 +397,13 @@ class HubHandler(BaseHTTPRequestHandler):
                 headers["X-Error-Message"] = err.message
             self._respond(err.status, headers, method, data, len(data), None)
         except (BrokenPipeError, ConnectionError, TimeoutError, ValueError, OSError):
+            self.close_connection = True  # the client went away (or the hub is stopping)
+        except Exception as exc:  # a bug: answer 500 when nothing was sent yet, then drop the connection
             self.close_connection = True
+            if rec.status is None:
+                data = json.dumps({"error": f"LocalHub internal error: {exc!r}"}).encode()
+                self._respond(500, {"Content-Type": "application/json"}, method, data, len(data), None)
+            raise
         finally:
             rec.finished = time.time()
 
