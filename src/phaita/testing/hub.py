@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .faults import FaultPlan, FaultRule
+from .faults import FaultPlan, FaultRule, parse_faults
 
 __all__ = ["LocalHub", "RequestRecord", "RepoFile", "LFS_EXTENSIONS", "LFS_THRESHOLD", "repo_files", "commit_sha"]
 
@@ -164,10 +164,10 @@ class LocalHub:
     """
 
     def __init__(
-        self, root: str | os.PathLike, faults: FaultPlan | None = None, host: str = "127.0.0.1", port: int = 0
+        self, root: str | os.PathLike, faults: FaultPlan | str | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.root = Path(root)
-        self.faults = faults or FaultPlan()
+        self.faults = parse_faults(faults) if isinstance(faults, str) else (faults or FaultPlan())
         self.host, self._port = host, port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -226,8 +226,10 @@ class LocalHub:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self._port}"
 
-    def set_faults(self, plan: FaultPlan | None) -> None:
-        self.faults = plan or FaultPlan()
+    def set_faults(self, plan: FaultPlan | str | None) -> FaultPlan:
+        """Replace the fault plan (a FaultPlan or a text spec) while running; returns the new plan."""
+        self.faults = parse_faults(plan) if isinstance(plan, str) else (plan or FaultPlan())
+        return self.faults
 
     # ----------------------------------------------------------------- stats
     def _add_record(self, record: RequestRecord) -> None:
