@@ -624,6 +624,14 @@ class HubHandler(BaseHTTPRequestHandler):
         """End the connection: a TCP RST when ``reset`` else a clean FIN (after a partial body)."""
         self.close_connection = True
         if reset:
+            # Let bytes already sent reach the client first: an RST discards the peer's unread
+            # receive buffer, and on loopback that buffer holds megabytes, which would make every
+            # reset look like a large resend that no real link produces.
+            try:
+                self.wfile.flush()
+            except OSError:
+                pass
+            time.sleep(0.05)
             _reset_socket(self.connection)
             for f in (self.wfile, self.rfile):
                 try:
