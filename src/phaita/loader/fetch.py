@@ -18,10 +18,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Protocol
+from urllib.parse import quote
 
 import filelock
 import httpx2
-from huggingface_hub import hf_hub_url
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import WeakFileLock
 
@@ -148,7 +148,9 @@ def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext
             if _whole(blob, file):  # another process finished it while we waited
                 return blob
             blob.unlink(missing_ok=True)  # wrong size: never trust it
-            url = hf_hub_url(repo_id, file.path, revision=commit, endpoint=ctx.endpoint)
+            # Built here, not with hf_hub_url: its template is fixed when huggingface_hub is imported,
+            # and HF_ENDPOINT may be set later.
+            url = f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}"
             _transfer(url, file, repo, ctx, deadline)
     except filelock.Timeout:
         raise LockTimeout(f"{file.path}: another process is downloading it; waited {deadline.seconds:g} s") from None
