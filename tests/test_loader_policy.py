@@ -1,0 +1,99 @@
+"""The retry policy and the error classification, as small units (no network)."""
+
+from __future__ import annotations
+
+import errno
+
+import httpx2
+import pytest
+
+from phaita.loader import config
+from phaita.loader.errors import ChecksumMismatch, DeadlineExceeded, TransferIncomplete, UnsafeRepository
+from phaita.loader.policy import RetryEvent, RetryPolicy, classify
+
+
+def test_default_backoff_is_10_20_40_seconds(monkeypatch):
+    monkeypatch.delenv("PHAITA_BACKOFF_BASE", raising=False)
+    policy = RetryPolicy(max_attempts=4)
+    assert [policy.wait_before(k) for k in range(3)] == [10, 20, 40]
+
+
+def test_backoff_base_from_parameter_and_environment(monkeypatch):
+    monkeypatch.setenv("PHAITA_BACKOFF_BASE", "0.5")
+    assert [RetryPolicy().wait_before(k) for k in range(3)] == [0.5, 1.0, 2.0]
+    assert RetryPolicy(backoff_base=2).wait_before(1) == 4
+
+
+def test_retry_after_wins_only_when_longer():
+    policy = RetryPolicy(backoff_base=10)
+    assert policy.wait_before(0, retry_after=30) == 30
+    assert policy.wait_before(0, retry_after=3) == 10
+
+
+def test_bad_environment_values_are_value_errors_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("PHAITA_BACKOFF_BASE", "soon")
+    with pytest.raises(ValueError, match="PHAITA_BACKOFF_BASE"):
+        RetryPolicy().wait_before(0)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "maybe")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
+        config.offline_mode()
+
+
+def test_policy_runs_until_success_and_reports_each_failure():
+    events: list[RetryEvent] = []
+    slept: list[float] = []
+    calls = []
+
+    def attempt(n: int) -> str:
+        calls.append(n)
+        if n < 3:
+            raise httpx2.ConnectError("refused")
+        return "done"
+
+    policy = RetryPolicy(max_attempts=3, backoff_base=1, on_retry=events.append, sleep=slept.append)
+    assert policy.run(attempt, what="m") == "done"
+    assert calls == [1, 2, 3] and slept == [1, 2]
+    assert [(e.attempt, e.wait) for e in events] == [(1, 1), (2, 2)]
+
+
+def test_policy_stops_at_once_on_a_permanent_error():
+    slept: list[float] = []
+
+    def attempt(n: int) -> None:
+        raise UnsafeRepository("bad listing")
+
+    with pytest.raises(UnsafeRepository) as info:
+        RetryPolicy(max_attempts=5, backoff_base=1, sleep=slept.append).run(attempt, what="m")
+    assert slept == [] and info.value.attempts_made == 1
+
+
+@pytest.mark.parametrize(
+    "exc, kind, transient",
+    [
+        (httpx2.ConnectError("x"), "network", True),
+        (httpx2.ReadTimeout("x"), "network", True),
+        (httpx2.ReadError("reset"), "network", True),
+        (TransferIncomplete("cut"), "network", True),
+        (ChecksumMismatch("bad"), "network", True),
+        (DeadlineExceeded("late"), "network", True),
+        (OSError(errno.ENOSPC, "No space left on device"), "disk_full", False),
+        (PermissionError(errno.EACCES, "denied"), "cache_io", False),
+        (UnsafeRepository("..") , "unsafe", False),
+        (KeyError("bug"), "other", False),
+    ],
+)
+def test_classification(exc, kind, transient):
+    failure = classify(exc)
+    assert (failure.kind, failure.transient) == (kind, transient)
+    assert "\n" not in failure.reason
+
+
+@pytest.mark.parametrize("status, transient", [(500, True), (502, True), (503, True), (504, True), (408, True),
+                                               (429, True), (400, False), (401, False), (403, False), (404, True)])
+def test_http_status_classification(status, transient):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = httpx2.Response(status, headers={"Retry-After": "7"}, request=httpx2.Request("GET", "http://h/x"))
+    failure = classify(HfHubHTTPError("boom", response=response))
+    assert failure.transient is transient
+    assert failure.retry_after == (7 if status == 429 else None)
