@@ -147,17 +147,25 @@ class FaultPlan:
         """Return the fault to apply to this request (and record it), or None."""
         method = method.upper()
         with self._lock:
+            chosen: tuple[int, FaultRule] | None = None
+            # Every matching rule counts the request, even when an earlier rule fires: ``nth`` is
+            # the ordinal among all requests that match the rule's pattern.
             for index, rule in enumerate(self.rules):
                 if method not in rule.methods or (api and not rule.api):
                     continue
                 if not fnmatch.fnmatchcase(path, rule.path):
                     continue
                 rule.matched += 1
+                if chosen is not None:
+                    continue
                 if rule.nth is not None and rule.matched < rule.nth:
                     continue
                 limit = rule.times if rule.times is not None else (1 if rule.nth is not None else None)
                 if limit is not None and rule.fired_count >= limit:
                     continue
+                chosen = (index, rule)
+            if chosen is not None:
+                index, rule = chosen
                 rule.fired_count += 1
                 self.fired.append(FiredFault(rule.kind, method, path, index, time.time()))
                 return rule

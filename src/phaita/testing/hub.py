@@ -152,8 +152,12 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         import sys
 
-        if not isinstance(sys.exc_info()[1], OSError):  # clients vanishing is normal; bugs are not
-            super().handle_error(request, client_address)
+        exc = sys.exc_info()[1]
+        # Clients vanishing is normal, and so is a write to a connection a fault has just reset;
+        # anything else is a bug in the hub and is shown.
+        if isinstance(exc, OSError) or (isinstance(exc, ValueError) and "closed file" in str(exc)):
+            return
+        super().handle_error(request, client_address)
 
 
 class LocalHub:
