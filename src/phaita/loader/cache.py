@@ -111,7 +111,11 @@ def link_into_snapshot(repo: Path, commit: str, file: RemoteFile) -> Path:
     blob = blob_path(repo, file.etag)
     if pointer.is_symlink() and os.path.realpath(pointer) == os.path.realpath(blob):
         return pointer
-    _create_symlink(str(blob), str(pointer), new_blob=False)
+    try:
+        _create_symlink(str(blob), str(pointer), new_blob=False)
+    except FileExistsError:  # another process linked it between our remove and our symlink
+        if os.path.realpath(pointer) != os.path.realpath(blob):
+            raise
     return pointer
 
 
