@@ -1,0 +1,1 @@
+"""The ``phaita`` command line: ``main`` (the app), ``models``, ``hub``, ``output``, ``doctor``."""

@@ -1,0 +1,214 @@
+"""The checks of ``phaita models doctor``: one :class:`Check` each, OK or FAIL with advice.
+
+Every check catches its own errors: doctor reports a broken set-up, it never crashes on one.
+The token is only ever reported as present or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from phaita.loader import config
+from phaita.loader.errors import redact
+
+PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+DEFAULT_PROBE = "microsoft/deberta-v3-base"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    advice: str = ""
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "status": "OK" if self.ok else "FAIL"}
+
+
+def _guard(name: str, func: Callable[[], Check]) -> Check:
+    try:
+        return func()
+    except Exception as exc:  # a check that cannot run is a failed check, with the reason
+        return Check(name, False, redact(f"{type(exc).__name__}: {exc}"), "see the message above")
+
+
+def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile: Optional[str] = None) -> list[Check]:
+    return [
+        _guard("endpoint reachable", lambda: check_reachable(probe_model, timeout)),
+        _guard("endpoint variable", check_endpoint_variable),
+        _guard("proxy variables", check_proxies),
+        _guard("token", check_token),
+        _guard("cache directory", check_cache_writable),
+        _guard("free disk", lambda: check_disk(profile)),
+        _guard("offline mode", check_offline),
+    ]
+
+
+def _offline() -> bool:
+    try:
+        return config.offline_mode()
+    except ValueError:
+        return False  # reported by check_offline
+
+
+def _default_probe() -> str:
+    try:
+        from phaita.manifest import load_manifest
+
+        return load_manifest().unique_models()[0].name
+    except Exception:
+        return DEFAULT_PROBE
+
+
+def check_reachable(probe_model: Optional[str], timeout: float) -> Check:
+    name = "endpoint reachable"
+    endpoint = config.endpoint()
+    if _offline():
+        return Check(name, True, f"{endpoint} not contacted: offline mode is on")
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import build_hf_headers
+
+    from phaita.loader.config import Timeouts
+    from phaita.loader.net import Deadline, stream
+
+    probe = probe_model or _default_probe()
+    url = f"{endpoint}/api/models/{probe}/revision/main"
+    t0 = time.monotonic()
+    ms = lambda: f"{(time.monotonic() - t0) * 1000:.0f} ms"  # noqa: E731
+    advice = ("check the network, the proxy variables (HTTPS_PROXY, NO_PROXY) and HF_ENDPOINT; "
+              "on a site without network set HF_HUB_OFFLINE=1 and use models pulled beforehand")
+    try:
+        with stream("GET", url, headers=build_hf_headers(), deadline=Deadline.after(timeout),
+                    timeouts=Timeouts(connect=timeout, stall=timeout), what="endpoint probe") as response:
+            body = response.read()
+    except HfHubHTTPError as exc:
+        status = getattr(exc.response, "status_code", None)
+        if status is not None and status < 500:
+            return Check(name, True, f"{endpoint} answered HTTP {status} in {ms()} "
+                         f"(probe model {probe} not available there: a mirror may not carry it)")
+        return Check(name, False, f"{endpoint} answered HTTP {status} in {ms()}",
+                     "the hub or a proxy in between is failing; try again later, or use a mirror (HF_ENDPOINT)")
+    except Exception as exc:
+        reason = redact(" ".join(str(exc).split())[:200]) or type(exc).__name__
+        return Check(name, False, f"cannot reach {endpoint} ({type(exc).__name__}: {reason}) after {ms()}", advice)
+    try:
+        commit = json.loads(body).get("sha", "?")
+    except (ValueError, AttributeError):
+        return Check(name, False, f"{endpoint} answered in {ms()}, but not with the Hub API (JSON expected)",
+                     "a captive portal or proxy login page is in the way, or HF_ENDPOINT is not a Hub mirror")
+    return Check(name, True, f"{endpoint} answered HTTP 200 in {ms()} ({probe} at {str(commit)[:12]})")
+
+
+def check_endpoint_variable() -> Check:
+    name = "endpoint variable"
+    raw = os.environ.get("HF_ENDPOINT", "").strip()
+    try:
+        endpoint = config.endpoint()
+    except ValueError as exc:
+        return Check(name, False, str(exc), "set HF_ENDPOINT to the mirror's base URL, e.g. http://mirror.local:8080")
+    if raw:
+        return Check(name, True, f"HF_ENDPOINT={endpoint} (a mirror: every command uses it)")
+    return Check(name, True, f"HF_ENDPOINT unset: {endpoint}")
+
+
+def _mask(value: str) -> str:
+    return re.sub(r"//[^/@\s]*@", "//***@", value)  # user:password in a proxy URL
+
+
+def check_proxies() -> Check:
+    name = "proxy variables"
+    found, bad = [], []
+    for var in PROXY_VARS:
+        for key in (var, var.lower()):
+            value = os.environ.get(key)
+            if value is None or value.strip() == "":
+                continue
+            found.append(f"{key}={_mask(value)}")
+            if var != "NO_PROXY" and "://" not in value:
+                bad.append(key)
+    if bad:
+        return Check(name, False, ", ".join(found),
+                     f"{', '.join(bad)} must be a URL with a scheme, e.g. http://proxy.local:3128")
+    return Check(name, True, ", ".join(found) if found else "none set (direct connection)")
+
+
+def check_token() -> Check:
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        return Check("token", True, "none (public models only; gated models need HF_TOKEN or `hf auth login`)")
+    source = "HF_TOKEN" if os.environ.get("HF_TOKEN", "").strip() else "stored login"
+    return Check("token", True, f"present (from {source}; not shown)")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_cache_writable() -> Check:
+    name = "cache directory"
+    cache = config.cache_dir()
+    advice = "set HF_HUB_CACHE (or HF_HOME) to a writable folder, or fix its permissions"
+    if cache.exists():
+        if not cache.is_dir():
+            return Check(name, False, f"{cache} exists but is not a folder", advice)
+        try:
+            with tempfile.NamedTemporaryFile(dir=cache, prefix=".phaita-doctor-") as fh:
+                fh.write(b"ok")
+                fh.flush()
+        except OSError as exc:
+            return Check(name, False, f"{cache} is not writable ({exc.strerror or exc})", advice)
+        return Check(name, True, f"{cache} is writable")
+    base = _existing_ancestor(cache)
+    if base.is_dir() and os.access(base, os.W_OK | os.X_OK):
+        return Check(name, True, f"{cache} (does not exist yet; {base} is writable, it will be created)")
+    return Check(name, False, f"{cache} does not exist and {base} is not writable", advice)
+
+
+def check_disk(profile: Optional[str]) -> Check:
+    from phaita.manifest import load_manifest
+    from phaita.utils.model_loader import is_model_cached
+
+    from .output import human_size
+
+    name = "free disk"
+    cache = config.cache_dir()
+    specs = load_manifest().unique_models(profile)
+    missing = [s for s in specs if not any(
+        is_model_cached(c, model_type=s.model_type, gguf_file=s.gguf_file, cache_dir=str(cache)) for c in s.candidates)]
+    need = int(sum(s.size_mb for s in missing) * 1e6)
+    base = _existing_ancestor(cache)
+    free = shutil.disk_usage(base).free
+    label = profile or "default"
+    detail = (f"{human_size(free)} free at {base}; the manifest's {label} models need about {human_size(need)} "
+              f"more ({len(missing)} of {len(specs)} not cached)")
+    if free < need:
+        return Check(name, False, detail, "free space on that disk, or move the cache to a larger one "
+                     "(HF_HUB_CACHE or HF_HOME); `phaita models status` shows what the cache holds")
+    return Check(name, True, detail)
+
+
+def check_offline() -> Check:
+    name = "offline mode"
+    shown = ", ".join(f"{v}={os.environ[v]}" for v in OFFLINE_VARS if v in os.environ) or f"{' and '.join(OFFLINE_VARS)} unset"
+    try:
+        on = config.offline_mode()
+    except ValueError as exc:
+        return Check(name, False, str(exc), "use 1 (offline) or 0 (online)")
+    if on:
+        return Check(name, True, f"ON ({shown}): no network at all; only models already in the cache load")
+    return Check(name, True, f"off ({shown})")

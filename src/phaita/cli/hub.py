@@ -1,0 +1,54 @@
+"""``phaita hub serve``: the local Hugging Face Hub of :mod:`phaita.testing`, with fault injection.
+
+For trying the loader (or ``hf download``) against a flaky hub by hand::
+
+    phaita hub serve --faults 'reset@30%,503x2' &      # first line printed: the URL
+    HF_ENDPOINT=http://127.0.0.1:PORT phaita models pull microsoft/deberta-v3-base
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A local Hugging Face Hub for trials and tests.")
+
+FAULTS_HELP = ("Fault spec, comma-separated: reset@30%, close@50%, 503x2, 429:5 (Retry-After), stall:1, "
+               "trickle:50k, corrupt@10%, random:0.2:seed=7, with :path=GLOB, #N (Nth request), xN (N times). "
+               "See docs/CLI.md.")
+
+
+def _check_faults(spec: Optional[str]) -> Optional[str]:
+    if spec:
+        from phaita.testing.faults import parse_faults
+
+        try:
+            parse_faults(spec)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return spec
+
+
+@app.command()
+def serve(
+    root: Optional[Path] = typer.Option(None, "--root", exists=True, file_okay=False, dir_okay=True,
+                                        help="Folder of <org>/<name> repositories (default: a temporary folder "
+                                             "with freshly generated tiny test models)."),
+    faults: Optional[str] = typer.Option(None, "--faults", callback=_check_faults, help=FAULTS_HELP),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="TCP port (default: a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    pypi: bool = typer.Option(False, "--pypi", help="Also publish the real small models shipped on PyPI "
+                                                    "(without --root)."),
+) -> None:
+    """Serve a local hub until Ctrl-C / SIGTERM. The URL is the first line printed."""
+    from phaita.testing.__main__ import serve as run
+
+    try:
+        code = run(root, faults, host, port, pypi=pypi)
+    except OSError as exc:  # port in use, address not available
+        from .output import fail
+
+        raise fail(f"Error: cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    raise typer.Exit(code)
