@@ -167,6 +167,9 @@ class PullProgress:
         self.current: str | None = None
 
     def begin_model(self, label: str, repo_id: str, needs: Any) -> None:
+        from rich.markup import escape
+
+        label = escape(label)
         self.repo_id, self.needs, self.t0, self.label = repo_id, needs, time.time(), label
         self.done: dict[str, int] = {}
         self.already = 0

@@ -263,11 +263,16 @@ def hash_file(path: Path, algorithm: str, size: int, on_bytes: Hashed | None = N
     else:
         h = hashlib.sha1()
         h.update(b"blob %d\x00" % size)
+    before = os.stat(path)
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
             if on_bytes:
                 on_bytes(len(chunk))
+    try:  # verifying is not using: keep the access time that "last used" reports
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    except OSError:
+        pass
     return h.hexdigest()
 
 
