@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import pty
 import select
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -343,6 +346,7 @@ def test_hub_serve_and_pull_in_processes(cli_env, hub_root, tmp_path):
 def _run_on_terminal(args: list[str], env: dict, timeout: float = 60) -> tuple[int, str]:
     """Run with stdout and stderr on a pseudo-terminal; return (exit code, everything written)."""
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a sized window, as a real one
     proc = subprocess.Popen([PHAITA, *args], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=env)
     os.close(slave)
     chunks, deadline = [], time.monotonic() + timeout
@@ -369,5 +373,6 @@ def test_bars_on_a_terminal_only(cli_env, local_hub):
     assert code == 0 and "━" in screen and "[1/1] microsoft/deberta-v3-base" in screen
     piped = subprocess_run(["models", "pull", DEBERTA], env)
     assert piped.returncode == 0 and "━" not in piped.stdout + piped.stderr
-    code, screen = _run_on_terminal(["models", "status", "--json"], env)
-    assert code == 0 and "━" not in screen and json.loads(screen)["models"][0]["name"] == DEBERTA
+    env["HF_HUB_CACHE"] = env["HF_HUB_CACHE"] + "-json"  # a fresh cache: a real transfer, on a terminal
+    code, screen = _run_on_terminal(["models", "pull", DEBERTA, "--json"], env)
+    assert code == 0 and json.loads(screen)["models"][0]["ok"]  # nothing but the JSON, no bar of any kind

@@ -46,6 +46,7 @@ def _targets(names: list[str], all_models: bool, profile: Optional[str], model_t
 def _pull_one(target: dict[str, Any], index: int, count: int, bar: out.PullProgress | None,
               opts: dict[str, Any]) -> dict[str, Any]:
     from phaita.loader.errors import ModelDownloadError
+    from phaita.loader.fetch import NoProgress
     from phaita.loader.selection import Needs
     from phaita.utils.model_loader import prefetch_model
 
@@ -63,6 +64,8 @@ def _pull_one(target: dict[str, Any], index: int, count: int, bar: out.PullProgr
             needs = Needs(weights=mtype != "tokenizer", tokenizer=mtype == "tokenizer", gguf_file=gguf)
             bar.begin_model(f"[{index}/{count}] {name}", name, needs)
             kwargs["progress"] = bar
+        else:  # not the loader's default either (tqdm on a terminal): no bars means none
+            kwargs["progress"] = NoProgress()
         try:
             path = prefetch_model(name, mtype, **kwargs)
         except (ModelDownloadError, ValueError) as exc:
@@ -226,8 +229,12 @@ def verify(
     bad = [b for r in reports for b in r.bad]
     repair_report = None
     if repair and bad:
+        from phaita.loader.fetch import NoProgress
+        from phaita.loader.progress import default_progress
+
+        bars = default_progress() if out.bars_enabled(json_mode) else NoProgress()
         with out.loader_logging():
-            repair_report = inspect.repair(cache_dir, bad, max_retries=max_retries, timeout=timeout)
+            repair_report = inspect.repair(cache_dir, bad, max_retries=max_retries, timeout=timeout, progress=bars)
         again = {r.repo_id for r in reports if r.bad}
         fixed = _verify_with_bar(cache_dir, inspect.scan_cache(cache_dir, again), json_mode)
         reports = [next((f for f in fixed if f.repo_id == r.repo_id), r) for r in reports]
