@@ -188,8 +188,14 @@ def check_disk(profile: Optional[str]) -> Check:
     name = "free disk"
     cache = config.cache_dir()
     specs = load_manifest().unique_models(profile)
-    missing = [s for s in specs if not any(
-        is_model_cached(c, model_type=s.model_type, gguf_file=s.gguf_file, cache_dir=str(cache)) for c in s.candidates)]
+
+    def cached(name: str, spec) -> bool:
+        try:
+            return is_model_cached(name, model_type=spec.model_type, gguf_file=spec.gguf_file, cache_dir=str(cache))
+        except Exception:  # e.g. a pickle-only snapshot: not usable as is, so not counted as cached
+            return False
+
+    missing = [s for s in specs if not any(cached(c, s) for c in s.candidates)]
     need = int(sum(s.size_mb for s in missing) * 1e6)
     base = _existing_ancestor(cache)
     free = shutil.disk_usage(base).free
