@@ -169,3 +169,10 @@ def test_load_failure_is_a_model_download_error_with_advice(loader_env, local_hu
         robust_model_download("phaita-test/tiny-bert", model_type="seq2seq_lm")
     assert type(info.value).__name__ == "ModelLoadError"
     assert "model_type" in str(info.value)
+
+
+def test_cached_pickle_snapshot_is_reported_but_not_loaded_without_opt_in(loader_env, local_hub):
+    robust_model_download("phaita-test/tiny-bert-bin", allow_pickle=True)
+    assert is_model_cached("phaita-test/tiny-bert-bin")
+    with pytest.raises(UnsafeModelError, match="allow_pickle=True"):
+        robust_model_download("phaita-test/tiny-bert-bin", allow_offline=False)

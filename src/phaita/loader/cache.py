@@ -27,6 +27,7 @@ from pathlib import Path
 
 from huggingface_hub.file_download import repo_folder_name
 
+from .errors import UnsupportedWeights
 from .listing import RemoteFile, RepoListing, is_commit_hash
 from .selection import Needs, is_weight, select_files
 
@@ -153,6 +154,9 @@ def snapshot_status(cache_dir: Path, repo_id: str, revision: str, needs: Needs) 
         wanted = select_files(listing.files, needs, read_index=lambda f: (snapshot / f.path).read_bytes())
     except (OSError, ValueError):
         return SnapshotStatus(repo_id, commit, snapshot, False, missing=["(index)"], verified_listing=True)
+    except UnsupportedWeights as exc:  # e.g. pickle-only weights without allow_pickle: not usable as is
+        return SnapshotStatus(repo_id, commit, snapshot, False, missing=[f"(usable weights: {exc})"],
+                              verified_listing=True)
     status = SnapshotStatus(repo_id, commit, snapshot, True, verified_listing=True, files=wanted)
     for f in wanted:
         try:

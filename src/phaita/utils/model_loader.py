@@ -103,7 +103,8 @@ def is_model_cached(
 
     No network access. For a candidate list: True when any candidate is complete.
     """
-    kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir}
+    # allow_pickle: this asks whether the files are here, not whether loading them is allowed.
+    kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "allow_pickle": True}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     req = api.prepare(model_name, model_type, 1, 1, True, False, kwargs)
