@@ -1,0 +1,86 @@
+"""The chaos suite: >= 200 loads through a hub that injects seeded random faults.
+
+CI runs the short mode (about half a minute on two cores); ``PHAITA_FULL=1`` runs the full mode
+(1000 loads, more faults, longer stalls, an 8 MB file). The same run from a shell:
+``python -m phaita.testing.chaos [--full]``. See :mod:`phaita.testing.chaos` for what is checked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from phaita.testing.chaos import CHAOS_KINDS, ChaosConfig, audit_cache, main, run_chaos, sha256_file
+
+FULL = os.environ.get("PHAITA_FULL", "").strip() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="module")
+def chaos_dir(tmp_path_factory) -> Path:
+    """One work folder per module: the chaos models are published once."""
+    return tmp_path_factory.mktemp("chaos")
+
+
+def test_chaos_loads_are_exact_or_fail_cleanly(chaos_dir):
+    config = ChaosConfig.full() if FULL else ChaosConfig.short()
+    report = run_chaos(config, workdir=chaos_dir)
+    print("\n" + report.table())
+    problems = "\n".join(report.problems())
+    assert report.loads == config.loads >= 200
+    assert report.corrupt == 0, problems
+    assert report.hangs == 0, problems
+    assert report.unexpected == 0, problems
+    assert report.succeeded + report.failed_cleanly == report.loads
+    # The faults were real: every kind fired, transfers were resumed, some loads ran out of attempts...
+    assert all(report.faults[kind] > 0 for kind in CHAOS_KINDS), report.faults
+    assert report.resumes > 0 and report.failed_attempts > 0
+    assert report.failed_cleanly > 0
+    # ...and still most loads succeeded, without sending much twice.
+    assert report.succeeded >= 0.8 * report.loads
+    assert report.ratio < 1.15
+    slowest = max(r.seconds / r.bound for r in report.results)
+    assert slowest < 1
+
+
+def test_the_checks_catch_a_loader_that_skips_verification(chaos_dir, monkeypatch):
+    """Positive control: with hash verification switched off and every file corrupted in transit,
+    the runner must report corrupt loads (so a zero in the real run means something)."""
+    from phaita.loader import fetch
+
+    monkeypatch.setattr(fetch._Hasher, "ok", lambda self: True)
+    config = ChaosConfig.short(loads=6, kinds=("corrupt",), rate=1.0, api_rate=0.0, retries=(1,), workers=2)
+    report = run_chaos(config, workdir=chaos_dir)
+    assert report.corrupt > 0 and not report.ok
+    assert any("differ" in p or "holds other bytes" in p for r in report.results for p in r.corrupt)
+
+
+def test_audit_finds_wrong_blobs_and_links_to_partial_files(tmp_path):
+    hub = tmp_path / "hub" / "acme" / "m"
+    hub.mkdir(parents=True)
+    (hub / "config.json").write_text("{}")
+    truth = {("acme/m", "config.json"): sha256_file(hub / "config.json")}
+    repo = tmp_path / "cache" / "models--acme--m"
+    (repo / "blobs").mkdir(parents=True)
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    good = repo / "blobs" / truth[("acme/m", "config.json")]
+    good.write_text("{}")
+    (snap / "config.json").symlink_to(good)
+    assert audit_cache(tmp_path / "cache", lambda r, p: truth.get((r, p))) == []
+    (repo / "blobs" / ("a" * 64)).write_bytes(b"not what the name says")
+    partial = repo / "blobs" / ("b" * 64 + ".incomplete")
+    partial.write_bytes(b"half")
+    (snap / "model.safetensors").symlink_to(partial)
+    problems = audit_cache(tmp_path / "cache", lambda r, p: truth.get((r, p)))
+    assert len(problems) == 2
+    assert "holds other bytes" in problems[0] and "links a partial file" in problems[1]
+
+
+def test_command_line_prints_the_summary(chaos_dir, capsys):
+    assert main(["--loads", "8", "--seed", "3", "--quiet", "--workdir", str(chaos_dir)]) == 0
+    out = capsys.readouterr().out
+    for row in ("loads", "succeeded", "failed cleanly", "corrupt (must be 0)", "hangs (must be 0)",
+                "bytes served / bytes needed"):
+        assert row in out
