@@ -1,0 +1,279 @@
+"""ComplaintGenerator: what a patient (or a parent) would say, for a condition's symptoms.
+
+Two paths. With ``use_pretrained=True`` a causal LM (loaded through the model loader) writes the
+patient's own words from a few-shot chat prompt. With ``use_pretrained=False`` (or after a
+fallback) templates assemble varied lay-language complaints from the phrasings in the domain data.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from typing import Any, Sequence
+
+from phaita.domain import Condition, Domain, get_domain
+from phaita.manifest import default_spec
+from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_or_fallback, model_label
+
+log = logging.getLogger("phaita.models.generator")
+
+__all__ = ["ComplaintGenerator"]
+
+COMPONENT = "ComplaintGenerator"
+_OPENERS = ("", "", "Hi,", "Please help,", "I don't feel well.", "Sorry to bother you,", "I need some help.", "Hello,")
+_CARE_OPENERS = ("", "", "Please help,", "I'm really worried.", "Hi,", "Sorry to call,")
+_CLOSERS = ("", "", "", "What should I do?", "I'm really worried.", "Can someone come out?", "I don't know what to do.")
+_JOINERS = (". Also, ", ". On top of that, ", ", plus ", ". And I should say ", ", and also ", ". Oh and ")
+_SYSTEM = ("You turn symptom lists into what a patient says to a paramedic: one or two short sentences, "
+           "first person, everyday words, no medical terms, no diagnosis.")
+_SYSTEM_CARE = ("You turn symptom lists into what a worried parent says to a paramedic about their baby: one or two "
+                "short sentences, everyday words, no medical terms, no diagnosis.")
+_SHOTS = (("fever, cough, aching muscles",
+           "I've been burning up since yesterday, I can't stop coughing and every muscle in my body aches."),
+          ("sore throat, runny nose", "My throat is really sore and my nose won't stop running."))
+_SHOTS_CARE = (("my baby: temperature, crying a lot", "My little boy has had a temperature since last night and he "
+                                                      "won't stop crying."),)
+_GENERIC = {"with", "when", "have", "been", "like", "that", "this", "just", "from", "more", "than", "feel", "feels",
+            "really", "every", "time", "what", "there", "it's", "much", "some", "keep", "away", "over", "into"}
+_TO_FEMALE = {"he": "she", "him": "her", "his": "her", "he's": "she's", "boy": "girl", "son": "daughter",
+              "himself": "herself"}
+_TO_MALE = {"she": "he", "she's": "he's", "girl": "boy", "daughter": "son", "herself": "himself"}
+
+
+def _gender(text: str, female: bool) -> str:
+    """Make a caregiver phrase consistently about a girl or a boy."""
+    def sub(m: re.Match[str]) -> str:
+        w = m.group(0)
+        low = w.lower()
+        if female:
+            rep = _TO_FEMALE.get(low, w)
+        elif low == "her":
+            nxt = text[m.end():].lstrip().split(" ", 1)[0].lower()
+            rep = "him" if (not nxt or nxt.endswith("ing") or not nxt.isalpha()) else "his"
+        else:
+            rep = _TO_MALE.get(low, w)
+        return rep[0].upper() + rep[1:] if w[0].isupper() else rep
+    return re.sub(r"\b[A-Za-z]+(?:'s)?\b", sub, text)
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:] if s else s
+
+
+class ComplaintGenerator:
+    """Generate patient complaints for a condition.
+
+    Args:
+        model_name: causal LM (Hub id, local folder or candidate list). Default: the manifest's.
+        use_pretrained: load the LM through the loader; False: templates only, no model.
+        use_4bit: passed to the loader (4-bit where CUDA and bitsandbytes exist, else a warning).
+        fallback_to_templates: on a loader failure log ONE warning and use templates instead of raising.
+        seed: seeds symptom sampling, templates and LM sampling.
+        max_retries, timeout, allow_offline, token, loader_kwargs: passed to the model loader.
+        model, tokenizer: an already loaded LM to share (no load happens).
+        domain: the conditions (default: the packaged data).
+    Raises:
+        ModelDownloadError: the LM could not be loaded (message starts with ``ComplaintGenerator:``).
+    """
+
+    def __init__(self, model_name: str | Sequence[str] | None = None, use_pretrained: bool = True,
+                 use_4bit: bool = True, *, fallback_to_templates: bool = False, seed: int | None = None,
+                 max_new_tokens: int = 48, temperature: float = 0.5, top_p: float = 0.9, min_symptoms: int = 2,
+                 max_symptoms: int = 5, max_retries: int = 3, timeout: float = 300, allow_offline: bool = False,
+                 token: str | bool | None = None, loader_kwargs: dict[str, Any] | None = None,
+                 model: Any = None, tokenizer: Any = None, domain: Domain | None = None) -> None:
+        if min_symptoms < 1 or max_symptoms < min_symptoms:
+            raise ValueError("need 1 <= min_symptoms <= max_symptoms")
+        self.domain = domain or get_domain()
+        spec = default_spec(COMPONENT, "generator")
+        self.model_name = model_name if model_name is not None else spec.model_name
+        self.use_pretrained = use_pretrained
+        self.use_4bit = use_4bit
+        self.fallback_to_templates = fallback_to_templates
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.min_symptoms, self.max_symptoms = min_symptoms, max_symptoms
+        self.rng = random.Random(seed)
+        self.loader_options = LoaderOptions(max_retries, timeout, allow_offline, token, dict(loader_kwargs or {}))
+        self.model, self.tokenizer = model, tokenizer
+        self.loaded_model_name: str | None = None
+        self.stats = {"lm": 0, "template_fallback": 0}  # LM complaints kept / replaced by a template
+        self.last_source: str | None = None  # "lm" or "template": how the last complaint was written
+        if model is not None and tokenizer is not None:
+            self.loaded_model_name = model_label(self.model_name, model)
+        elif use_pretrained:
+            extra = spec.loader_kwargs() if model_name is None else {}
+            extra.pop("use_4bit", None)
+            if use_4bit:
+                extra["use_4bit"] = True
+            loaded = load_or_fallback(COMPONENT, fallback_to_templates, "template complaints",
+                                      self.model_name, "causal_lm", self.loader_options, extra)
+            if loaded is not None:
+                self.model, self.tokenizer = loaded
+                self.loaded_model_name = model_label(self.model_name, self.model)
+
+    @property
+    def mode(self) -> str:
+        """``"lm"`` when a language model writes the complaints, ``"template"`` otherwise."""
+        return "lm" if self.model is not None else "template"
+
+    # -- symptoms ----------------------------------------------------------------------------
+    def sample_symptoms(self, icd10_code: str, rng: random.Random | None = None) -> list[str]:
+        """Symptom ids for one patient: each included with its probability, between min and max count."""
+        rng = rng or self.rng
+        cond = self.domain.condition(icd10_code)
+        chosen = [s for s, p in cond.symptoms.items() if rng.random() < p]
+        rest = [s for s in cond.symptoms if s not in chosen]
+        while len(chosen) < min(self.min_symptoms, len(cond.symptoms)):
+            pick = rng.choices(rest, weights=[cond.symptoms[s] for s in rest])[0]
+            rest.remove(pick)
+            chosen.append(pick)
+        if len(chosen) > self.max_symptoms:
+            chosen = rng.sample(chosen, self.max_symptoms)
+        rng.shuffle(chosen)
+        if "infant" in chosen:  # a parent says who it is about first
+            chosen.remove("infant")
+            chosen.insert(0, "infant")
+        return chosen
+
+    def _resolve(self, symptoms: Sequence[str]) -> list[tuple[str, str | None]]:
+        """(symptom text, symptom id or None for free text) for ids, names or free text."""
+        out = []
+        for s in symptoms:
+            try:
+                sym = self.domain.symptom(s)
+                out.append((sym.name, sym.id))
+            except KeyError:
+                out.append((str(s).strip(), None))
+        return out
+
+    # -- templates ----------------------------------------------------------------------------
+    def template_complaint(self, symptoms: Sequence[str], icd10_code: str, rng: random.Random | None = None) -> str:
+        """A lay-language complaint assembled from the domain phrasings (no model)."""
+        rng = rng or self.rng
+        cond = self.domain.condition(icd10_code)
+        care = cond.speaker == "caregiver"
+        female = rng.random() < 0.5
+        clauses = []
+        for text, sid in self._resolve(symptoms):
+            if sid is None:
+                phrase = f"I have {text}" if not care else f"my baby has {text}"
+            else:
+                phrase = rng.choice(self.domain.symptoms[sid].phrasings_for(cond.speaker))
+            clauses.append(_gender(phrase, female) if care else phrase)
+        opener = rng.choice(_CARE_OPENERS if care else _OPENERS)
+        body = (clauses[0] if opener.endswith(",") else _cap(clauses[0])) if clauses else ""
+        special = rng.sample(_JOINERS, len(_JOINERS))  # each connective at most once per complaint
+        for i, c in enumerate(clauses[1:], start=2):
+            if i == len(clauses):
+                joiner = rng.choice((" and ", ", and ", ". And ", special[0]))
+            else:
+                joiner = rng.choice((", ", ". ")) if rng.random() < 0.5 or not special else special.pop()
+            body += joiner + (_cap(c) if joiner.endswith(". ") else c)
+        parts = [opener, body + "."]
+        if cond.durations and rng.random() < 0.75:
+            parts.append(_gender(rng.choice(cond.durations), female) if care else rng.choice(cond.durations))
+        parts.append(rng.choice(_CLOSERS))
+        text = " ".join(p for p in parts if p)
+        text = re.sub(r"([.,!?])\.", r"\1", text)
+        return re.sub(r"(^|[.!?] )([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+
+    # -- language model -----------------------------------------------------------------------
+    def _messages(self, symptoms: Sequence[str], cond: Condition) -> list[dict[str, str]]:
+        # Plain symptom names, in the few-shot format: what a 135M model follows best (measured).
+        names = [text for text, sid in self._resolve(symptoms) if sid != "infant"]
+        care = cond.speaker == "caregiver"
+        msgs = [{"role": "system", "content": _SYSTEM_CARE if care else _SYSTEM}]
+        for q, a in (_SHOTS_CARE if care else _SHOTS):
+            msgs += [{"role": "user", "content": f"Symptoms: {q}"}, {"role": "assistant", "content": a}]
+        msgs.append({"role": "user", "content": "Symptoms: " + ("my baby: " if care else "") + ", ".join(names)})
+        return msgs
+
+    def _on_topic(self, text: str, symptoms: Sequence[str]) -> bool:
+        """Mentions one of the symptoms (word stems of names and phrasings) and speaks as the patient."""
+        words = re.findall(r"[a-z']+", text.lower())
+        second = sum(w in ("you", "your", "you're", "you've") for w in words)
+        first = sum(w in ("i", "i'm", "i've", "my", "me", "she", "he", "her", "his", "baby") for w in words)
+        if len(words) < 4 or second > first:
+            return False
+        stems = set()
+        for name, sid in self._resolve(symptoms):
+            texts = [name] + (list(self.domain.symptoms[sid].phrasings_for("caregiver")) if sid else [])
+            for t in texts:
+                stems.update(w[:5] for w in re.findall(r"[a-z]+", t.lower()) if len(w) >= 4 and w not in _GENERIC)
+        return any(w[:5] in stems for w in words if len(w) >= 4)
+
+    def _lm_complaint(self, symptoms: Sequence[str], cond: Condition, rng: random.Random,
+                      temperature: float | None = None, attempts: int = 2) -> str | None:
+        """The LM's complaint, or None when it stays off topic ``attempts`` times."""
+        care = cond.speaker == "caregiver"
+        for _ in range(attempts):
+            raw = chat_generate(self.model, self.tokenizer, self._messages(symptoms, cond),
+                                max_new_tokens=self.max_new_tokens, temperature=temperature or self.temperature,
+                                top_p=self.top_p, seed=rng.randrange(2 ** 31),
+                                prefix=rng.choice(("My baby", "My little one")) if care else "I")
+            text = clean_generation(raw, max_sentences=3)
+            if self._on_topic(text, symptoms):
+                self.stats["lm"] += 1
+                return text
+            log.debug("%s: LM output off topic (%r)", COMPONENT, raw)
+        self.stats["template_fallback"] += 1
+        return None
+
+    # -- public API -----------------------------------------------------------------------------
+    def generate_complaint(self, symptoms: Sequence[str] | None = None, icd10_code: str = "J45.9") -> str:
+        """One complaint for ``icd10_code`` mentioning ``symptoms`` (ids, names or free text;
+        None: sampled from the condition's probabilities)."""
+        cond = self.domain.condition(icd10_code)
+        if symptoms is None:
+            symptoms = self.sample_symptoms(icd10_code)
+        if isinstance(symptoms, str):
+            symptoms = [symptoms]
+        if self.model is not None:
+            text = self._lm_complaint(symptoms, cond, self.rng)
+            if text:
+                self.last_source = "lm"
+                return text
+        self.last_source = "template"
+        return self.template_complaint(symptoms, icd10_code)
+
+    def generate_diverse_complaints(self, symptoms: Sequence[str] | None = None, icd10_code: str = "J45.9",
+                                    num_variants: int = 3) -> list[str]:
+        """``num_variants`` different complaints for the same symptoms (duplicates only if exhausted)."""
+        if num_variants < 1:
+            raise ValueError("num_variants must be >= 1")
+        cond = self.domain.condition(icd10_code)
+        if symptoms is None:
+            symptoms = self.sample_symptoms(icd10_code)
+        out: list[str] = []
+        tries = 0
+        while len(out) < num_variants and tries < num_variants * 8:
+            tries += 1
+            text = None
+            if self.model is not None and tries <= num_variants + 1:  # one LM try per variant (+1 spare)
+                text = self._lm_complaint(symptoms, cond, self.rng, self.temperature + 0.2 * (tries - 1) / num_variants,
+                                          attempts=1)
+            text = text or self.template_complaint(symptoms, icd10_code)
+            if text not in out:
+                out.append(text)
+        while len(out) < num_variants:
+            out.append(self.template_complaint(symptoms, icd10_code))
+        return out
+
+    def generate_dataset(self, n_per_condition: int = 50, codes: Sequence[str] | None = None,
+                         seed: int | None = None, use_lm: bool = False) -> tuple[list[str], list[str]]:
+        """(complaints, codes): ``n_per_condition`` complaints for each condition, sampled symptoms.
+
+        Templates by default (fast); ``use_lm=True`` uses the LM when one is loaded.
+        """
+        rng = random.Random(seed) if seed is not None else self.rng
+        texts: list[str] = []
+        labels: list[str] = []
+        for code in (codes or self.domain.codes):
+            cond = self.domain.condition(code)
+            for _ in range(n_per_condition):
+                syms = self.sample_symptoms(code, rng)
+                text = self._lm_complaint(syms, cond, rng) if (use_lm and self.model is not None) else None
+                texts.append(text or self.template_complaint(syms, code, rng))
+                labels.append(code)
+        return texts, labels

@@ -1,0 +1,229 @@
+"""QuestionGenerator: the next triage question, chosen by expected information gain.
+
+Given the current diagnosis probabilities and the symptoms already confirmed or denied, it picks
+the symptom whose answer best separates the leading conditions (largest expected reduction in
+entropy, using P(symptom | condition) from the domain data), then phrases the question: by the
+language model when one is loaded (through the model loader), from the domain's question
+templates otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from phaita.domain import Domain, get_domain
+from phaita.manifest import default_spec
+from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_or_fallback, model_label
+
+log = logging.getLogger("phaita.models.question_generator")
+
+__all__ = ["QuestionGenerator", "Question", "expected_information_gain"]
+
+COMPONENT = "QuestionGenerator"
+_SYSTEM = ("You are a paramedic. Rewrite the given triage question as one short, kind, plain-English yes/no "
+           "question to the patient. Reply with the question only.")
+_SHOTS = (("Do you have a sore throat?", "Is your throat sore at all?"),
+          ("Have you had a headache?", "Have you been getting any headaches?"))
+
+_AUX = {"do", "does", "did", "is", "are", "was", "were", "have", "has", "had", "can", "could", "would", "will", "any"}
+_NOT_TOPIC = {"have", "been", "your", "with", "when", "does", "that", "what", "like", "feel", "right", "now", "than",
+              "normal", "usual", "more", "child"}
+
+Probabilities = Mapping[str, float] | Sequence[tuple]
+
+
+@dataclass(frozen=True)
+class Question:
+    """A proposed question: its text, the symptom it asks about, the expected information gain
+    (bits) and where the wording came from (``"lm"`` or ``"template"``)."""
+
+    text: str
+    symptom_id: str
+    information_gain: float
+    source: str
+
+
+def _entropy(p: Iterable[float]) -> float:
+    return -sum(x * math.log2(x) for x in p if x > 0)
+
+
+def expected_information_gain(prior: Mapping[str, float], likelihood: Mapping[str, float]) -> float:
+    """Expected entropy reduction (bits) of asking a yes/no question.
+
+    ``prior``: P(condition) (normalised here); ``likelihood``: P(yes | condition).
+    """
+    total = sum(prior.values())
+    if total <= 0:
+        return 0.0
+    prior = {c: p / total for c, p in prior.items()}
+    p_yes = sum(prior[c] * likelihood[c] for c in prior)
+    gain = _entropy(prior.values())
+    for answer_p, lik in ((p_yes, lambda c: likelihood[c]), (1 - p_yes, lambda c: 1 - likelihood[c])):
+        if answer_p <= 0:
+            continue
+        post = [prior[c] * lik(c) / answer_p for c in prior]
+        gain -= answer_p * _entropy(post)
+    return max(gain, 0.0)
+
+
+class QuestionGenerator:
+    """Propose the next triage question.
+
+    Args:
+        model_name: causal LM used to phrase questions. Default: the manifest's.
+        use_pretrained: load the LM through the loader; False: template questions only.
+        fallback_to_templates: on a loader failure log ONE warning and use templates instead of raising.
+        top_n: how many leading conditions the question should separate.
+        update_with_answers: first update the given probabilities by Bayes' rule with the confirmed and
+            denied symptoms (set False when the caller's probabilities already include the answers).
+        max_retries, timeout, allow_offline, token, loader_kwargs: passed to the model loader.
+        model, tokenizer: an already loaded LM to share (e.g. the ComplaintGenerator's).
+    Raises:
+        ModelDownloadError: the LM could not be loaded (message starts with ``QuestionGenerator:``).
+    """
+
+    def __init__(self, model_name: str | Sequence[str] | None = None, use_pretrained: bool = True, *,
+                 use_4bit: bool = True, fallback_to_templates: bool = False, top_n: int = 3,
+                 update_with_answers: bool = True,
+                 max_new_tokens: int = 32, seed: int | None = None, max_retries: int = 3, timeout: float = 300,
+                 allow_offline: bool = False, token: str | bool | None = None,
+                 loader_kwargs: dict[str, Any] | None = None, model: Any = None, tokenizer: Any = None,
+                 domain: Domain | None = None) -> None:
+        if top_n < 2:
+            raise ValueError("top_n must be >= 2 (a question separates at least two conditions)")
+        self.domain = domain or get_domain()
+        spec = default_spec(COMPONENT, "generator")
+        self.model_name = model_name if model_name is not None else spec.model_name
+        self.top_n, self.max_new_tokens = top_n, max_new_tokens
+        self.update_with_answers = update_with_answers
+        self.rng = random.Random(seed)
+        self.loader_options = LoaderOptions(max_retries, timeout, allow_offline, token, dict(loader_kwargs or {}))
+        self.model, self.tokenizer = model, tokenizer
+        self.loaded_model_name: str | None = model_label(self.model_name, model) if model is not None else None
+        if model is None and use_pretrained:
+            extra = spec.loader_kwargs() if model_name is None else {}
+            extra.pop("use_4bit", None)
+            if use_4bit:
+                extra["use_4bit"] = True
+            loaded = load_or_fallback(COMPONENT, fallback_to_templates, "template questions",
+                                      self.model_name, "causal_lm", self.loader_options, extra)
+            if loaded is not None:
+                self.model, self.tokenizer = loaded
+                self.loaded_model_name = model_label(self.model_name, self.model)
+
+    @property
+    def mode(self) -> str:
+        return "lm" if self.model is not None else "template"
+
+    # -- selection ------------------------------------------------------------------------------
+    def _probabilities(self, diagnosis: Probabilities) -> dict[str, float]:
+        """Accept {code: p} or predict_diagnosis output [(code, name, p), ...] (or [(code, p), ...])."""
+        if isinstance(diagnosis, Mapping):
+            probs = {str(c): float(p) for c, p in diagnosis.items()}
+        else:
+            probs = {str(t[0]): float(t[-1]) for t in diagnosis}
+        unknown = [c for c in probs if c not in self.domain.conditions]
+        if unknown:
+            raise ValueError(f"unknown ICD-10 codes in diagnosis probabilities: {unknown}")
+        if not probs or any(p < 0 or math.isnan(p) for p in probs.values()) or sum(probs.values()) <= 0:
+            raise ValueError("diagnosis probabilities must be non-negative with a positive sum")
+        return probs
+
+    def _known(self, symptoms: Iterable[str]) -> set[str]:
+        out = set()
+        for s in symptoms:
+            try:
+                out.add(self.domain.symptom(s).id)
+            except KeyError:
+                log.debug("%s: ignoring unknown symptom %r", COMPONENT, s)
+        return out
+
+    def update_probabilities(self, diagnosis: Probabilities, confirmed: Iterable[str] = (),
+                             denied: Iterable[str] = ()) -> dict[str, float]:
+        """Bayes update of the condition probabilities by answered symptoms (normalised)."""
+        probs = self._probabilities(diagnosis)
+        for sid in self._known(confirmed):
+            probs = {c: p * self.domain.probability(c, sid) for c, p in probs.items()}
+        for sid in self._known(denied):
+            probs = {c: p * (1 - self.domain.probability(c, sid)) for c, p in probs.items()}
+        total = sum(probs.values())
+        return {c: p / total for c, p in probs.items()} if total > 0 else probs
+
+    def rank_symptoms(self, diagnosis: Probabilities, confirmed_symptoms: Iterable[str] = (),
+                      denied_symptoms: Iterable[str] = ()) -> list[tuple[str, float]]:
+        """(symptom id, expected information gain in bits) for every unasked symptom, best first.
+
+        The gain is computed over the ``top_n`` leading conditions (renormalised, after the answers'
+        Bayes update when ``update_with_answers``); ties are broken
+        by symptom order in the domain data, so the result is deterministic.
+        """
+        confirmed_symptoms, denied_symptoms = list(confirmed_symptoms), list(denied_symptoms)
+        probs = (self.update_probabilities(diagnosis, confirmed_symptoms, denied_symptoms)
+                 if self.update_with_answers else self._probabilities(diagnosis))
+        leading = dict(sorted(probs.items(), key=lambda kv: -kv[1])[: self.top_n])
+        asked = self._known(confirmed_symptoms) | self._known(denied_symptoms)
+        candidates = {s for c in leading for s in self.domain.condition(c).symptoms} - asked
+        ranked = []
+        for sid in self.domain.symptoms:  # domain order: deterministic tie-break
+            if sid in candidates:
+                lik = {c: self.domain.probability(c, sid) for c in leading}
+                ranked.append((sid, expected_information_gain(leading, lik)))
+        ranked.sort(key=lambda t: -t[1])
+        return ranked
+
+    def select_symptom(self, diagnosis: Probabilities, confirmed_symptoms: Iterable[str] = (),
+                       denied_symptoms: Iterable[str] = ()) -> tuple[str, float] | None:
+        """The best (symptom id, gain), or None when every relevant symptom has been asked."""
+        ranked = self.rank_symptoms(diagnosis, confirmed_symptoms, denied_symptoms)
+        return ranked[0] if ranked else None
+
+    # -- phrasing -------------------------------------------------------------------------------
+    def _speaker(self, diagnosis: Probabilities) -> str:
+        probs = self._probabilities(diagnosis)
+        top = max(probs, key=probs.get)
+        return self.domain.condition(top).speaker
+
+    def phrase_question(self, symptom_id: str, speaker: str = "patient") -> tuple[str, str]:
+        """(question text, source): the LM's rewording when loaded and sane, else the template."""
+        template = self.domain.symptom(symptom_id).question_for(speaker)
+        if self.model is None:
+            return template, "template"
+        msgs = [{"role": "system", "content": _SYSTEM}]
+        for q, a in _SHOTS:
+            msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        msgs.append({"role": "user", "content": template})
+        raw = chat_generate(self.model, self.tokenizer, msgs, max_new_tokens=self.max_new_tokens,
+                            temperature=0.5, seed=self.rng.randrange(2 ** 31))
+        text = clean_generation(raw, max_sentences=2, max_words=30)
+        m = re.search(r"[^.!?]*\?", text)
+        question = m.group(0).strip() if m else ""
+        if not self._usable(question, symptom_id, template):
+            log.debug("%s: LM question unusable (%r); using the template", COMPONENT, raw)
+            return template, "template"
+        return question[0].upper() + question[1:], "lm"
+
+    def _usable(self, question: str, symptom_id: str, template: str) -> bool:
+        """A yes/no question (starts with an auxiliary verb) that still names the symptom."""
+        words = re.findall(r"[a-z']+", question.lower())
+        if len(words) < 3 or len(words) > 25 or words[0] not in _AUX:
+            return False
+        sym = self.domain.symptoms[symptom_id]
+        stems = {w[:5] for t in (sym.name, template) for w in re.findall(r"[a-z]+", t.lower())
+                 if len(w) >= 4 and w not in _NOT_TOPIC}
+        return any(w[:5] in stems for w in words if len(w) >= 4)
+
+    def generate_question(self, diagnosis_probabilities: Probabilities, confirmed_symptoms: Iterable[str] = (),
+                          denied_symptoms: Iterable[str] = ()) -> Question | None:
+        """The next question (None when nothing useful is left to ask)."""
+        confirmed, denied = list(confirmed_symptoms), list(denied_symptoms)
+        best = self.select_symptom(diagnosis_probabilities, confirmed, denied)
+        if best is None:
+            return None
+        sid, gain = best
+        text, source = self.phrase_question(sid, self._speaker(diagnosis_probabilities))
+        return Question(text=text, symptom_id=sid, information_gain=gain, source=source)
