@@ -38,7 +38,7 @@ class LoadRequest:
     max_retries: int
     timeout: float
     allow_offline: bool
-    token: str | bool | None
+    token: str | bool | None = field(repr=False)
     revision: str | None
     cache_dir: Path
     backoff_base: float | None

@@ -57,7 +57,7 @@ class FetchContext:
 
     cache_dir: Path
     endpoint: str
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = field(repr=False)  # holds the token
     timeouts: Timeouts
     progress: Progress = field(default_factory=NoProgress)
     bytes_received: int = 0  # counted across attempts, for reports
