@@ -73,6 +73,12 @@ def _candidates(model_name: Any) -> list[str]:
     return out
 
 
+def _unsafe_revision(revision: str) -> bool:
+    """True for a revision that, used as ``refs/<revision>`` in the cache, would leave that folder."""
+    return (any(part in ("", ".", "..") for part in revision.split("/")) or "\\" in revision
+            or any(ord(c) < 32 or ord(c) == 127 for c in revision))
+
+
 def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, allow_offline: Any,
             token: Any, kwargs: dict[str, Any], model_types: Sequence[str] = ()) -> LoadRequest:
     """Check every argument up front: a ValueError naming the argument, before any I/O."""
@@ -88,8 +94,9 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
                                 or not math.isfinite(backoff) or backoff < 0):
         raise ValueError(f"backoff_base must be a number of seconds >= 0; got {backoff!r}")
     revision = kwargs.pop("revision", None)
-    if revision is not None and (not isinstance(revision, str) or not revision.strip() or "\x00" in revision):
-        raise ValueError(f"revision must be a branch, tag or commit hash; got {revision!r}")
+    if revision is not None and (not isinstance(revision, str) or not revision.strip() or _unsafe_revision(revision)):
+        raise ValueError(f"revision must be a branch, tag or commit hash (it names a file under refs/ in the "
+                         f"cache: no '..', '.' or empty parts, backslashes or control characters); got {revision!r}")
     if token is not None and not isinstance(token, (str, bool)):
         raise ValueError("token must be a string, True/False or None")
     if kwargs.pop("local_files_only", False):
