@@ -83,7 +83,7 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
             token: Any, kwargs: dict[str, Any], model_types: Sequence[str] = ()) -> LoadRequest:
     """Check every argument up front: a ValueError naming the argument, before any I/O."""
     for t in (model_type, *model_types):
-        if t not in MODEL_TYPES:
+        if not isinstance(t, str) or t not in MODEL_TYPES:  # (a list is unhashable: TypeError otherwise)
             raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}; got {t!r}")
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
         raise ValueError(f"max_retries must be an integer >= 1; got {max_retries!r}")
