@@ -73,6 +73,14 @@ def _candidates(model_name: Any) -> list[str]:
     return out
 
 
+def _finite(value: int | float) -> bool:
+    """math.isfinite, also for ints too large for a float (10**400 raises OverflowError there)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _unsafe_revision(revision: str) -> bool:
     """True for a revision that, used as ``refs/<revision>`` in the cache, would leave that folder."""
     return (any(part in ("", ".", "..") for part in revision.split("/")) or "\\" in revision
@@ -87,11 +95,11 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
             raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}; got {t!r}")
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
         raise ValueError(f"max_retries must be an integer >= 1; got {max_retries!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not _finite(timeout) or timeout <= 0:
         raise ValueError(f"timeout must be a number of seconds > 0; got {timeout!r}")
     backoff = kwargs.pop("backoff_base", None)
     if backoff is not None and (isinstance(backoff, bool) or not isinstance(backoff, (int, float))
-                                or not math.isfinite(backoff) or backoff < 0):
+                                or not _finite(backoff) or backoff < 0):
         raise ValueError(f"backoff_base must be a number of seconds >= 0; got {backoff!r}")
     revision = kwargs.pop("revision", None)
     if revision is not None and (not isinstance(revision, str) or not revision.strip() or _unsafe_revision(revision)):
