@@ -141,6 +141,13 @@ def log_retry(event: RetryEvent) -> None:
     )
 
 
+def _finite_non_negative(value: object) -> bool:
+    try:
+        return 0 <= float(value) < float("inf")  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):  # 10**400, None-like junk, "abc"
+        return False
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """At most ``max_attempts`` attempts with exponential backoff between them.
@@ -157,14 +164,15 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or self.max_attempts < 1:
             raise ValueError(f"max_retries must be an integer >= 1, got {self.max_attempts!r}")
-        if self.backoff_base is not None and not (0 <= float(self.backoff_base) < float("inf")):
+        if self.backoff_base is not None and not _finite_non_negative(self.backoff_base):
             raise ValueError(f"backoff_base must be a finite number >= 0, got {self.backoff_base!r}")
 
     def wait_before(self, retry_index: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retry_index`` (0 = before the 2nd attempt)."""
         base = config.backoff_base() if self.backoff_base is None else float(self.backoff_base)
         cap = config.max_backoff() if self.max_backoff is None else self.max_backoff
-        wait = min(base * 2**retry_index, cap)
+        # 2**k as a float, its exponent bounded: from k = 1024 on, an int 2**k overflows a float.
+        wait = min(base * 2.0 ** min(retry_index, 1000), cap)
         if retry_after is not None:
             wait = max(wait, min(retry_after, config.max_retry_after()))
         return wait
