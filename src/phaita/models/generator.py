@@ -34,8 +34,15 @@ _SHOTS = (("fever, cough, aching muscles",
           ("sore throat, runny nose", "My throat is really sore and my nose won't stop running."))
 _SHOTS_CARE = (("my baby: temperature, crying a lot", "My little boy has had a temperature since last night and he "
                                                       "won't stop crying."),)
-_GENERIC = {"with", "when", "have", "been", "like", "that", "this", "just", "from", "more", "than", "feel", "feels",
-            "really", "every", "time", "what", "there", "it's", "much", "some", "keep", "away", "over", "into"}
+_GENERIC = {"with", "more", "than", "usual", "known", "when", "over", "slowly", "getting", "worse", "months", "came",
+            "using", "brought", "each", "unintended", "rounded", "swollen", "pulling", "breath", "feeling"}
+_SYNONYMS = {  # everyday words for the commonest symptoms (stems)
+    "shortness": ("breath", "air", "puff", "gasp", "wind"), "breathing": ("breath", "pant"),
+    "breathlessness": ("breath", "air", "puff"), "phlegm": ("mucu", "gunk", "spit", "snot", "sputum"),
+    "fever": ("hot", "temperat", "burn"), "tiredness": ("tired", "exhaust", "energy", "wiped", "weak"),
+    "wheezing": ("whist", "wheez"), "chills": ("shiver", "cold"), "aching": ("ache", "hurt", "sore"),
+    "tightness": ("tight", "squeez", "pressure"), "feeding": ("feed", "bottle", "milk", "eat"),
+}
 _TO_FEMALE = {"he": "she", "him": "her", "his": "her", "he's": "she's", "boy": "girl", "son": "daughter",
               "himself": "herself"}
 _TO_MALE = {"she": "he", "she's": "he's", "girl": "boy", "daughter": "son", "herself": "himself"}
@@ -190,18 +197,22 @@ class ComplaintGenerator:
         return msgs
 
     def _on_topic(self, text: str, symptoms: Sequence[str]) -> bool:
-        """Mentions one of the symptoms (word stems of names and phrasings) and speaks as the patient."""
+        """Speaks as the patient (or parent) and names one of the symptoms (stems of the symptom
+        names, plus everyday synonyms of the commonest ones)."""
         words = re.findall(r"[a-z']+", text.lower())
         second = sum(w in ("you", "your", "you're", "you've") for w in words)
         first = sum(w in ("i", "i'm", "i've", "my", "me", "she", "he", "her", "his", "baby") for w in words)
         if len(words) < 4 or second > first:
             return False
-        stems = set()
+        stems: set[str] = set()
         for name, sid in self._resolve(symptoms):
-            texts = [name] + (list(self.domain.symptoms[sid].phrasings_for("caregiver")) if sid else [])
-            for t in texts:
-                stems.update(w[:5] for w in re.findall(r"[a-z]+", t.lower()) if len(w) >= 4 and w not in _GENERIC)
-        return any(w[:5] in stems for w in words if len(w) >= 4)
+            if sid == "infant":  # who it is about, not a symptom
+                continue
+            for w in re.findall(r"[a-z]+", name.lower()):
+                if len(w) >= 4 and w not in _GENERIC:
+                    stems.add(w[:4])
+                    stems.update(_SYNONYMS.get(w, ()))
+        return any(w.startswith(stem) for w in words for stem in stems)
 
     def _lm_complaint(self, symptoms: Sequence[str], cond: Condition, rng: random.Random,
                       temperature: float | None = None, attempts: int = 2) -> str | None:
@@ -221,7 +232,7 @@ class ComplaintGenerator:
         return None
 
     # -- public API -----------------------------------------------------------------------------
-    def generate_complaint(self, symptoms: Sequence[str] | None = None, icd10_code: str = "J45.9") -> str:
+    def generate_complaint(self, symptoms: Sequence[str] | None, icd10_code: str) -> str:
         """One complaint for ``icd10_code`` mentioning ``symptoms`` (ids, names or free text;
         None: sampled from the condition's probabilities)."""
         cond = self.domain.condition(icd10_code)
@@ -237,7 +248,7 @@ class ComplaintGenerator:
         self.last_source = "template"
         return self.template_complaint(symptoms, icd10_code)
 
-    def generate_diverse_complaints(self, symptoms: Sequence[str] | None = None, icd10_code: str = "J45.9",
+    def generate_diverse_complaints(self, symptoms: Sequence[str] | None, icd10_code: str,
                                     num_variants: int = 3) -> list[str]:
         """``num_variants`` different complaints for the same symptoms (duplicates only if exhausted)."""
         if num_variants < 1:

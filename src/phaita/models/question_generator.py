@@ -25,11 +25,8 @@ log = logging.getLogger("phaita.models.question_generator")
 __all__ = ["QuestionGenerator", "Question", "expected_information_gain"]
 
 COMPONENT = "QuestionGenerator"
-_SYSTEM = ("You are a paramedic. Rewrite the given triage question as one short, kind, plain-English yes/no "
-           "question to the patient. Reply with the question only.")
-_SHOTS = (("Do you have a sore throat?", "Is your throat sore at all?"),
-          ("Have you had a headache?", "Have you been getting any headaches?"))
-
+_SYSTEM = "You are a paramedic asking a patient short, plain yes/no questions about one symptom at a time."
+_SHOTS = (("sore throat", "Do you have a sore throat?"), ("headache", "Have you been getting headaches?"))
 _AUX = {"do", "does", "did", "is", "are", "was", "were", "have", "has", "had", "can", "could", "would", "will", "any"}
 _NOT_TOPIC = {"have", "been", "your", "with", "when", "does", "that", "what", "like", "feel", "right", "now", "than",
               "normal", "usual", "more", "child"}
@@ -193,12 +190,15 @@ class QuestionGenerator:
         template = self.domain.symptom(symptom_id).question_for(speaker)
         if self.model is None:
             return template, "template"
+        # A 135M model answers a question it is asked to rephrase; asked for a question about a
+        # named symptom, with the reply started by the template's first two words, it writes one.
         msgs = [{"role": "system", "content": _SYSTEM}]
         for q, a in _SHOTS:
-            msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-        msgs.append({"role": "user", "content": template})
+            msgs += [{"role": "user", "content": f"Symptom: {q}"}, {"role": "assistant", "content": a}]
+        who = " (asking a parent about their baby)" if speaker == "caregiver" else ""
+        msgs.append({"role": "user", "content": f"Symptom{who}: {self.domain.symptom(symptom_id).name}"})
         raw = chat_generate(self.model, self.tokenizer, msgs, max_new_tokens=self.max_new_tokens,
-                            temperature=0.5, seed=self.rng.randrange(2 ** 31))
+                            temperature=0.5, seed=self.rng.randrange(2 ** 31), prefix=" ".join(template.split()[:2]))
         text = clean_generation(raw, max_sentences=2, max_words=30)
         m = re.search(r"[^.!?]*\?", text)
         question = m.group(0).strip() if m else ""
