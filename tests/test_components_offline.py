@@ -297,3 +297,17 @@ def test_realism_scorer_without_models(gen):
         scorer.score(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         RealismScorer(use_pretrained=False, weights=(0, 0, 0))
+
+
+def test_lm_output_guards():
+    """The checks that send an off-topic LM complaint or a non-question back to the templates."""
+    g = ComplaintGenerator(use_pretrained=False)
+    assert g._on_topic("I'm wheezing and I can't get any air in.", ["wheezing", "shortness_of_breath"])
+    assert g._on_topic("I've been coughing up thick green mucus.", ["colored_phlegm", "productive_cough"])
+    assert not g._on_topic("I'm so glad, I had an amazing day at the beach.", ["wheezing", "fever"])
+    assert not g._on_topic("Your lungs are wheezing, you need to rest.", ["wheezing"])  # not the patient's voice
+    q = QuestionGenerator(use_pretrained=False)
+    tmpl = get_domain().symptoms["fever"].question
+    assert q._usable("Have you had a fever today?", "fever", tmpl)
+    assert not q._usable("Yes, I've had a fever!", "fever", tmpl)  # an answer, not a question
+    assert not q._usable("Do you like the beach?", "fever", tmpl)  # off topic
