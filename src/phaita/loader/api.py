@@ -81,6 +81,23 @@ def _finite(value: int | float) -> bool:
         return False
 
 
+def _clean_token(token: str) -> str:
+    """Strip line ends and spaces (a token read from a file), as huggingface_hub does for HF_TOKEN.
+
+    What is left must be sendable in an HTTP header: otherwise the HTTP library's error would quote
+    the header, token included, in a message and in its debug log. The value is never echoed here.
+    """
+    register_secret(token)
+    cleaned = token.replace("\r", "").replace("\n", "").strip()
+    if not cleaned:
+        raise ValueError("token is empty: pass None to use HF_TOKEN or the stored login, or False to send none")
+    if any(not ("!" <= c <= "~") for c in cleaned):
+        raise ValueError("token contains spaces, control or non-ASCII characters, which an HTTP header cannot "
+                         "carry; check how it was copied (the value is not shown)")
+    register_secret(cleaned)
+    return cleaned
+
+
 def _unsafe_revision(revision: str) -> bool:
     """True for a revision that, used as ``refs/<revision>`` in the cache, would leave that folder."""
     return (any(part in ("", ".", "..") for part in revision.split("/")) or "\\" in revision
@@ -107,6 +124,8 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
                          f"cache: no '..', '.' or empty parts, backslashes or control characters); got {revision!r}")
     if token is not None and not isinstance(token, (str, bool)):
         raise ValueError("token must be a string, True/False or None")
+    if isinstance(token, str):
+        token = _clean_token(token)
     if kwargs.pop("local_files_only", False):
         allow_offline = True
     kwargs.pop("use_auth_token", None)
