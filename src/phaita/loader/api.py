@@ -176,7 +176,7 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     if not req.resume:
         removed = cache.discard_partials(repo)
         if removed:
-            logger.info("%s: discarded %d partial download(s) (resume_download=False)", repo_id, len(removed))
+            logger.info("%s: discarded %d partial download(s): resume_download is False", repo_id, len(removed))
     status = cache.snapshot_status(req.cache_dir, repo_id, revision, needs)
     if req.offline:
         if status.complete:

@@ -89,7 +89,7 @@ def incomplete_path(repo: Path, etag: str) -> Path:
 
 
 def discard_partials(repo: Path) -> list[Path]:
-    """Delete this model's partial downloads (``resume_download=False``)."""
+    """Delete this model's partial downloads (when the caller turns resume_download off)."""
     removed = []
     for path in (repo / "blobs").glob("*.incomplete"):
         try:
