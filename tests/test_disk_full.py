@@ -48,22 +48,14 @@ class TmpfsDisk:
         subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True, capture_output=True)
 
     def fill(self) -> None:
-        """Another program writes until the disk is full."""
-        block = b"\0" * MB
-        with open(self.filler, "ab") as fh:
-            try:
-                while True:
-                    fh.write(block)
-                    fh.flush()
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-        # leave no slack at all (the last partial block)
+        """Another program writes until the disk is full (unbuffered: every byte that fits lands)."""
         with open(self.filler, "ab", buffering=0) as fh:
-            try:
-                while fh.write(b"\0" * 4096):
-                    pass
-            except OSError:
-                pass
+            for block in (MB, 4096):
+                try:
+                    while fh.write(b"\0" * block):
+                        pass
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
 
     def unfill(self) -> None:
         self.filler.unlink(missing_ok=True)
@@ -203,7 +195,7 @@ def test_disk_filling_up_during_the_download_fails_at_once_keeps_the_prefix_and_
             box["error"] = exc
         box["ended"] = time.monotonic()
 
-    thread = threading.Thread(target=download)
+    thread = threading.Thread(target=download, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not (partial.exists() and partial.stat().st_size >= 2 * MB):
