@@ -79,9 +79,9 @@ def test_sigkill_mid_download_resumes_and_ends_verified(slow_big_hub, big_root):
     truth = _truth(big_root)
 
     sizes_at_kill = [0]
-    served_per_run = []
+    run_starts = []  # index of each run's first request in the hub's records
     for threshold in (1_500_000, 4_000_000, 6_000_000):
-        before = hub.bytes_sent("/resolve/")
+        run_starts.append(len(hub.stats))
         proc = _spawn(env, BIG)
         deadline = time.monotonic() + 60
         while _size(partial) < threshold:
@@ -92,18 +92,19 @@ def test_sigkill_mid_download_resumes_and_ends_verified(slow_big_hub, big_root):
         _kill(proc)
         time.sleep(0.3)  # let the hub notice the dead peer
         sizes_at_kill.append(_size(partial))
-        served_per_run.append(hub.bytes_sent("/resolve/") - before)
         assert not blob.exists(), "a killed download never leaves a complete-looking blob"
         assert audit_cache(cache, truth) == []
         assert is_model_cached(BIG, cache_dir=str(cache)) is False
         assert sizes_at_kill[-1] >= threshold
 
     hub.set_faults(None)
-    before = hub.bytes_sent("/resolve/")
+    run_starts.append(len(hub.stats))
     proc = _spawn(env, BIG)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
-    served_per_run.append(hub.bytes_sent("/resolve/") - before)
+    records = hub.stats  # (a killed run's last response may have grown after the kill: count it there)
+    served_per_run = [sum(r.bytes_sent for r in records[a:b] if "/resolve/" in r.path)
+                      for a, b in zip(run_starts, run_starts[1:] + [len(records)])]
     snapshot = Path(out.strip().splitlines()[-1])
     assert sha256_of(snapshot / "model.safetensors") == sha
     assert not partial.exists() and blob.exists()
