@@ -140,6 +140,14 @@ def chat_generate(model: Any, tokenizer: Any, messages: list[dict[str, str]], *,
         system = " ".join(m["content"] for m in messages if m["role"] == "system")
         prompt = (system + "\n\n" if system else "") + "\n".join(lines) + "\nAssistant:" + (" " + prefix if prefix else "")
         enc = tokenizer(prompt, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc.get("attention_mask")
+    ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(ctx, int) and ctx > 1:  # a short-context model: keep the prompt's end, never index past it
+        max_new_tokens = min(max_new_tokens, ctx // 2)
+        keep = ctx - max_new_tokens
+        if ids.shape[1] > keep:
+            log.debug("prompt of %d tokens cut to its last %d (model context %d)", ids.shape[1], keep, ctx)
+            ids, mask = ids[:, -keep:], (mask[:, -keep:] if mask is not None else None)
     if seed is not None:
         torch.manual_seed(seed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -149,8 +157,8 @@ def chat_generate(model: Any, tokenizer: Any, messages: list[dict[str, str]], *,
         gen_kwargs.update(temperature=temperature, top_p=top_p)
     model.eval()
     with torch.inference_mode():
-        out = model.generate(input_ids=enc["input_ids"], attention_mask=enc.get("attention_mask"), **gen_kwargs)
-    reply = tokenizer.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
+    reply = tokenizer.decode(out[0][ids.shape[1]:], skip_special_tokens=True)
     if not prefix:
         return reply
     return prefix + reply if reply[:1] in ("'", "’", ",", ".", "") or not prefix[-1].isalpha() else prefix + (
