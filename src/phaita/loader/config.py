@@ -10,8 +10,10 @@ Variable                   Default     Meaning
 PHAITA_BACKOFF_BASE        10          First wait between attempts, seconds (then x2, x4...)
 PHAITA_MAX_BACKOFF         600         Longest single wait between attempts, seconds
 PHAITA_MAX_RETRY_AFTER     300         Longest ``Retry-After`` honoured, seconds
-PHAITA_FRESHNESS_TIMEOUT   3           Budget of the one "is main still at this commit?"
+PHAITA_FRESHNESS_TIMEOUT   2.5         Budget of the one "is main still at this commit?"
                                        check made when a branch is already cached, seconds
+                                       (with the ~0.2 s of setting up a request, a dead or
+                                       stalled hub costs a warm load < 3 s)
 PHAITA_STALL_TIMEOUT       10          Silence on an open connection before it is treated
                                        as broken and resumed, seconds
 PHAITA_CONNECT_TIMEOUT     10          TCP/TLS connect timeout, seconds
@@ -72,7 +74,7 @@ def max_retry_after() -> float:
 
 
 def freshness_timeout() -> float:
-    return _env_float("PHAITA_FRESHNESS_TIMEOUT", 3.0, minimum=0.01)
+    return _env_float("PHAITA_FRESHNESS_TIMEOUT", 2.5, minimum=0.01)
 
 
 def stall_timeout() -> float:
