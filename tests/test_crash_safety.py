@@ -25,7 +25,7 @@ import pytest
 from loader_fixtures import BIG, BIG_SIZE, big_root, loader_env, sha256_of  # noqa: F401
 from phaita.testing import FaultPlan, FaultRule, LocalHub
 from phaita.testing.chaos import audit_cache, sha256_file, snapshot_files
-from phaita.utils.model_loader import is_model_cached, load_model_and_tokenizer, robust_model_download
+from phaita.utils.model_loader import is_model_cached, load_model_and_tokenizer, prefetch_model, robust_model_download
 
 REPO = "phaita-test/tiny-bert"
 PREFETCH = ("import sys; from phaita.utils.model_loader import prefetch_model; "
@@ -230,3 +230,31 @@ def test_four_processes_load_one_model_at_once_and_each_file_moves_once(loader_e
     assert audit_cache(Path(loader_env["HF_HUB_CACHE"]), truth) == []
     model, tokenizer = load_model_and_tokenizer(REPO, allow_offline=True)  # the shared cache loads
     assert type(model).__name__ == "BertModel" and tokenizer("fever")["input_ids"]
+
+
+def test_four_threads_of_one_process_load_one_model_at_once(loader_env, hub_root):
+    """Threads share a process id: the cache's temporary file names must not collide between them."""
+    import threading
+
+    truth = _truth(hub_root)
+    errors: list[BaseException] = []
+    with LocalHub(hub_root) as hub:
+        for round_ in range(8):
+            cache = Path(loader_env["HF_HUB_CACHE"]) / f"round-{round_}"
+
+            def load() -> None:
+                try:
+                    prefetch_model(REPO, cache_dir=str(cache), max_retries=1)
+                except BaseException as exc:  # noqa: BLE001
+                    errors.append(exc)
+
+            os.environ["HF_ENDPOINT"] = hub.url
+            threads = [threading.Thread(target=load) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert audit_cache(cache, truth) == []
+    assert errors == [], [str(e).splitlines()[:2] for e in errors]
+    model, tokenizer = load_model_and_tokenizer(REPO, cache_dir=str(cache), allow_offline=True)
+    assert type(model).__name__ == "BertModel"
