@@ -255,6 +255,9 @@ def test_four_threads_of_one_process_load_one_model_at_once(loader_env, hub_root
             for t in threads:
                 t.join(60)
             assert audit_cache(cache, truth) == []
+            gets = [r.path for r in hub.requests("/resolve/", method="GET")]
+            assert len(gets) == len(set(gets)), f"a file was transferred twice: {sorted(gets)}"
+            hub.reset_stats()
     assert errors == [], [str(e).splitlines()[:2] for e in errors]
     model, tokenizer = load_model_and_tokenizer(REPO, cache_dir=str(cache), allow_offline=True)
     assert type(model).__name__ == "BertModel"
