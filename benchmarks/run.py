@@ -20,7 +20,8 @@ Scenarios (goals from issue 6):
 
 1. clean network, cold cache, a ~200 MB BERT-like safetensors model: wall time phaita / plain (<= 1.05)
 2. warm cache, hub refusing connections and hub stalled (accepts, never answers; every request, API
-   and HEAD included): time to a loaded model; phaita within 3 s of a local-only load
+   and HEAD included): time to a loaded model; phaita within 3 s of a local-only load. Also a raw
+   server that never answers anything, with huggingface_hub's telemetry on (its default)
 3. the transfer cut after each 10 % of the file (9 cuts), by TCP resets and by clean closes:
    completed, wall time, bytes served / file size (completes, <= 1.01, <= 1.5 x the clean run)
 4. a hub trickling 50 kB/s after the first MB, ``timeout=30, max_retries=1``: time until the attempt
@@ -184,6 +185,7 @@ class Row:
     file_size: int | None = None
     faults: Callable[[], object] | None = None  # a fresh FaultPlan for every run
     cap: float | None = None  # None: the run's cap (``--cap``)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the client
     skipped: str | None = None
     runs: list[Run] = field(default_factory=list)
 
@@ -240,7 +242,8 @@ class Bench:
             if row.faults is not None:
                 row.hub.set_faults(row.faults())
             row.hub.reset_stats()
-        run = run_child(spec, child_env(endpoint, cache, self.home), row.cap or self.cap, self.work / "logs" / tag)
+        run = run_child(spec, child_env(endpoint, cache, self.home, row.env), row.cap or self.cap,
+                        self.work / "logs" / tag)
         if row.hub is not None and row.file_size:
             if run.capped:
                 time.sleep(0.2)  # let the hub notice the killed client
@@ -317,6 +320,38 @@ def publish(root: Path, repo_id: str, files: dict[str, Path]) -> None:
         link_or_copy(src, root / repo_id / name)
 
 
+class Blackhole:
+    """A server that accepts TCP connections and never answers anything (nor reads)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)
+        self._sock.settimeout(0.2)
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="Blackhole", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self._conns.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for conn in [self._sock, *self._conns]:
+            conn.close()
+
+
 def refusing_endpoint() -> tuple[str, socket.socket]:
     """A bound, never-listening port: every connection attempt is refused (RST) at once."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -335,7 +370,7 @@ def scenario_1(b: Bench, hub, size: int) -> None:
     b.measure(rows)
 
 
-def scenario_2(b: Bench, hub, stalled_hub, refused_url: str) -> None:
+def scenario_2(b: Bench, hub, stalled_hub, refused_url: str, blackhole: Blackhole) -> None:
     b.log("Scenario 2: warm cache; hub refusing connections / stalled")
     caches = {op: b.work / "warm" / op for op in ("phaita", "hub", "transformers")}
     b.prime("phaita_fetch", hub.url, caches["phaita"])
@@ -357,6 +392,17 @@ def scenario_2(b: Bench, hub, stalled_hub, refused_url: str) -> None:
         rows += [b.heavy_row(Row(scenario, op, endpoint=url, cache=caches[owner[op]]))
                  for op in ("phaita", "hub", "transformers")]
         rows.append(Row(scenario, "phaita_fetch", endpoint=url, cache=caches["phaita"]))
+    # The LocalHub answers routes it does not serve (such as huggingface_hub's /api/agent-harnesses,
+    # fetched with a 3 s timeout whenever telemetry is on and no registry younger than a day is cached)
+    # with a 404, stalled or not. A server that never answers anything shows what that costs.
+    telemetry_on = {"HF_HUB_DISABLE_TELEMETRY": "0"}
+    rows += [
+        Row("2-blackhole", "phaita_fetch", "telemetry off", endpoint=lambda: blackhole.url, cache=caches["phaita"]),
+        Row("2-blackhole", "phaita_fetch", "telemetry on: hf default", endpoint=lambda: blackhole.url,
+            cache=caches["phaita"], env=telemetry_on),
+        b.heavy_row(Row("2-blackhole", "phaita", "telemetry on: hf default", endpoint=lambda: blackhole.url,
+                        cache=caches["phaita"], env=telemetry_on)),
+    ]
     b.measure(rows)  # one interleaved set: the references share the faulty runs' noise
 
 
@@ -417,6 +463,7 @@ SCENARIO_TITLES = {
     "2-local": "2 warm, local only (reference)",
     "2-refused": "2 warm, hub refusing",
     "2-stalled": "2 warm, hub stalled",
+    "2-blackhole": "2 warm, hub never answers",
     "3-clean": "3 reference: no cuts",
     "3-reset": "3 cut every 10 %: TCP resets",
     "3-close": "3 cut every 10 %: clean closes",
@@ -539,6 +586,22 @@ def goals(rows: list[Row], mode: Mode, cap: float) -> list[Goal]:
     out.append(Goal("2", "warm cache, hub refusing / stalled: phaita within 3 s of a local-only load",
                     all(oks) if oks else None, "; ".join(details) or "not measured"))
     details, oks = [], []
+    for op, r in pairs:
+        row = find(rows, "2-blackhole", op, "telemetry on")
+        if row is not None and row.capped:
+            oks.append(False)
+            details.append(f"{LABELS[op]} > {cap:g} s (cap)")
+            continue
+        if row is None or r is None or row.median() is None or r.median() is None:
+            continue
+        oks.append(row.done == len(row.runs) and row.median() - r.median() <= 3.0)
+        details.append(f"{LABELS[op]} {row.median() - r.median():+.2f} s vs {r.label}")
+    off = find(rows, "2-blackhole", "phaita_fetch", "telemetry off")
+    if off is not None and off.median() is not None and pairs[2][1] is not None and pairs[2][1].median() is not None:
+        details.append(f"(telemetry off: phaita fetch {off.median() - pairs[2][1].median():+.2f} s)")
+    out.append(Goal("2*", "the same on a hub that never answers anything, huggingface_hub telemetry on (its default)",
+                    all(oks) if oks else None, "; ".join(details) or "not measured"))
+    details, oks = [], []
     clean = find(rows, "3-clean", "phaita_fetch")
     for kind in ("reset", "close"):
         row = find(rows, f"3-{kind}", "phaita_fetch")
@@ -583,7 +646,7 @@ def chart(rows: list[Row], path: Path, cap: float, mode: Mode, goals_: list[Goal
 
     panels = [
         ("1 clean, cold cache: wall time (s)", ["1"], "wall_s"),
-        ("2 warm cache: time to a loaded model (s)", ["2-local", "2-refused", "2-stalled"], "wall_s"),
+        ("2 warm cache: time to a loaded model (s)", ["2-local", "2-refused", "2-stalled", "2-blackhole"], "wall_s"),
         ("3 cut every 10 %: wall time (s)", ["3-clean", "3-reset", "3-close"], "wall_s"),
         ("4 trickling hub: time until the call ends (s)", ["4"], "call_s"),
         ("5 pulling one large file: peak RSS (MB)", ["5"], "rss_mb"),
@@ -707,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     if "5" in only:
         publish(root, REPO_LARGE, {WEIGHTS: make_large(bench.models_dir, large_size)})
     refused_url, refused_sock = refusing_endpoint()
+    blackhole = Blackhole()
     stall = FaultPlan([FaultRule("stall_headers", path="*", api=True, methods=("GET", "HEAD"))])
     try:
         with LocalHub(root) as hub:
@@ -718,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
                 scenario_1(bench, hub, size)
             if "2" in only:
                 with LocalHub(root, faults=stall) as stalled:
-                    scenario_2(bench, hub, stalled, refused_url)
+                    scenario_2(bench, hub, stalled, refused_url, blackhole)
             if "3" in only:
                 scenario_3(bench, hub, size)
             if "4" in only:
@@ -727,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
                 scenario_5(bench, hub, large_size)
     finally:
         refused_sock.close()
+        blackhole.close()
     elapsed = time.perf_counter() - started
     goals_ = goals(bench.rows, mode, cap)
     print(f"\nphaita vs plain clients ({mode.name} mode, {runs} run(s) per row, median; cap {cap:g} s; "
@@ -738,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nGoals")
     for g in goals_:
         verdict = "n/a" if g.met is None else ("MET" if g.met else "MISSED")
-        print(f"  [{verdict:^6}] {g.scenario}  {g.text}\n             {g.detail}")
+        print(f"  [{verdict:^6}] {g.scenario:<2} {g.text}\n             {g.detail}")
     errors = sorted({(r.scenario, r.label, run.error) for r in bench.rows for run in r.runs if run.error})
     if errors:
         print("\nFailures")

@@ -20,6 +20,7 @@ SCENARIOS = [
     "2 warm, local only (reference)",
     "2 warm, hub refusing",
     "2 warm, hub stalled",
+    "2 warm, hub never answers",
     "3 reference: no cuts",
     "3 cut every 10 %: TCP resets",
     "3 cut every 10 %: clean closes",
