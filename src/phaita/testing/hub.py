@@ -588,8 +588,14 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _write(self, data: bytes) -> None:
         if data:
-            self.wfile.write(data)
+            # Counted before the write: a client may read the last byte and look at the stats
+            # before this thread runs again. A write that fails counts as nothing sent.
             self._rec.bytes_sent += len(data)
+            try:
+                self.wfile.write(data)
+            except BaseException:
+                self._rec.bytes_sent -= len(data)
+                raise
 
     def _send_body(self, body, length: int, fault: FaultRule | None) -> None:
         hub = self.server.hub
