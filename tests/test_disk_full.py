@@ -157,7 +157,7 @@ def _truth(root: Path):
 
 def test_not_enough_space_before_starting_fails_at_once_then_succeeds_with_space(
         small_disk, big_hub, big_root, caplog):
-    disk, cache = small_disk(16 * MB)  # 8 MB file + the loader's 64 MB safety margin > 16 MB
+    disk, cache = small_disk(6 * MB)  # an 8 MB file on a 6 MB disk
     started = time.monotonic()
     with pytest.raises(DiskFullError) as info:
         prefetch_model(BIG, max_retries=3, backoff_base=5)

@@ -293,7 +293,7 @@ def _load_one(name: str, req: LoadRequest, model_types: Sequence[str], quant: di
         try:
             loaded.append(load_snapshot(folder, model_type, {**req.kwargs, **extra}))
         except Exception as exc:  # transformers raises many types; all mean "cannot load these files"
-            reason = errors.redact(" ".join(str(exc).split())[:500]) or type(exc).__name__
+            reason = errors.redact(" ".join(str(exc).split())[:2000]) or type(exc).__name__
             raise ModelLoadError(
                 errors.load_failed_message(name, folder, f"{type(exc).__name__}: {reason}"),
                 model_name=name, models_attempted=[name], attempts=0, cache_dir=req.cache_dir,

@@ -34,7 +34,7 @@ from .selection import Needs, select_files
 
 logger = logging.getLogger("phaita.model_loader")
 CHUNK = 1 << 20
-DISK_MARGIN = 64 << 20  # leave room for the filesystem itself
+DISK_MARGIN = 64 << 20  # leave room for the filesystem itself (less for small downloads, see below)
 
 
 class Progress(Protocol):
@@ -127,7 +127,10 @@ def check_disk_space(repo: Path, files: list[RemoteFile]) -> None:
         return
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(repo / "blobs").free
-    if needed + DISK_MARGIN > free:
+    # Keep a margin proportional to the download (at most 64 MiB): a 100 kB tokenizer must not
+    # be refused on a disk with 50 MB free, but a 5 GB model must not fill the disk to the brim.
+    margin = min(DISK_MARGIN, max(1 << 20, needed // 10))
+    if needed + margin > free:
         raise DiskFull(f"{_mb(needed)} still to download, {_mb(free)} free", needed=needed, free=free)
 
 
