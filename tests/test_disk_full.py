@@ -181,7 +181,7 @@ def test_not_enough_space_before_starting_fails_at_once_then_succeeds_with_space
 
 def test_disk_filling_up_during_the_download_fails_at_once_keeps_the_prefix_and_resumes(
         small_disk, big_hub, big_root, caplog):
-    disk, cache = small_disk(80 * MB)  # passes the pre-check (8 + 64 MB)
+    disk, cache = small_disk(80 * MB)  # passes the pre-check (8 MB + its margin)
     # 4 MB/s: the download is still running when another program fills the disk.
     big_hub.set_faults(FaultPlan([FaultRule("trickle", after_bytes=0, rate_bps=4_000_000)]))
     sha = big_hub.files(BIG)[0].sha256
