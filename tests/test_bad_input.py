@@ -96,7 +96,7 @@ def live(hub_root, tmp_path_factory):
         yield hub, cache
 
 
-def _judge(call, *, names: tuple[str, ...] = ()) -> object:
+def _assert_clean_outcome(call, *, names: tuple[str, ...] = ()) -> object:
     """Run ``call``: a result, or ValueError / ModelDownloadError with a clear message. Anything else fails."""
     try:
         return call()
@@ -126,7 +126,7 @@ def _judge(call, *, names: tuple[str, ...] = ()) -> object:
 @example(name="\ud800/x")  # a lone surrogate: not encodable as a path or URL
 @example(name=["ok/name", None])
 def test_any_model_name(dead, name):
-    _judge(lambda: robust_model_download(name, model_type="tokenizer", max_retries=1, timeout=2),
+    _assert_clean_outcome(lambda: robust_model_download(name, model_type="tokenizer", max_retries=1, timeout=2),
            names=("model_name",))
 
 
@@ -136,7 +136,7 @@ def test_any_model_name(dead, name):
 @example(model_type=["auto"])
 @example(model_type=("tokenizer",))
 def test_any_model_type(dead, model_type):
-    _judge(lambda: robust_model_download(REPO, model_type=model_type, max_retries=1, timeout=2),
+    _assert_clean_outcome(lambda: robust_model_download(REPO, model_type=model_type, max_retries=1, timeout=2),
            names=("model_type",))
 
 
@@ -149,7 +149,7 @@ def test_any_model_type(dead, model_type):
 @example(max_retries=True, timeout=1, backoff_base=0)
 @example(max_retries=2, timeout=Fraction(1, 2), backoff_base=0)
 def test_any_numeric_arguments(dead, max_retries, timeout, backoff_base):
-    result = _judge(lambda: robust_model_download(REPO, model_type="tokenizer", max_retries=max_retries,
+    result = _assert_clean_outcome(lambda: robust_model_download(REPO, model_type="tokenizer", max_retries=max_retries,
                                                   timeout=timeout, backoff_base=backoff_base),
                     names=("max_retries", "timeout", "backoff_base"))
     assert isinstance(result, Exception), "the endpoint is dead: nothing can load"
@@ -185,11 +185,11 @@ def test_backoff_is_finite_and_capped_for_any_attempt(retry, base, retry_after):
 def test_any_revision(live, revision):
     hub, cache = live
     folder = cache / uuid.uuid4().hex
-    result = _judge(lambda: prefetch_model(REPO, model_type="tokenizer", max_retries=1, timeout=5,
+    result = _assert_clean_outcome(lambda: prefetch_model(REPO, model_type="tokenizer", max_retries=1, timeout=5,
                                            revision=revision, cache_dir=str(folder)), names=("revision",))
     if not isinstance(result, Exception):
         assert revision in (None, "main", hub.commit_sha(REPO))
-    _judge(lambda: is_model_cached(REPO, revision=revision, cache_dir=str(folder)), names=("revision",))
+    _assert_clean_outcome(lambda: is_model_cached(REPO, revision=revision, cache_dir=str(folder)), names=("revision",))
     # Nothing escaped the cache folder.
     if folder.exists():
         for path in folder.rglob("*"):
@@ -225,7 +225,7 @@ def test_any_environment_value(live, var, value):
                                 else "503x1:path=*config.json"))
     try:
         with _env(**{**bounds, var: value}):
-            _judge(lambda: robust_model_download(REPO, model_type="tokenizer", max_retries=2, timeout=5,
+            _assert_clean_outcome(lambda: robust_model_download(REPO, model_type="tokenizer", max_retries=2, timeout=5,
                                                  cache_dir=str(cache / uuid.uuid4().hex)), names=(var,))
     finally:
         hub.set_faults(None)
@@ -239,7 +239,7 @@ def test_any_environment_value(live, var, value):
 @example(value="http://a b")
 def test_any_endpoint(dead, value):
     with _env(HF_ENDPOINT=value, PHAITA_CONNECT_TIMEOUT="0.5"):
-        _judge(lambda: robust_model_download(REPO, model_type="tokenizer", max_retries=1, timeout=2),
+        _assert_clean_outcome(lambda: robust_model_download(REPO, model_type="tokenizer", max_retries=1, timeout=2),
                names=("HF_ENDPOINT",))
 
 
@@ -269,7 +269,7 @@ def test_any_token_value_never_leaks(live, junk, core, where):
     hub.set_faults(parse_faults("503x1:path=*config.json"))
     try:
         with _env(HF_TOKEN=token if where == "env" else None):
-            result = _judge(lambda: robust_model_download(
+            result = _assert_clean_outcome(lambda: robust_model_download(
                 REPO, model_type="tokenizer", max_retries=2, timeout=5, cache_dir=str(cache / uuid.uuid4().hex),
                 **({"token": token} if where == "param" else {})))
     finally:
