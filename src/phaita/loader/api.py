@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from huggingface_hub import get_token
-from huggingface_hub.utils import build_hf_headers, validate_repo_id
+from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
 from . import cache, config, errors
 from .errors import ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
@@ -164,9 +164,25 @@ def _headers(req: LoadRequest) -> dict[str, str]:
             register_secret(get_token())
         except Exception:  # a broken token file must not stop a public download
             pass
+    import platform
+
+    import huggingface_hub
+    from huggingface_hub import constants
+
     from phaita import __version__
 
-    return build_hf_headers(token=req.token, library_name="phaita", library_version=__version__)
+    # Not build_hf_headers(): with telemetry on (huggingface_hub's default) its user agent asks the hub
+    # for an "agent harness" registry (GET /api/agent-harnesses, a fixed 3 s timeout, outside our
+    # deadlines) whenever no copy younger than a day is cached: 3 s more on every warm load from a hub
+    # that hangs (measured in docs/BENCHMARKS.md, scenario 2). Same token rules, no telemetry part.
+    agent = f"phaita/{__version__}; hf_hub/{huggingface_hub.__version__}; python/{platform.python_version()}"
+    if constants.HF_HUB_USER_AGENT_ORIGIN:
+        agent += "; origin/" + constants.HF_HUB_USER_AGENT_ORIGIN
+    headers = {"user-agent": agent}
+    token = get_token_to_send(req.token)
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    return headers
 
 
 def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
