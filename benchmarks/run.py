@@ -29,7 +29,8 @@ Scenarios (goals from issue 6):
 5. peak resident memory of the fetching process while pulling a 1 GiB file (< 200 MB)
 
 Each row's runs are interleaved with the other rows of its scenario (run 1 of every client, then
-run 2...) so that noise from a shared machine spreads over all clients. Times are process wall
+run 2..., each round starting one row later) so that noise from a shared machine spreads over all
+clients; ``os.sync()`` before every run keeps one run's disk writes out of the next. Times are process wall
 times (start-up and imports included: the same for every client) and, in ``call``, the time
 inside the client call. A run that reaches the cap is killed and the row is not repeated: more
 runs cannot say more than "> cap". ``--smoke`` runs the clients that import torch only in
@@ -222,9 +223,11 @@ class Bench:
 
     # ------------------------------------------------------------------ running rows
     def measure(self, rows: list[Row]) -> None:
+        """Run every row ``runs`` times, interleaved; round i starts at row i (no client always first)."""
         self.rows.extend(rows)
         for i in range(self.runs):
-            for row in rows:
+            k = i % len(rows)
+            for row in rows[k:] + rows[:k]:
                 if row.skipped or row.capped:
                     continue
                 self.run_once(row, i)
@@ -242,6 +245,7 @@ class Bench:
             if row.faults is not None:
                 row.hub.set_faults(row.faults())
             row.hub.reset_stats()
+        os.sync()  # the previous run's dirty pages are written back now, not during this run
         run = run_child(spec, child_env(endpoint, cache, self.home, row.env), row.cap or self.cap,
                         self.work / "logs" / tag)
         if row.hub is not None and row.file_size:
