@@ -97,3 +97,22 @@ def test_http_status_classification(status, transient):
     failure = classify(HfHubHTTPError("boom", response=response))
     assert failure.transient is transient
     assert failure.retry_after == (7 if status == 429 else None)
+
+
+def test_use_4bit_builds_a_4bit_config_where_cuda_and_bitsandbytes_exist(monkeypatch):
+    # No GPU here: CUDA and bitsandbytes are the two things mocked; the config is transformers' own.
+    import importlib.util
+
+    import torch
+
+    from phaita.loader.load import quantization_kwargs
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "bitsandbytes" else real_find_spec(name, *a))
+    kwargs = quantization_kwargs(True)
+    config = kwargs["quantization_config"]
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
+    assert kwargs["device_map"] == "auto"
+    assert quantization_kwargs(False) == {}
