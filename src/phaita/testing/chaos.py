@@ -37,7 +37,6 @@ of the distinct files each cache folder needed (what a fault-free client would t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import logging
 import os
@@ -51,9 +50,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from .faults import FaultPlan, FaultRule, FiredFault
+from .env import environment
 from .hub import LocalHub
 
 __all__ = ["ChaosConfig", "ChaosPlan", "ChaosReport", "LoadResult", "run_chaos", "audit_cache", "main",
@@ -357,24 +357,6 @@ class ChaosReport:
 # --------------------------------------------------------------------------- the run
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str | None]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 class _LogCounter(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -548,7 +530,7 @@ def _run(config: ChaosConfig, work: Path, log: Callable[[str], None]) -> ChaosRe
         return sum(sizes[(items[0][1].repo, f)] for f in files)
 
     started = time.monotonic()
-    with _environment(env), LocalHub(root, faults=plan) as hub:
+    with environment(env), LocalHub(root, faults=plan) as hub:
         os.environ["HF_ENDPOINT"] = hub.url
         api.load_snapshot = recording_load
         loader_logger.addHandler(counter)
