@@ -82,6 +82,16 @@ def load_or_fallback(component: str, fallback: bool, fallback_what: str, *args: 
         return None
 
 
+def load_causal_lm(component: str, spec: Any, model_name: str | Sequence[str], explicit_name: bool, use_4bit: bool,
+                   fallback: bool, fallback_what: str, opts: LoaderOptions) -> tuple[Any, Any] | None:
+    """The generators' LM: the manifest's loader options for its default model, ``use_4bit`` as asked."""
+    extra = {} if explicit_name else spec.loader_kwargs()
+    extra.pop("use_4bit", None)
+    if use_4bit:
+        extra["use_4bit"] = True
+    return load_or_fallback(component, fallback, fallback_what, model_name, "causal_lm", opts, extra)
+
+
 def model_label(model_name: str | Sequence[str], model: Any) -> str:
     """The name of the model actually loaded (for candidate lists, the one that worked)."""
     path = getattr(getattr(model, "config", None), "_name_or_path", "") or ""

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from phaita.domain import Condition, Domain, get_domain
 from phaita.manifest import default_spec
-from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_or_fallback, model_label
+from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_causal_lm, model_label
 
 log = logging.getLogger("phaita.models.generator")
 
@@ -109,12 +109,8 @@ class ComplaintGenerator:
         if model is not None and tokenizer is not None:
             self.loaded_model_name = model_label(self.model_name, model)
         elif use_pretrained:
-            extra = spec.loader_kwargs() if model_name is None else {}
-            extra.pop("use_4bit", None)
-            if use_4bit:
-                extra["use_4bit"] = True
-            loaded = load_or_fallback(COMPONENT, fallback_to_templates, "template complaints",
-                                      self.model_name, "causal_lm", self.loader_options, extra)
+            loaded = load_causal_lm(COMPONENT, spec, self.model_name, model_name is not None, use_4bit,
+                                    fallback_to_templates, "template complaints", self.loader_options)
             if loaded is not None:
                 self.model, self.tokenizer = loaded
                 self.loaded_model_name = model_label(self.model_name, self.model)

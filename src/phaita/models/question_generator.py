@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from phaita.domain import Domain, get_domain
 from phaita.manifest import default_spec
-from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_or_fallback, model_label
+from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_causal_lm, model_label
 
 log = logging.getLogger("phaita.models.question_generator")
 
@@ -103,12 +103,8 @@ class QuestionGenerator:
         self.model, self.tokenizer = model, tokenizer
         self.loaded_model_name: str | None = model_label(self.model_name, model) if model is not None else None
         if model is None and use_pretrained:
-            extra = spec.loader_kwargs() if model_name is None else {}
-            extra.pop("use_4bit", None)
-            if use_4bit:
-                extra["use_4bit"] = True
-            loaded = load_or_fallback(COMPONENT, fallback_to_templates, "template questions",
-                                      self.model_name, "causal_lm", self.loader_options, extra)
+            loaded = load_causal_lm(COMPONENT, spec, self.model_name, model_name is not None, use_4bit,
+                                    fallback_to_templates, "template questions", self.loader_options)
             if loaded is not None:
                 self.model, self.tokenizer = loaded
                 self.loaded_model_name = model_label(self.model_name, self.model)
