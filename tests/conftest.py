@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from phaita.testing import LocalHub, publish_tiny_models
+from phaita.testing.env import point_huggingface_hub_at
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +65,6 @@ def hf_env(local_hub, tmp_path, monkeypatch) -> dict[str, str]:
     the import-time constants of an already-imported huggingface_hub (``ENDPOINT`` *and*
     ``HUGGINGFACE_CO_URL_TEMPLATE``, which is derived from it at import) for in-process use.
     """
-    import huggingface_hub.constants as constants
 
     home = tmp_path / "hf-home"
     cache = home / "hub"
@@ -81,11 +81,5 @@ def hf_env(local_hub, tmp_path, monkeypatch) -> dict[str, str]:
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", local_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HOME", str(home))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    point_huggingface_hub_at(monkeypatch, local_hub.url, home=str(home), cache=str(cache))
     return dict(os.environ)

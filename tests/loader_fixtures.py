@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from phaita.testing import LocalHub, publish_large_file
+from phaita.testing.env import point_huggingface_hub_at
 
 BIG = "acme/big"
 BIG_SIZE = 8_000_000
@@ -35,12 +36,10 @@ def big_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def big_hub(big_root, loader_env, monkeypatch):
     """A hub serving one 8 MB file (``acme/big``), with the client pointed at it."""
-    import huggingface_hub.constants as constants
 
     with LocalHub(big_root) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        point_huggingface_hub_at(monkeypatch, hub.url)
         yield hub
 
 

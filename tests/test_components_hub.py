@@ -21,6 +21,7 @@ import yaml
 from phaita.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, Question, QuestionGenerator
 from phaita.testing import LocalHub, publish_pypi_models, write_tiny_gpt2
+from phaita.testing.env import point_huggingface_hub_at
 from phaita.utils.model_loader import ModelDownloadError, ModelNotFoundError
 from phaita.utils.realism_scorer import RealismScorer, heuristic_realism
 
@@ -51,7 +52,6 @@ def pypi_hub_root(tmp_path_factory) -> Path:
 def hub(pypi_hub_root, tmp_path_factory):
     """A LocalHub on the PyPI models, with the loader (and huggingface_hub) pointed at it and an
     empty cache of this module's own."""
-    import huggingface_hub.constants as constants
 
     home = tmp_path_factory.mktemp("components-hf-home")
     cache = home / "hub"
@@ -65,13 +65,7 @@ def hub(pypi_hub_root, tmp_path_factory):
         for key in ("HF_TOKEN", "TRANSFORMERS_OFFLINE"):
             mp.delenv(key, raising=False)
         # huggingface_hub read its environment at import: patch its constants too
-        mp.setattr(constants, "ENDPOINT", local.url)
-        mp.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", local.url + "/{repo_id}/resolve/{revision}/{filename}")
-        mp.setattr(constants, "HF_HOME", str(home))
-        mp.setattr(constants, "HF_HUB_CACHE", str(cache))
-        mp.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        mp.setattr(constants, "HF_HUB_OFFLINE", False)
-        mp.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+        point_huggingface_hub_at(mp, local.url, home=str(home), cache=str(cache))
         local.cache = cache  # type: ignore[attr-defined]
         yield local
 

@@ -12,6 +12,7 @@ import pytest
 
 from loader_fixtures import big_root, loader_env, warnings_of  # noqa: F401
 from phaita.testing import LocalHub, parse_faults
+from phaita.testing.env import point_huggingface_hub_at
 from phaita.utils.model_loader import (
     OfflineModeError,
     _check_cached_model,
@@ -104,11 +105,9 @@ def test_cached_branch_loads_when_the_hub_stalls(loader_env, local_hub, caplog, 
 
 
 def test_a_branch_that_moved_is_fetched_again(loader_env, scratch_root, monkeypatch):
-    import huggingface_hub.constants as constants
-
     with LocalHub(scratch_root) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        point_huggingface_hub_at(monkeypatch, hub.url)
         robust_model_download(REPO, model_type="tokenizer")
         old = hub.commit_sha(REPO)
         readme = scratch_root / REPO / "README.md"
