@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# The loader's fixtures (loader_env, big_root, big_hub) for every test module.
+pytest_plugins = ("loader_fixtures",)
+
 from phaita.testing import LocalHub, publish_tiny_models
 from phaita.testing.env import point_huggingface_hub_at
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from loader_fixtures import BIG, BIG_SIZE, big_root, loader_env, sha256_of  # noqa: F401
+from loader_fixtures import BIG, BIG_SIZE, sha256_of
 from phaita.testing import FaultPlan, FaultRule, LocalHub
 from phaita.testing.chaos import audit_cache, sha256_file, snapshot_files
 from phaita.utils.model_loader import is_model_cached, load_model_and_tokenizer, prefetch_model, robust_model_download

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from loader_fixtures import BIG, BIG_SIZE, big_hub, big_root, loader_env, sha256_of, warnings_of  # noqa: F401
+from loader_fixtures import BIG, BIG_SIZE, sha256_of, warnings_of
 from phaita.loader import fetch
 from phaita.testing import FaultPlan, FaultRule
 from phaita.testing.chaos import audit_cache, sha256_file

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from loader_fixtures import loader_env, warnings_of  # noqa: F401
+from loader_fixtures import warnings_of
 from phaita.testing import LocalHub, parse_faults
 from phaita.testing.chaos import audit_cache, sha256_file, snapshot_files
 from phaita.utils.model_loader import (

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from loader_fixtures import loader_env, warnings_of  # noqa: F401  (fixture)
+from loader_fixtures import warnings_of
 from phaita.loader.load import load_kwargs
 from phaita.utils.model_loader import (
     ModelDownloadError,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loader_fixtures import big_root, loader_env, warnings_of  # noqa: F401
+from loader_fixtures import warnings_of
 from phaita.testing import LocalHub, parse_faults
 from phaita.testing.env import point_huggingface_hub_at
 from phaita.utils.model_loader import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loader_fixtures import BIG, BIG_SIZE, big_hub, big_root, loader_env, sha256_of, warnings_of  # noqa: F401
+from loader_fixtures import BIG, BIG_SIZE, sha256_of, warnings_of
 from phaita.testing import FaultPlan, FaultRule, parse_faults
 from phaita.utils.model_loader import (
     AccessDeniedError,

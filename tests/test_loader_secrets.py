@@ -6,7 +6,6 @@ import logging
 
 import pytest
 
-from loader_fixtures import loader_env  # noqa: F401
 from phaita.testing import parse_faults
 from phaita.utils.model_loader import ModelDownloadError, robust_model_download
 
