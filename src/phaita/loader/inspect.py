@@ -279,7 +279,7 @@ def hash_file(path: Path, algorithm: str, size: int, on_bytes: Hashed | None = N
 def _expected(path: str, target: Path, repo: Path, listing: RepoListing | None) -> tuple[str, str, int | None] | None:
     """(algorithm, digest, size or None) a file must match, or None when nothing says."""
     remote = listing.get(path) if listing is not None else None
-    if remote is not None:
+    if remote is not None and remote.hash_known:
         return ("sha256", remote.sha256, remote.size) if remote.sha256 else ("git", remote.blob_id, remote.size)
     if target.parent == repo / "blobs":
         if _SHA256.match(target.name):
