@@ -6,6 +6,7 @@ The implementation is :mod:`phaita.loader.facade`; new code imports from :mod:`p
 from phaita.loader.facade import (  # noqa: F401  (re-exported names)
     MODEL_TYPES,
     AccessDeniedError,
+    BadListingError,
     DiskFullError,
     ModelDownloadError,
     ModelLoadError,
