@@ -23,7 +23,7 @@ from .listing import fetch_listing, is_commit_hash
 from .lockfile import LockedModel, LockFile, resolve_lock
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
 from .net import Deadline
-from .policy import RetryPolicy, classify, log_retry
+from .policy import RetryPolicy, classify, log_retry, valid_jitter
 from .progress import default_progress
 from .selection import Needs
 
@@ -43,6 +43,7 @@ class LoadRequest:
     revision: str | None
     cache_dir: Path
     backoff_base: float | None
+    backoff_jitter: float | None
     resume: bool
     allow_pickle: bool
     progress: Progress | None
@@ -120,6 +121,10 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
     if backoff is not None and (isinstance(backoff, bool) or not isinstance(backoff, (int, float))
                                 or not _finite(backoff) or backoff < 0):
         raise ValueError(f"backoff_base must be a number of seconds >= 0; got {backoff!r}")
+    jitter = kwargs.pop("backoff_jitter", None)
+    if jitter is not None and (isinstance(jitter, bool) or not isinstance(jitter, (int, float))
+                               or not valid_jitter(jitter)):
+        raise ValueError(f"backoff_jitter must be a fraction within [0, 1] (0.5: each wait +-50 %); got {jitter!r}")
     revision = kwargs.pop("revision", None)
     if revision is not None and (not isinstance(revision, str) or not revision.strip() or _unsafe_revision(revision)):
         raise ValueError(f"revision must be a branch, tag or commit hash (it names a file under refs/ in the "
@@ -144,6 +149,7 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         revision=revision,
         cache_dir=config.cache_dir(kwargs.pop("cache_dir", None)),
         backoff_base=backoff,
+        backoff_jitter=jitter,
         resume=bool(kwargs.pop("resume_download", True)),
         allow_pickle=bool(kwargs.pop("allow_pickle", False)),
         progress=kwargs.pop("progress", None),
@@ -291,7 +297,8 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
                                    f"file {req.lock.source if req.lock else '?'}: " + "; ".join(problems[:5]))
         return fetch_snapshot(repo_id, revision, needs, ctx, deadline, listing=known)
 
-    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, on_retry=log_retry)
+    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
+                         on_retry=log_retry)
     try:
         return policy.run(attempt, what=repo_id)
     except Exception as exc:

@@ -407,8 +407,7 @@ class HubHandler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     return
                 if fault.kind == "status":
-                    extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
-                    raise _HubError(fault.status, None, f"Injected fault: HTTP {fault.status}", extra)
+                    raise _HubError(fault.status, None, f"Injected fault: HTTP {fault.status}", fault.status_headers())
                 if method == "HEAD" and fault.kind in ("reset", "close"):  # no body: fail before answering
                     return self._abort(fault.kind == "reset")
                 if method == "HEAD" and fault.kind == "stall" and hub.wait_stop(fault.seconds):
