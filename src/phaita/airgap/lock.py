@@ -105,7 +105,8 @@ def _resolve(repo_id: str, revision: str, target: LockTarget, req: api.LoadReque
                            target.model_type, target.gguf_file,
                            (target.component,) if target.component else ())
 
-    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, on_retry=log_retry)
+    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
+                         on_retry=log_retry)
     try:
         return policy.run(attempt, what=repo_id)
     except Exception as exc:
