@@ -101,6 +101,10 @@ def _resolve(repo_id: str, revision: str, target: LockTarget, req: api.LoadReque
             return _read_small(ctx, repo_id, listing.commit, f, deadline)
 
         files = select_files(listing.files, target.needs(), read_index)
+        unhashed = [f.path for f in files if not f.blob_id]
+        if unhashed:  # a mirror that lists sizes only: nothing to pin the content to
+            raise UnsafeRepository(f"{ctx.endpoint} gives no hash for {', '.join(unhashed[:5])}: a lock needs "
+                                   "each file's git oid or sha256 (lock against the Hub or a mirror that lists them)")
         return LockedModel(repo_id, revision, listing.commit, tuple(LockedFile.from_remote(f) for f in files),
                            target.model_type, target.gguf_file,
                            (target.component,) if target.component else ())

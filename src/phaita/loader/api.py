@@ -19,7 +19,7 @@ from huggingface_hub.utils import get_token_to_send, validate_repo_id
 from . import cache, config, errors
 from .errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from .fetch import FetchContext, Progress, fetch_snapshot
-from .listing import fetch_listing, is_commit_hash
+from .listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
 from .lockfile import LockedModel, LockFile, resolve_lock
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
 from .net import Deadline
@@ -229,13 +229,16 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     if status.complete:  # a branch we already hold: one bounded check for a newer commit
         budget = min(config.freshness_timeout(), req.timeout)
         try:
-            listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=Deadline.after(budget),
+            deadline = Deadline.after(budget)
+            answer = fetch_revision(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                     timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+            if answer.commit == status.commit:  # (no need for sizes a mirror may leave out)
+                return status.path  # type: ignore[return-value]
+            listing = complete_listing(answer, endpoint=ctx.endpoint, headers=ctx.headers, deadline=deadline,
+                                       timeouts=ctx.timeouts)
         except Exception as exc:
             logger.warning("%s: could not check the hub for a newer '%s' (%s); using cached commit %s",
                            repo_id, revision, classify(exc).reason, status.commit)
-            return status.path  # type: ignore[return-value]
-        if listing.commit == status.commit:
             return status.path  # type: ignore[return-value]
         logger.info("%s: '%s' moved to %s; fetching it", repo_id, revision, listing.commit)
         try:
@@ -333,6 +336,9 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
     if kind == "offline":
         return errors.OfflineModeError(
             errors.offline_miss_message(repo_id, req.cache_dir, req.revision, failure.reason), **common)
+    if kind == "bad_listing":
+        return errors.BadListingError(errors.bad_listing_message(repo_id, endpoint, req.revision, failure.reason),
+                                      **common)
     if kind in ("unsafe", "unsupported"):
         return errors.UnsafeModelError(errors.unsafe_message(repo_id, failure.reason), **common)
     return ModelDownloadError(

@@ -36,6 +36,7 @@ from .errors import (
     DeadlineExceeded,
     DiskFull,
     LockTimeout,
+    MalformedListing,
     OfflineMiss,
     TransferIncomplete,
     UnsafeRepository,
@@ -133,6 +134,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure("network", True, f"network timeout ({name})")
     if isinstance(exc, httpx2.TransportError):
         return Failure("network", True, f"connection error ({name}): {_one_line(exc)}")
+    if isinstance(exc, MalformedListing):
+        return Failure("bad_listing", False, _one_line(exc))
     if isinstance(exc, (TransferIncomplete, ChecksumMismatch, DeadlineExceeded, LockTimeout, BadResponse)):
         return Failure("network", True, _one_line(exc))
     if isinstance(exc, DiskFull):

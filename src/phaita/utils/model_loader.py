@@ -19,6 +19,7 @@ from typing import Any
 from phaita.loader import api, cache, config
 from phaita.loader.errors import (
     AccessDeniedError,
+    BadListingError,
     DiskFullError,
     ModelDownloadError,
     ModelLoadError,
@@ -33,7 +34,7 @@ from phaita.loader.policy import RetryPolicy
 __all__ = [
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
-    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "RetryPolicy", "MODEL_TYPES",
+    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError", "RetryPolicy", "MODEL_TYPES",
 ]
 
 
