@@ -29,7 +29,8 @@ NEGATORS = frozenset({
     "free", "nothing",
 })
 # "can't stop coughing", "can't seem to get a breath": the negator belongs to the verb that follows.
-_ABILITY = frozenset({"stop", "stopping", "catch", "get", "seem", "keep", "help", "shake", "shift", "settle", "sleep"})
+_ABILITY = frozenset({"stop", "stopping", "catch", "get", "seem", "keep", "help", "shake", "shift", "settle", "sleep",
+                      "breathe", "breath", "walk", "talk", "speak", "finish", "swallow"})
 _CLAUSE_WORDS = frozenset({"but", "though", "although", "however", "except", "yet", "apart", "and", "now", "then"})
 _WINDOW = 5
 _TOKEN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?|[.,;!?]")

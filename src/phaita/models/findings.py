@@ -18,7 +18,8 @@ from typing import Iterable, Sequence
 from phaita.cues import find, normalize
 from phaita.domain import Domain, get_domain
 
-__all__ = ["Findings", "RedFlagFinding", "extract_symptoms", "find_red_flags", "merge_findings"]
+__all__ = ["Findings", "RedFlagFinding", "ConditionFit", "extract_symptoms", "find_red_flags", "merge_findings",
+           "condition_fit"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +109,47 @@ def find_red_flags(texts: str | Sequence[str], codes: Iterable[str], domain: Dom
         if hits or absent:
             denied.append(RedFlagFinding(fid, flag.label, tuple(conds), (hits or absent)[0].text))
     return present, denied
+
+
+#: A condition's typical symptoms denied with at least this probability contradict it ("no wheeze" for asthma).
+TYPICAL = 0.75
+#: A symptom that is a hallmark of another condition, stated for one that lacks it, contradicts it.
+SIGNATURE = 0.6
+#: A specific symptom implies the general one: a condition with a sudden high fever has a fever.
+IMPLIES = {"high_fever": "fever", "shaking_chills": "chills", "rusty_phlegm": "productive_cough",
+           "colored_phlegm": "productive_cough", "increased_phlegm": "productive_cough",
+           "gradual_breathlessness": "shortness_of_breath", "fast_breathing": "shortness_of_breath"}
+
+
+@dataclass(frozen=True)
+class ConditionFit:
+    """How well a text fits a condition: the condition's symptoms it states (support), and what
+    contradicts it (a symptom the condition does not have, or a typical one denied)."""
+
+    code: str
+    support: tuple[str, ...]
+    contradictions: tuple[str, ...]
+
+    @property
+    def score(self) -> float:
+        """In [0, 1]: 1 with two or more supporting symptoms and no contradiction, halved per contradiction."""
+        return min(1.0, len(self.support) / 2) * 0.5 ** len(self.contradictions)
+
+    def on_condition(self, min_support: int = 2) -> bool:
+        return len(self.support) >= min_support and not self.contradictions
+
+
+def condition_fit(text: str, code: str, domain: Domain | None = None, findings: Findings | None = None) -> ConditionFit:
+    """Does ``text`` support condition ``code``? ("infant" says who, not what: it is not support.)"""
+    domain = domain or get_domain()
+    cond = domain.condition(code)
+    f = findings if findings is not None else extract_symptoms(text, domain)
+    has = set(cond.symptoms) | {IMPLIES[s] for s in cond.symptoms if s in IMPLIES}
+    support = tuple(sorted(s for s in f.stated if s in has and s != "infant"))
+    # stated: a symptom this condition does not have and another has as a hallmark (P >= SIGNATURE)
+    contra = sorted(s for s in f.stated if s not in has and s != "infant" and max(
+        (c.symptoms.get(s, 0.0) for c in domain.conditions.values()), default=0.0) >= SIGNATURE)
+    contra += sorted(s for s in f.denied if cond.symptoms.get(s, 0.0) >= TYPICAL)
+    if cond.speaker == "caregiver" and "infant" in f.denied:
+        contra.append("infant")
+    return ConditionFit(code, support, tuple(contra))
