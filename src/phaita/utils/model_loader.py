@@ -25,8 +25,10 @@ from phaita.loader.errors import (
     ModelLoadError,
     ModelNotFoundError,
     OfflineModeError,
+    ProxyAuthenticationError,
     RevisionNotFoundError,
     UnsafeModelError,
+    UntrustedCertificateError,
 )
 from phaita.loader.load import MODEL_TYPES
 from phaita.loader.policy import RetryPolicy
@@ -34,7 +36,8 @@ from phaita.loader.policy import RetryPolicy
 __all__ = [
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
-    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError", "RetryPolicy", "MODEL_TYPES",
+    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError",
+    "UntrustedCertificateError", "ProxyAuthenticationError", "RetryPolicy", "MODEL_TYPES",
 ]
 
 
