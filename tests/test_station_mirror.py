@@ -127,6 +127,12 @@ def snapshot_file(cache_dir: Path, repo_id: str, path: str) -> bytes:
     return (cache.repo_dir(cache_dir, repo_id) / "snapshots" / commit / path).read_bytes()
 
 
+def snapshot_sha256(cache_dir: Path, repo_id: str, path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(snapshot_file(cache_dir, repo_id, path)).hexdigest()
+
+
 # --------------------------------------------------------------------------- start
 
 
@@ -202,6 +208,16 @@ def test_listing_tree_and_headers_match_the_origin_hub(station, source):
                 assert mine["sha"] == theirs["sha"] == commit
                 mine, theirs = mine["siblings"], theirs["siblings"]
             assert mine == theirs  # sizes, git blob ids, LFS sha256 and pointer sizes
+        body = b"paths=config.json&paths=model.safetensors&paths=no-such-file"
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        status, _, mine = request(f"{url}/api/models/{BERT}/paths-info/main", "POST", form, body)
+        _, _, theirs = request(f"{origin.url}/api/models/{BERT}/paths-info/main", "POST", form, body)
+        assert status == 200 and json.loads(mine) == json.loads(theirs) and len(json.loads(mine)) == 2
+
+        from huggingface_hub import HfApi
+
+        (info,) = HfApi(endpoint=url).get_paths_info(BERT, ["model.safetensors"], revision="main")
+        assert info.lfs.sha256 == snapshot_sha256(source["cache"], BERT, "model.safetensors")
         for path in ("model.safetensors", "config.json"):
             _, mine, _ = request(f"{url}/{BERT}/resolve/main/{path}", "HEAD")
             _, theirs, _ = request(f"{origin.url}/{BERT}/resolve/main/{path}", "HEAD")
@@ -275,6 +291,8 @@ def test_a_file_changed_after_verification_is_never_served(source, tmp_path):
         with open(blob, "r+b") as fh:
             fh.truncate(blob.stat().st_size // 2)
         status, headers, _ = request(url)
+        assert status == 404 and headers["X-Error-Code"] == "RevisionNotFound"
+        status, headers, _ = request(url)  # its only snapshot is gone: so is the model
         assert status == 404 and headers["X-Error-Code"] == "RepoNotFound"
     assert [r.reason for r in index.refused if r.repo_id == DEBERTA] == [
         "a file changed on disk after it was verified"]
@@ -290,3 +308,67 @@ def test_serve_cache_usage_errors_exit_2(argv):
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2 and result.exception is None or isinstance(result.exception, SystemExit)
     assert "Invalid value" in result.output
+
+
+# --------------------------------------------------------------------------- what is refused, and why
+
+
+def _put(repo: Path, commit: str, path: str, content: bytes, *, blob_target: Path | None = None) -> None:
+    """Cache ``content`` as huggingface_hub does: a blob named by its hash, linked from the snapshot."""
+    import hashlib
+
+    lfs = path.endswith(".safetensors")
+    name = hashlib.sha256(content).hexdigest() if lfs else \
+        hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+    blob = repo / "blobs" / name
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    if blob_target is not None:  # the blob is a link to a file elsewhere
+        blob_target.write_bytes(content)
+        os.symlink(blob_target, blob)
+    else:
+        blob.write_bytes(content)
+    link = repo / "snapshots" / commit / path
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.relpath(blob, link.parent), link)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def _safetensors(seed: float) -> bytes:
+    import torch
+    from safetensors.torch import save
+
+    return save({"w": torch.full((4, 4), seed)})
+
+
+def test_refused_snapshots_say_why(tmp_path):
+    from phaita.station import build_index
+
+    cache_dir, commit = tmp_path / "hub", "c" * 40
+    config = b'{"model_type": "bert"}'
+    whole = cache_dir / "models--acme--whole"
+    _put(whole, commit, "config.json", config)
+    _put(whole, commit, "model.safetensors", _safetensors(1.0))
+    sharded = cache_dir / "models--acme--sharded"
+    _put(sharded, commit, "config.json", config)
+    weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    _put(sharded, commit, "model.safetensors.index.json", json.dumps({"weight_map": weight_map}).encode())
+    _put(sharded, commit, "model-00001-of-00002.safetensors", _safetensors(2.0))
+    escape = cache_dir / "models--acme--escape"
+    _put(escape, commit, "config.json", config)
+    _put(escape, commit, "model.safetensors", _safetensors(3.0), blob_target=tmp_path / "outside.bin")
+    flipped = cache_dir / "models--acme--flipped"
+    _put(flipped, commit, "config.json", config)
+    _put(flipped, commit, "model.safetensors", _safetensors(4.0))
+    (blob,) = [p for p in (flipped / "blobs").iterdir() if len(p.name) == 64]
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # same size, one byte changed: only the hash in the blob's name tells
+    blob.write_bytes(bytes(data))
+
+    index = build_index(cache_dir)
+    assert [s.repo_id for s in index.snapshots] == ["acme/whole"]
+    reasons = {r.repo_id: r.reason for r in index.refused}
+    assert reasons["acme/sharded"] == "partial: missing model-00002-of-00002.safetensors"
+    assert reasons["acme/escape"] == "model.safetensors: links outside the cache folder"
+    assert reasons["acme/flipped"].startswith("failed verification: model.safetensors: sha256 mismatch")
+    assert index.resolve("acme/whole", "main").commit == commit and index.resolve("acme/escape", "main") is None
