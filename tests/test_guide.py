@@ -9,6 +9,7 @@ to do with it::
     ```python skip="reason"      not run: reported as a skipped test with that reason
     ```python hub="503x2"        the local hub injects these faults (the ``phaita hub serve --faults`` syntax)
     ```python hub="down"         HF_ENDPOINT points at a port where nothing listens
+    ```python lacks="tree,etags" the local hub leaves out these Hub features, as a partial mirror does
     ```python continues          same HF_HOME (and, for Python, the same namespace) as the block before
     ```bash rc=1                 the exit status the block must end with (default 0)
     ```text output               what the code block above prints (stdout and stderr, in order)
@@ -58,6 +59,7 @@ SHELL_LANGS = {"bash", "sh", "shell", "console"}
 ALIASES = {"google-bert/bert-base-uncased": "phaita-test/tiny-bert"}
 GATED = ("meta-llama/Llama-3.2-1B", "phaita-test/tiny-gpt2")
 HUGE = "acme/huge-model"  # announces a 150 GB weights file: the disk-full example
+HALF = "acme/half-mirrored"  # lists a weights file it does not serve, with no size: the bad-listing example
 # Variables the test itself sets for every block (the guide's "About the examples" names them).
 CLEARED_PREFIXES = ("HF_", "PHAITA_", "TRANSFORMERS_", "HUGGINGFACE_")
 
@@ -177,6 +179,7 @@ def shown(text: str, hub_urls: list[str], home: Path) -> str:
 
 def _varying(text: str) -> str:
     text = re.sub(r"\b[0-9a-f]{12,64}\b", "<hex>", text)
+    text = re.sub(r"retrying in \d+\.\d s", "retrying in <n> s", text)  # waits are drawn at random (jitter)
     return re.sub(r"\b\d+ ms\b", "<n> ms", text)
 
 
@@ -190,7 +193,9 @@ def matches(expected: str, actual: str) -> bool:
 def update_guide(code_block: Block, old: str, new: str) -> None:
     """PHAITA_GUIDE_UPDATE=1: write ``new`` into the output block after ``code_block``."""
     text = GUIDE.read_text()
-    at = text.index(code_block.code)
+    starts = [m.start() for m in re.finditer(re.escape(code_block.code), text)]
+    # the occurrence nearest the block's line (earlier updates may have moved it a little)
+    at = min(starts, key=lambda i: abs(text.count("\n", 0, i) - code_block.line))
     fence = text.index("output\n", at) + len("output\n")
     end = text.index("```", fence)
     assert text[fence:end] == old, "the guide changed under the update"
@@ -234,6 +239,10 @@ def guide_root(hub_root, tmp_path_factory) -> Path:
     (huge / ".hub.json").write_text(json.dumps({"extra_siblings": [{
         "rfilename": "model.safetensors", "size": 150 * 10**9, "blobId": "1" * 40,
         "lfs": {"sha256": "2" * 64, "size": 150 * 10**9, "pointerSize": 134}}]}))
+    half = root / HALF
+    half.mkdir(parents=True)
+    (half / "config.json").write_text('{"model_type": "bert"}')
+    (half / ".hub.json").write_text(json.dumps({"extra_siblings": [{"rfilename": "model.safetensors"}]}))
     return root
 
 
@@ -339,7 +348,8 @@ def test_guide_block(chain, guide_root, tmp_path, monkeypatch):
     reason = skip_reason(chain)
     if reason:
         pytest.skip(f"{GUIDE.name}:{chain.blocks[0].line}: {reason}")
-    with LocalHub(guide_root) as hub:
+    lacks = [f for f in chain.blocks[0].attrs.get("lacks", "").split(",") if f]
+    with LocalHub(guide_root, lacks=lacks) as hub:
         runner = Runner(hub, tmp_path, monkeypatch)
         for block in chain.blocks:
             check_output(block, runner.run(block))
@@ -397,9 +407,9 @@ def test_parameter_table_matches_the_signatures_and_the_keyword_routing():
     from phaita.utils.model_loader import load_model_and_tokenizer, robust_model_download
 
     table = _section("Parameters")
-    signature = inspect.signature(robust_model_download)
-    assert signature == inspect.signature(load_model_and_tokenizer)
-    for name, param in signature.parameters.items():
+    parameters = inspect.signature(robust_model_download).parameters
+    assert parameters == inspect.signature(load_model_and_tokenizer).parameters
+    for name, param in parameters.items():
         if param.kind is param.VAR_KEYWORD:
             continue
         default = "(required)" if param.default is param.empty else (
