@@ -320,6 +320,12 @@ class LocalHub:
         """The current commit sha of ``repo_id`` (changes whenever its files change)."""
         return commit_sha(self.files(repo_id))
 
+    def revision(self, repo_id: str, revision: str, cfg: dict) -> tuple[list[RepoFile], str] | None:
+        """``(files, commit)`` that ``revision`` names, or None (a subclass may serve another store)."""
+        files = self.files(repo_id)
+        sha = commit_sha(files)
+        return (files, sha) if revision in ("main", sha, *cfg.get("branches", [])) else None
+
     def file_url(self, repo_id: str, path: str, revision: str = "main") -> str:
         return f"{self.url}/{repo_id}/resolve/{revision}/{path}"
 
@@ -516,11 +522,10 @@ class HubHandler(BaseHTTPRequestHandler):
         return cfg
 
     def _revision(self, repo_id: str, revision: str, cfg: dict) -> tuple[list[RepoFile], str]:
-        files = self.server.hub.files(repo_id)
-        sha = commit_sha(files)
-        if revision not in ("main", sha, *cfg.get("branches", [])):
+        found = self.server.hub.revision(repo_id, revision, cfg)
+        if found is None:
             raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        return files, sha
+        return found
 
     # ----------------------------------------------------------------- API
     def _api(self, kind: str, repo_id: str, revision: str, path: str):
