@@ -372,3 +372,24 @@ def test_refused_snapshots_say_why(tmp_path):
     assert reasons["acme/escape"] == "model.safetensors: links outside the cache folder"
     assert reasons["acme/flipped"].startswith("failed verification: model.safetensors: sha256 mismatch")
     assert index.resolve("acme/whole", "main").commit == commit and index.resolve("acme/escape", "main") is None
+
+
+def test_olah_in_front_of_the_station(station, source, tmp_path):
+    """A larger fleet's set-up (docs/AIRGAP.md): olah caches and fans out, the station stays the source."""
+    from phaita.testing.olah import OlahMirror, find_olah_cli
+
+    cli = find_olah_cli()
+    if cli is None:
+        if os.environ.get("CI", "").lower() in ("1", "true"):
+            pytest.fail("olah-cli is missing: `make setup` creates .venv-olah with it")
+        pytest.skip("olah-cli not installed (make setup creates .venv-olah)")
+    with OlahMirror(station["url"], tmp_path / "olah-repos", cli=cli) as mirror:
+        env = dict(client_env(tmp_path / "client", mirror.url), PHAITA_STALL_TIMEOUT="15",
+                   PHAITA_CONNECT_TIMEOUT="10")
+        run([str(BIN / "hf"), "download", BERT], env)
+        run([str(BIN / "phaita"), "models", "pull", DEBERTA], env)
+    client = tmp_path / "client" / "hub"
+    for repo_id in (BERT, DEBERTA):
+        assert snapshot_file(client, repo_id, "model.safetensors") == \
+            snapshot_file(source["cache"], repo_id, "model.safetensors")
+    assert run([str(BIN / "phaita"), "models", "verify"], client_env(tmp_path / "client", mirror.url)).returncode == 0
