@@ -365,8 +365,16 @@ def test_refused_snapshots_say_why(tmp_path):
     data[-1] ^= 0xFF  # same size, one byte changed: only the hash in the blob's name tells
     blob.write_bytes(bytes(data))
 
+    data_repo = cache_dir / "models--acme--data"  # no model at all, but huggingface_hub listed it: whole
+    _put(data_repo, commit, "data.txt", b"not a model")
+    (blob,) = (data_repo / "blobs").iterdir()
+    (data_repo / "trees").mkdir()
+    (data_repo / "trees" / f"{commit}.json").write_text(json.dumps(
+        {"format_version": 1, "files": {"data.txt": {"size": 11, "blob_id": blob.name}}}))
+
     index = build_index(cache_dir)
-    assert [s.repo_id for s in index.snapshots] == ["acme/whole"]
+    assert [s.repo_id for s in index.snapshots] == ["acme/data", "acme/whole"]
+    assert index.resolve("acme/data", "main").files[0].oid == blob.name
     reasons = {r.repo_id: r.reason for r in index.refused}
     assert reasons["acme/sharded"] == "partial: missing model-00002-of-00002.safetensors"
     assert reasons["acme/escape"] == "model.safetensors: links outside the cache folder"
