@@ -180,17 +180,26 @@ def test_phaita_loader_pulls_from_station_and_verifies(station, source, tmp_path
 
 
 def test_transformers_from_pretrained_through_station(station, source, tmp_path):
+    """A process with only HF_ENDPOINT set loads the model and tokenizer; same weights as the station's."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     script = (
-        "import sys, torch\n"
+        "import torch\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
         f"tok = AutoTokenizer.from_pretrained({GPT2!r})\n"
         f"model = AutoModelForCausalLM.from_pretrained({GPT2!r})\n"
-        "print(sum(float(p.double().sum()) for p in model.parameters()), len(tok('hello world')['input_ids']))\n"
+        "assert tok('hello world')['input_ids']\n"
+        "torch.save(model.state_dict(), 'weights.pt')\n"
     )
-    via_station = run([sys.executable, "-c", script], client_env(tmp_path, station["url"])).stdout.split()
-    offline = dict(client_env(source["cache"].parent, "http://127.0.0.1:9"), HF_HUB_OFFLINE="1")
-    from_source = run([sys.executable, "-c", script], offline).stdout.split()
-    assert via_station == from_source and float(via_station[0]) != 0.0
+    proc = subprocess.run([sys.executable, "-c", script], env=client_env(tmp_path, station["url"]), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    loaded = torch.load(tmp_path / "weights.pt")
+    commit = source["commits"][GPT2]
+    local = AutoModelForCausalLM.from_pretrained(cache.repo_dir(source["cache"], GPT2) / "snapshots" / commit)
+    expected = local.state_dict()
+    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], expected[k]) for k in expected)
 
 
 # --------------------------------------------------------------------------- protocol
