@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
-from . import cache, config, errors
+from . import cache, config, errors, tls
 from .errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from .fetch import FetchContext, Progress, fetch_snapshot
 from .listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
@@ -342,6 +342,12 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
                                       **common)
     if kind in ("unsafe", "unsupported"):
         return errors.UnsafeModelError(errors.unsafe_message(repo_id, failure.reason), **common)
+    if kind == "untrusted_certificate":
+        return errors.UntrustedCertificateError(tls.certificate_advice(exc, repo_id, endpoint, failure.reason),
+                                                **common)
+    if kind == "proxy_auth":
+        return errors.ProxyAuthenticationError(errors.proxy_auth_message(repo_id, endpoint, tls.shown_proxies()),
+                                               **common)
     return ModelDownloadError(
         errors.retries_exhausted_message(
             repo_id, attempts=attempts, last_error=failure.reason, models_attempted=[repo_id],

@@ -32,6 +32,12 @@ HF_TOKEN                   unset       Access token (or the one stored by ``hf a
 PHAITA_LOCKFILE            unset       A lock file (``phaita models lock``): loads by branch
                                        name use the commits it pins, with no network request
                                        on a warm cache
+SSL_CERT_FILE,             system      The CA certificates to trust (a PEM file, or a folder
+SSL_CERT_DIR,              store       for SSL_CERT_DIR), instead of the system store: the
+REQUESTS_CA_BUNDLE,                    first one set, in this order (what a site behind a
+CURL_CA_BUNDLE                         TLS-inspecting proxy already sets for pip and curl)
+HTTPS_PROXY, HTTP_PROXY,   unset       Proxies (read by the HTTP client); credentials in them
+ALL_PROXY, NO_PROXY                    are redacted from every message
 =========================  ==========  =====================================================
 """
 
@@ -108,6 +114,48 @@ def endpoint() -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError(f"HF_ENDPOINT={value!r} must be an http:// or https:// URL")
     return value.rstrip("/")
+
+
+CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@dataclass(frozen=True)
+class CaBundle:
+    """The CA certificates the environment names: which variable, and the file or folder."""
+
+    variable: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.variable}={self.path}"
+
+
+def ca_bundle() -> CaBundle | None:
+    """The first of SSL_CERT_FILE, SSL_CERT_DIR, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE that is set.
+
+    None: the system store. A path that does not exist is a ``ValueError`` naming the variable.
+    """
+    for name in CA_BUNDLE_VARIABLES:
+        raw = os.environ.get(name, "").strip()
+        if raw:
+            path = os.path.expanduser(raw)
+            if not os.path.exists(path):
+                raise ValueError(f"{name}={raw!r}: no such file or folder; it must name the PEM file of the "
+                                 "CA certificates to trust (or unset it to use the system store)")
+            return CaBundle(name, path)
+    return None
+
+
+def proxy_settings() -> tuple[tuple[str, str], ...]:
+    """The proxy variables that are set (both spellings), as (name, value) pairs."""
+    found = []
+    for name in PROXY_VARIABLES:
+        for key in (name, name.lower()):
+            value = os.environ.get(key)
+            if value is not None and value.strip():
+                found.append((key, value.strip()))
+    return tuple(found)
 
 
 def offline_mode() -> bool:

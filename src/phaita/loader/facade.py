@@ -27,8 +27,10 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
     OfflineModeError,
+    ProxyAuthenticationError,
     RevisionNotFoundError,
     UnsafeModelError,
+    UntrustedCertificateError,
 )
 from .load import MODEL_TYPES
 from .policy import RetryPolicy
@@ -36,7 +38,8 @@ from .policy import RetryPolicy
 __all__ = [
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
-    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError", "RetryPolicy", "MODEL_TYPES",
+    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError",
+    "UntrustedCertificateError", "ProxyAuthenticationError", "RetryPolicy", "MODEL_TYPES",
 ]
 
 
