@@ -419,3 +419,10 @@ def test_parameter_table_matches_the_signatures_and_the_keyword_routing():
         assert row.group(1) == default, f"{name}: the table says {row.group(1)}, the code {default}"
     for name in FETCH_ONLY_KWARGS | BOTH_PHASES_KWARGS | MODEL_ONLY_KWARGS | {"use_4bit"}:
         assert f"`{name}`" in table, f"keyword {name} is not described in the Parameters section"
+
+
+def test_every_public_name_of_the_loader_is_documented():
+    from phaita.utils import model_loader
+
+    missing = sorted(n for n in model_loader.__all__ if f"`{n}" not in GUIDE_TEXT)
+    assert not missing, f"public names not in {GUIDE.name}: {', '.join(missing)}"
