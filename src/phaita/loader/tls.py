@@ -169,7 +169,7 @@ def verification_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
 
 
 def describe_verification_error(err: ssl.SSLCertVerificationError) -> str:
-    return getattr(err, "verify_message", None) or err.reason or str(err)
+    return (getattr(err, "verify_message", None) or err.reason or str(err)).rstrip(".")
 
 
 def inspect_chain(url: str, timeout: float) -> ChainReport:
