@@ -108,14 +108,24 @@ def test_several_clients_at_once_fetch_the_weights_from_upstream_once(olah, upst
         assert sha256_of(blobs / sha) == sha
 
 
-@pytest.mark.parametrize("faults", ["reset@50%x1:path=*model.safetensors", "close@0x1:path=*model.safetensors",
+@pytest.mark.parametrize("faults", ["reset@50%x1:path=*model.safetensors", "reset@0x1:path=*model.safetensors",
                                     "503x2:path=*model.safetensors"])
-def test_upstream_faults_behind_olah(olah, upstream, hub_root, faults, tmp_path):
+def test_upstream_faults_behind_olah_cost_no_attempt(olah, upstream, hub_root, faults, caplog):
+    """olah has answered 200 before the upstream fails: the client sees a short body or none at all.
+
+    A break after some bytes resumes with a Range request; one before the first byte is asked again
+    after a short pause. Either way inside the attempt: no failed attempt, so no backoff (10 s by
+    default) is waited. docs/FLEETS.md has the measured times.
+    """
     upstream.set_faults(faults)
     snapshot = prefetch_model(REPO, max_retries=3)
     _, sha = _weights(hub_root)
     assert sha256_of(Path(snapshot) / "model.safetensors") == sha
     assert upstream.faults.fired, "the fault must have hit the upstream transfer"
+    assert warnings_of(caplog) == []  # no attempt failed
+    empty = [r for r in caplog.records if "ended before its first byte" in r.getMessage()]
+    if "@0" in faults or faults.startswith("503"):
+        assert empty, "olah relays this upstream fault as an empty 200"
 
 
 def test_hf_download_through_olah(olah, hub_root, tmp_path, loader_env):

@@ -300,7 +300,8 @@ def _everything_shown(err: BaseException, caplog, extra: str = "") -> str:
     return "\n".join(parts)
 
 
-def test_a_proxy_with_credentials_works_and_never_shows_them(tls_hub, pki, forward_proxy, monkeypatch, caplog):
+def test_a_proxy_with_credentials_works_and_never_shows_them(tls_hub, pki, forward_proxy, monkeypatch, caplog,
+                                                             tmp_path):
     caplog.set_level(logging.DEBUG)  # every logger: httpx, httpcore, huggingface_hub, ours
     hub = tls_hub("org-ca")
     credentials = f"{PROXY_USER}:{PROXY_PASSWORD}"
@@ -312,9 +313,10 @@ def test_a_proxy_with_credentials_works_and_never_shows_them(tls_hub, pki, forwa
 
     monkeypatch.setenv("HTTPS_PROXY", proxy.url(f"{PROXY_USER}:wrong-{PROXY_PASSWORD}"))
     with pytest.raises(ProxyAuthenticationError) as info:
-        prefetch_model(REPO, max_retries=3, backoff_base=5, cache_dir=str(hub.root.parent / "other-cache"))
+        prefetch_model(REPO, max_retries=3, backoff_base=5, cache_dir=str(tmp_path / "empty-cache"))
     err = info.value
-    assert err.attempts == 1 and not err.transient and "407" in str(err) and "HTTPS_PROXY=http://***@127.0.0.1" in str(err)
+    assert err.attempts == 1 and not err.transient and "407" in str(err)
+    assert "HTTPS_PROXY=http://***@127.0.0.1" in str(err)
     shown = _everything_shown(err, caplog)
     for secret in (PROXY_PASSWORD, credentials):
         assert secret not in shown
