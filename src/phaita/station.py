@@ -148,22 +148,28 @@ def build_index(cache_dir: str | os.PathLike[str], names: Iterable[str] | None =
 
 
 def _refusal(cache_dir: Path, repo_id: str, snap: inspect.SnapshotInfo, bad: dict) -> str | None:
+    """Why this snapshot must not be served (None: it may be).
+
+    Complete means: against phaita's listing, every file the load needs (``models status``);
+    against huggingface_hub's tree listing, every file it listed; with no listing, judged by the
+    contents, refusing anything an interrupted download could have left.
+    """
     if snap.commit is None or snap.path is None or not is_commit_hash(snap.commit):
         return "no snapshot" if snap.commit is None else "snapshot folder is not named by a commit"
-    if not snap.complete:
-        return "partial: " + ", ".join(snap.missing + [f"wrong size: {w}" for w in snap.wrong_size])
     wrong = sorted(f"{path}: {reason}" for (commit, path), reason in bad.items() if commit == snap.commit)
     if wrong:
         return "failed verification: " + "; ".join(wrong)
+    partial = "partial: " + ", ".join(snap.missing + [f"wrong size: {w}" for w in snap.wrong_size])
     repo = cache.repo_dir(cache_dir, repo_id)
-    if cache.load_listing(repo, snap.commit) is not None:  # phaita's: complete for what the load needs
-        return None
+    if cache.load_listing(repo, snap.commit) is not None:
+        return None if snap.complete else partial
     linked = inspect.linked_files(snap.path)
     tree = expected.load_hf_tree(repo, snap.commit)
-    if tree is not None:  # huggingface_hub listed these at fetch time: all must have arrived
+    if tree is not None:
         missing = sorted(f.path for f in tree.files if f.path not in linked)
         return "partial: missing " + ", ".join(missing) if missing else None
-    # No listing: only the contents can say, so anything an interrupted download could leave is refused.
+    if not snap.complete:
+        return partial
     if snap.content == "no weights":
         return "partial: no weights and no listing to say that none were asked for"
     missing = missing_shards(snap.path, linked)
