@@ -353,6 +353,8 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
                                       **common)
     if kind in ("unsafe", "unsupported"):
         return errors.UnsafeModelError(errors.unsafe_message(repo_id, failure.reason), **common)
+    if kind == "bad_environment":
+        return ModelDownloadError(errors.bad_environment_message(repo_id, failure.reason), **common)
     if kind == "untrusted_certificate":
         return errors.UntrustedCertificateError(tls.certificate_advice(exc, repo_id, endpoint, failure.reason),
                                                 **common)

@@ -46,6 +46,10 @@ def redact(text: str) -> str:
 # --------------------------------------------------------------------------- internal (fetch layer)
 
 
+class BadEnvironment(ValueError):
+    """An environment variable holds a value the loader cannot use; the message names the variable."""
+
+
 class FetchProblem(Exception):
     """Base of what the fetch layer reports; the policy classifies these."""
 
@@ -424,4 +428,11 @@ def proxy_auth_message(model_name: str, endpoint: str, proxies: str) -> str:
                 "Check them with your IT department; `phaita models doctor` shows the proxy variables (masked).",
             ]
         )
+    )
+
+
+def bad_environment_message(model_name: str, detail: str) -> str:
+    return (
+        f"Cannot fetch '{model_name}': {detail}\n"
+        + numbered(["Fix or unset that environment variable (`phaita models doctor` shows the settings in effect)."])
     )
