@@ -24,6 +24,10 @@ PHAITA_STALL_TIMEOUT       10          Silence on an open connection before it i
 PHAITA_CONNECT_TIMEOUT     10          TCP/TLS connect timeout, seconds
 PHAITA_MAX_FILE_SIZE       200 GB      Largest single file accepted from a hub, bytes
 HF_ENDPOINT                hub         The Hub or any compatible mirror
+PHAITA_ENDPOINTS           unset       Endpoints in order, comma-separated, e.g. the site
+                                       mirror then the Hub: a file missing, failing or
+                                       corrupt on one is fetched from the next. Set, it
+                                       replaces HF_ENDPOINT for the loader
 HF_HUB_OFFLINE             unset       ``1`` = never touch the network (also
                                        ``TRANSFORMERS_OFFLINE``)
 HF_HUB_CACHE, HF_HOME,     standard    Cache location, in huggingface_hub's order; the legacy
@@ -117,6 +121,31 @@ def endpoint() -> str:
     if not value.startswith(("http://", "https://")):
         raise BadEnvironment(f"HF_ENDPOINT={value!r} must be an http:// or https:// URL")
     return value.rstrip("/")
+
+
+def parse_endpoints(value: object, source: str = "endpoints") -> tuple[str, ...]:
+    """A list of http(s) URLs (or one comma-separated string of them), without trailing slashes."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f"{source} must be a non-empty list of http:// or https:// URLs; got {value!r}")
+    out = []
+    for item in items:
+        url = item.strip().rstrip("/") if isinstance(item, str) else item
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) <= 8:
+            raise ValueError(f"{source}: {item!r} is not an http:// or https:// URL")
+        if url not in out:
+            out.append(url)
+    return tuple(out)
+
+
+def endpoints(explicit: object = None) -> tuple[str, ...]:
+    """``endpoints=`` if given, else PHAITA_ENDPOINTS, else HF_ENDPOINT (or the Hub) alone."""
+    if explicit is not None:
+        return parse_endpoints(explicit)
+    raw = os.environ.get("PHAITA_ENDPOINTS", "").strip()
+    if raw:
+        return parse_endpoints(raw, "PHAITA_ENDPOINTS")
+    return (endpoint(),)
 
 
 CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")

@@ -59,7 +59,11 @@ class TransferIncomplete(FetchProblem):
 
 
 class ChecksumMismatch(FetchProblem):
-    """A downloaded file's size or hash differs from what the hub announced."""
+    """A downloaded file's size or hash differs from what the hub announced (``path``: which file)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class BadResponse(FetchProblem):
@@ -223,6 +227,7 @@ def retries_exhausted_message(
     revision: str | None,
     max_retries: int,
     timeout: float,
+    first_steps: Sequence[str] = (),
 ) -> str:
     cmd = download_command(model_name, revision)
     return (
@@ -234,6 +239,7 @@ def retries_exhausted_message(
         "Troubleshooting:\n"
         + numbered(
             [
+                *first_steps,
                 f"Check the connection to {endpoint} (proxy variables HTTPS_PROXY/NO_PROXY; "
                 "HF_ENDPOINT for a mirror). Partial files were kept: the next try resumes.",
                 f"Check the model name: {endpoint}/{model_name}",
