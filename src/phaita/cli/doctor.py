@@ -43,6 +43,9 @@ def _guard(name: str, func: Callable[[], Check]) -> Check:
 
 
 def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile: Optional[str] = None) -> list[Check]:
+    from .doctor_mirror import check_listing, check_resume
+
+    models = [probe_model] if probe_model else None
     return [
         _guard("endpoint reachable", lambda: check_reachable(probe_model, timeout)),
         _guard("endpoint variable", check_endpoint_variable),
@@ -52,6 +55,8 @@ def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile:
         _guard("cache directory", check_cache_writable),
         _guard("free disk", lambda: check_disk(profile)),
         _guard("offline mode", check_offline),
+        _guard("mirror listing", lambda: check_listing(timeout, models)),
+        _guard("mirror resume", lambda: check_resume(timeout, models)),
     ]
 
 
