@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
-from . import cache, config, errors
+from . import config, errors
+from .cache import RepoCache
 from .errors import ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from .fetch import FetchContext, Progress, fetch_snapshot
 from .listing import fetch_listing, is_commit_hash
@@ -188,12 +189,12 @@ def _headers(req: LoadRequest) -> dict[str, str]:
 def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors."""
     revision = req.revision or "main"
-    repo = cache.repo_dir(req.cache_dir, repo_id)
+    repo = RepoCache(req.cache_dir, repo_id)
     if not req.resume:
-        removed = cache.discard_partials(repo)
+        removed = repo.discard_partials()
         if removed:
             logger.info("%s: discarded %d partial download(s): resume_download is False", repo_id, len(removed))
-    status = cache.snapshot_status(req.cache_dir, repo_id, revision, needs)
+    status = repo.status(revision, needs)
     if req.offline:
         if status.complete:
             return status.path  # type: ignore[return-value]

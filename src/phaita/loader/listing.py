@@ -17,10 +17,10 @@ from urllib.parse import quote
 from . import config
 from .config import Timeouts
 from .errors import BadResponse, UnsafeRepository
+from .hashing import GIT_OID_RE, SHA256_RE
 from .net import Deadline, get_json
 
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+COMMIT_RE = GIT_OID_RE  # a commit hash is a git object id
 
 
 def is_commit_hash(revision: str | None) -> bool:
@@ -97,10 +97,10 @@ def parse_listing(repo_id: str, data: Any, *, max_file_size: int) -> RepoListing
             raise UnsafeRepository(
                 f"{path!r} is {size} bytes, over the limit of {max_file_size} (PHAITA_MAX_FILE_SIZE)")
         blob_id = entry.get("blobId")
-        if not isinstance(blob_id, str) or not re.match(r"^[0-9a-f]{40}$", blob_id):
+        if not isinstance(blob_id, str) or not GIT_OID_RE.match(blob_id):
             raise BadResponse(f"the hub gave no valid object id for {path!r}")
         sha256 = lfs.get("sha256") if lfs else None
-        if lfs is not None and (not isinstance(sha256, str) or not _SHA256_RE.match(sha256)):
+        if lfs is not None and (not isinstance(sha256, str) or not SHA256_RE.match(sha256)):
             raise BadResponse(f"the hub gave no valid sha256 for LFS file {path!r}")
         if path in files:
             raise UnsafeRepository(f"the hub listed {path!r} twice")

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .digests import git_blob_id, git_sha1_file, sha256_file
 from .faults import FaultPlan, FaultRule, parse_faults
 
 __all__ = ["LocalHub", "RequestRecord", "RepoFile", "LFS_EXTENSIONS", "LFS_THRESHOLD", "repo_files", "commit_sha"]
@@ -59,10 +60,6 @@ def _is_lfs(path: str, size: int) -> bool:
     return size >= LFS_THRESHOLD or path.lower().endswith(LFS_EXTENSIONS)
 
 
-def _git_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
 def _hash_file(abspath: str, rel: str, st: os.stat_result) -> tuple[str, str | None, int | None]:
     key = (abspath, st.st_mtime_ns, st.st_size)
     with _hash_lock:
@@ -70,19 +67,11 @@ def _hash_file(abspath: str, rel: str, st: os.stat_result) -> tuple[str, str | N
     if hit is not None:
         return hit
     if _is_lfs(rel, st.st_size):
-        h = hashlib.sha256()
-        with open(abspath, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        sha = h.hexdigest()
+        sha = sha256_file(abspath)
         pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {st.st_size}\n".encode()
-        result: tuple[str, str | None, int | None] = (_git_oid(pointer), sha, len(pointer))
+        result: tuple[str, str | None, int | None] = (git_blob_id(pointer), sha, len(pointer))
     else:
-        h = hashlib.sha1(b"blob %d\0" % st.st_size)
-        with open(abspath, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        result = (h.hexdigest(), None, None)
+        result = (git_sha1_file(abspath, st.st_size), None, None)
     with _hash_lock:
         _hash_cache[key] = result
     return result

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaita.loader import api, cache, config
+from phaita.loader import api
+from phaita.loader.cache import RepoCache
 from phaita.loader.errors import (
     AccessDeniedError,
     DiskFullError,
@@ -112,7 +113,7 @@ def is_model_cached(
     for name in req.candidates:
         if api.os.path.isdir(name):
             return True
-        if cache.snapshot_status(req.cache_dir, name, req.revision or "main", needs).complete:
+        if RepoCache(req.cache_dir, name).status(req.revision or "main", needs).complete:
             return True
     return False
 
