@@ -16,7 +16,9 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A local Hugging Face Hub for trials and tests.")
 
 FAULTS_HELP = ("Fault spec, comma-separated: reset@30%, close@50%, 503x2, 429:5 (Retry-After), stall:1, "
-               "trickle:50k, corrupt@10%, random:0.2:seed=7, with :path=GLOB, #N (Nth request), xN (N times). "
+               "trickle:50k, corrupt@10%, random:0.2:seed=7, with :path=GLOB, #N (Nth request), xN (N times); "
+               "cap:20m (bytes/s per connection, like a real link), maxconn:4 (429 beyond 4 parallel downloads), "
+               "ignore_range, wrong_range. "
                "See docs/CLI.md.")
 
 

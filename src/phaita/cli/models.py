@@ -283,7 +283,10 @@ def _verify_text(reports: list[Any], found: list[Any], repair_report: Any) -> No
             out.echo(f"FAIL  refetch {job.repo_id}  {job.commit[:12]}")
             out.err(error)
     for r in reports:
-        extra = f", {len(r.unverifiable)} without a recorded hash" if r.unverifiable else ""
+        counts = r.check_counts()
+        how = ", ".join(f"{counts[k]} by {k}" for k in ("listing", "blob name", "size only") if counts.get(k))
+        extra = (f"; {how}" if how else "") + (f"; {len(r.unverifiable)} without a recorded hash"
+                                                if r.unverifiable else "")
         if r.ok:
             out.echo(f"OK    {r.repo_id}  ({r.files_checked} files, {out.human_size(r.bytes_checked)}{extra})")
         else:

@@ -23,7 +23,7 @@ GIT = "git"  # git's blob sha1
 Hashed = Callable[[int], None]  # called with the bytes hashed since the last call
 
 
-def algorithm_for(expected: str) -> str | None:
+def algorithm_of(expected: str) -> str | None:
     """Which hash a hub hash or blob name is, by its shape (None: neither)."""
     if SHA256_RE.match(expected):
         return SHA256

@@ -17,6 +17,16 @@ Fault kinds
                    then close.
 ``trickle``        after ``after`` bytes, send the rest at ``rate_bps`` bytes per second.
 ``corrupt``        flip (XOR 0xFF) ``corrupt_bytes`` bytes starting at offset ``after``; same length.
+``ignore_range``   answer a Range request with ``200`` and the whole file (a server without ranges).
+``wrong_range``    answer a Range request with ``206`` and the same number of bytes, but taken from
+                   offset ``after_bytes`` (default 0), with a ``Content-Range`` that says so.
+
+Plan-wide settings (not rules; they apply to every request while the plan is set)
+----------------------------------------------------------------------------------
+``connection_rate``  bytes per second per TCP connection (``cap:20m``): stands for a real link,
+                     where one TCP stream carries only so much (a CDN edge, a proxy, a long path).
+``max_transfers``    file GETs served at once (``maxconn:4``); one more is answered ``429``, like a
+                     server that forbids many parallel connections.
 
 ``after`` is ``after_bytes`` or, when ``after_fraction`` is set, that fraction of the body length
 of *this* response (so a resumed Range request that hits the same rule fails later again). An
@@ -35,7 +45,8 @@ Text spec grammar (``parse_faults``)
     item    := head (":" arg)*
     head    := KIND ["@" POS] ["x" TIMES] ["#" NTH]
     KIND    := reset | close | stall | stall_headers | trickle | corrupt | status
-             | a 3-digit HTTP status (500, 502, 503, 429, ...) | random
+             | ignore_range | wrong_range
+             | a 3-digit HTTP status (500, 502, 503, 429, ...) | random | cap | maxconn
     POS     := NUMBER "%"          (after_fraction)  | NUMBER [k|m]   (after_bytes, k=1e3, m=1e6)
     arg     := VALUE               (positional, meaning depends on the kind, see below)
              | key "=" VALUE       (path, nth, times, after, status, retry, seconds, rate,
@@ -46,9 +57,11 @@ Positional argument: status codes -> ``retry_after`` seconds (``429:5``); ``stal
 ``stall_headers`` -> seconds (``stall:1``); ``trickle`` -> rate in bytes/s with k/m suffix
 (``trickle:50k``); ``corrupt`` -> number of flipped bytes; ``random`` -> rate (``random:0.2``).
 ``random:RATE[:seed=S][:kinds=reset+close+status]`` sets the plan's random faults.
+``cap:RATE`` (k/m suffix) sets ``connection_rate``; ``maxconn:N`` sets ``max_transfers``.
 
 Examples: ``reset@30%``, ``503x2``, ``429:5``, ``stall:1``, ``trickle:50k``, ``close@50%``,
-``corrupt@10%``, ``random:0.2:seed=7``, ``reset@1m:path=*.safetensors#2``.
+``corrupt@10%``, ``random:0.2:seed=7``, ``reset@1m:path=*.safetensors#2``, ``cap:20m``,
+``maxconn:4``, ``ignore_range:path=*.bin``.
 """
 
 from __future__ import annotations
@@ -60,10 +73,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-KINDS = ("reset", "close", "status", "stall", "stall_headers", "trickle", "corrupt")
+KINDS = ("reset", "close", "status", "stall", "stall_headers", "trickle", "corrupt", "ignore_range", "wrong_range")
 BODY_KINDS = ("reset", "close", "stall", "trickle", "corrupt")
+RANGE_KINDS = ("ignore_range", "wrong_range")
 
-__all__ = ["KINDS", "FaultRule", "FaultPlan", "FiredFault", "parse_faults", "parse_size"]
+__all__ = ["KINDS", "FaultRule", "FaultPlan", "FiredFault", "Pacer", "parse_faults", "parse_size"]
 
 
 @dataclass
@@ -124,8 +138,16 @@ class FaultPlan:
         random_kinds: tuple[str, ...] = ("reset", "close", "status"),
         seed: int = 0,
         random_path: str = "*",
+        connection_rate: float | None = None,
+        max_transfers: int | None = None,
     ) -> None:
         self.rules = list(rules or [])
+        if connection_rate is not None and not connection_rate > 0:
+            raise ValueError("connection_rate must be > 0 bytes per second")
+        if max_transfers is not None and max_transfers < 1:
+            raise ValueError("max_transfers must be >= 1")
+        self.connection_rate = connection_rate
+        self.max_transfers = max_transfers
         self.random_rate = float(random_rate)
         self.random_kinds = tuple(random_kinds)
         for k in self.random_kinds:
@@ -138,10 +160,12 @@ class FaultPlan:
         self.fired: list[FiredFault] = []
 
     def __repr__(self) -> str:
-        return f"FaultPlan(rules={[r.describe() for r in self.rules]}, random_rate={self.random_rate})"
+        extra = "".join(f", {k}={v:g}" for k, v in (("connection_rate", self.connection_rate),
+                                                        ("max_transfers", self.max_transfers)) if v)
+        return f"FaultPlan(rules={[r.describe() for r in self.rules]}, random_rate={self.random_rate}{extra})"
 
     def __bool__(self) -> bool:
-        return bool(self.rules) or self.random_rate > 0
+        return bool(self.rules) or self.random_rate > 0 or bool(self.connection_rate) or bool(self.max_transfers)
 
     def select(self, method: str, path: str, api: bool = False) -> FaultRule | None:
         """Return the fault to apply to this request (and record it), or None."""
@@ -194,6 +218,32 @@ class FaultPlan:
             self._rng = random.Random(self.seed)
 
 
+class Pacer:
+    """Holds one connection to ``rate_bps`` bytes per second, as a real link's per-stream limit does.
+
+    The sender asks :meth:`wait_before` before each piece (at most :attr:`piece` bytes, 1/50 s worth)
+    and sleeps that long. No credit builds up while the connection is idle, so a new request on a
+    kept-alive connection is not sent in one burst.
+    """
+
+    PIECE_SECONDS = 0.02
+
+    def __init__(self, rate_bps: float, clock=time.monotonic) -> None:
+        if not rate_bps > 0:
+            raise ValueError("rate_bps must be > 0")
+        self.rate = float(rate_bps)
+        self.piece = max(1, int(self.rate * self.PIECE_SECONDS))
+        self._clock = clock
+        self._free_at = 0.0  # when the bytes already sent have left at ``rate``
+
+    def wait_before(self, n: int) -> float:
+        """Seconds to wait before sending ``n`` more bytes."""
+        now = self._clock()
+        start = max(now, self._free_at)
+        self._free_at = start + n / self.rate
+        return start - now
+
+
 _SIZE_RE = re.compile(r"^(?P<num>\d+(?:\.\d+)?)(?P<unit>[kKmMgG]?)[bB]?$")
 _HEAD_RE = re.compile(
     r"^(?P<kind>[a-z_]+?|\d{3})(?:@(?P<pos>[0-9.]+%|[0-9.]+[kKmMgG]?[bB]?))?"
@@ -221,6 +271,18 @@ def _parse_item(item: str, plan: FaultPlan) -> None:
         raise ValueError(f"bad fault item {item!r}")
     kind = head.group("kind")
     args = [p.strip() for p in parts[1:] if p.strip()]
+    if kind in ("cap", "maxconn"):
+        if len(args) != 1 or "=" in args[0]:
+            raise ValueError(f"{kind} takes one value, e.g. cap:20m or maxconn:4 ({item!r})")
+        if kind == "cap":
+            plan.connection_rate = float(parse_size(args[0]))
+            if plan.connection_rate <= 0:
+                raise ValueError(f"cap must be > 0 bytes per second ({item!r})")
+        else:
+            plan.max_transfers = int(args[0])
+            if plan.max_transfers < 1:
+                raise ValueError(f"maxconn must be >= 1 ({item!r})")
+        return
     if kind == "random":
         plan.random_rate = float(args[0]) if args and "=" not in args[0] else 0.1
         for arg in args:

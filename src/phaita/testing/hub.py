@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .digests import git_blob_id, git_sha1_file, sha256_file
-from .faults import FaultPlan, FaultRule, parse_faults
+from .faults import FaultPlan, FaultRule, Pacer, parse_faults
 
 __all__ = ["LocalHub", "RequestRecord", "RepoFile", "LFS_EXTENSIONS", "LFS_THRESHOLD", "repo_files", "commit_sha"]
 
@@ -154,12 +154,19 @@ class LocalHub:
 
     ``with LocalHub(root) as hub: ...`` -> ``hub.url``. ``hub.requests()``, ``hub.bytes_sent()``,
     ``hub.reset_stats()`` for counting; ``hub.set_faults(plan)`` to change faults while running.
+    ``connection_rate`` caps every TCP connection at that many bytes per second (as the fault
+    plan's ``cap:RATE`` does; this argument wins when both are set).
     """
 
     def __init__(
-        self, root: str | os.PathLike, faults: FaultPlan | str | None = None, host: str = "127.0.0.1", port: int = 0
+        self, root: str | os.PathLike, faults: FaultPlan | str | None = None, host: str = "127.0.0.1", port: int = 0,
+        connection_rate: float | None = None,
     ) -> None:
+        if connection_rate is not None and not connection_rate > 0:
+            raise ValueError("connection_rate must be > 0 bytes per second")
         self.root = Path(root)
+        self.connection_rate = connection_rate
+        self._transfers = 0
         self.faults = parse_faults(faults) if isinstance(faults, str) else (faults or FaultPlan())
         self.host, self._port = host, port
         self._server: _Server | None = None
@@ -283,6 +290,23 @@ class LocalHub:
         """Sleep up to ``seconds`` (None: forever) or until the hub stops; True if stopped."""
         return self._stop.wait(seconds)
 
+    def rate_limit(self) -> float | None:
+        """Bytes per second allowed per connection now (None: no cap)."""
+        return self.connection_rate or self.faults.connection_rate
+
+    def admit_transfer(self) -> bool:
+        """Count one file GET in; False (and not counted) when the plan's ``max_transfers`` are busy."""
+        limit = self.faults.max_transfers
+        with self._lock:
+            if limit is not None and self._transfers >= limit:
+                return False
+            self._transfers += 1
+            return True
+
+    def end_transfer(self) -> None:
+        with self._lock:
+            self._transfers -= 1
+
     def select_fault(self, method: str, path: str, api: bool) -> FaultRule | None:
         plan = self.faults
         return plan.select(method, path, api=api) if plan else None
@@ -378,7 +402,14 @@ class HubHandler(BaseHTTPRequestHandler):
                     return self._abort(fault.kind == "reset")
                 if method == "HEAD" and fault.kind == "stall" and hub.wait_stop(fault.seconds):
                     return self._abort(False)
-            if kind == "resolve":
+            if kind == "resolve" and method == "GET":
+                if not hub.admit_transfer():
+                    raise _HubError(429, None, "Too many parallel downloads", {"Connection": "close"})
+                try:
+                    self._resolve(method, repo_id, revision, path, fault)
+                finally:
+                    hub.end_transfer()
+            elif kind == "resolve":
                 self._resolve(method, repo_id, revision, path, fault)
             else:
                 body = self._api(kind, repo_id, revision, path)
@@ -517,8 +548,10 @@ class HubHandler(BaseHTTPRequestHandler):
             return
         start, length, status = 0, size, 200
         rng = self.headers.get("Range")
-        if rng:
+        if rng and not (fault is not None and fault.kind == "ignore_range"):
             start, end = self._parse_range(rng, size)
+            if fault is not None and fault.kind == "wrong_range":  # same length, another place
+                start, end = min(fault.after_bytes, start), min(fault.after_bytes, start) + end - start
             length, status = end - start + 1, 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         # never read past the real file; a larger announced length is a hostile-hub knob
@@ -576,6 +609,21 @@ class HubHandler(BaseHTTPRequestHandler):
                 yield chunk
 
     def _write(self, data: bytes) -> None:
+        rate = self.server.hub.rate_limit()
+        if not rate:
+            return self._write_now(data)
+        pacer = getattr(self, "_pacer", None)
+        if pacer is None or pacer.rate != rate:
+            pacer = self._pacer = Pacer(rate)  # one per connection: the cap is per TCP stream
+        view = memoryview(data)
+        for i in range(0, len(view), pacer.piece):
+            piece = view[i:i + pacer.piece]
+            wait = pacer.wait_before(len(piece))
+            if wait > 0 and self.server.hub.wait_stop(wait):
+                raise ConnectionAbortedError("hub stopping")
+            self._write_now(piece)
+
+    def _write_now(self, data: bytes | memoryview) -> None:
         if data:
             # Counted before the write: a client may read the last byte and look at the stats
             # before this thread runs again. A write that fails counts as nothing sent.

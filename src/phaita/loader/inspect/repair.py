@@ -45,9 +45,10 @@ def remove_bad(cache_dir: Path, bad: Iterable[BadFile]) -> tuple[list[str], list
     jobs: list[RefetchJob] = []
     for repo_id, blobs in sorted(by_repo.items()):
         repo = RepoCache(cache_dir, repo_id)
+        contents = {os.path.realpath(b) for b in blobs}  # a repo blob may link into the shared store
         for commit in repo.commits():
             linked = repo.linked_files(commit)
-            hits = [entry for entry in linked.values() if os.path.realpath(entry) in blobs]
+            hits = [entry for entry in linked.values() if os.path.realpath(entry) in contents]
             if not hits:
                 continue
             needs, _ = repo.infer_needs(commit, repo.load_listing(commit), linked)
@@ -58,7 +59,8 @@ def remove_bad(cache_dir: Path, bad: Iterable[BadFile]) -> tuple[list[str], list
                 jobs.append(RefetchJob(repo_id, commit, "auto" if needs.weights else "tokenizer", needs.gguf_file))
         for blob in sorted(blobs):
             path = Path(blob)
-            if path.parent == repo.blobs_dir and path.exists():
+            # only this repository's entry: a shared-store file may back other repositories' links
+            if path.parent == repo.blobs_dir and os.path.lexists(path):
                 path.unlink()
                 removed.append(blob)
     return removed, jobs

@@ -1,20 +1,20 @@
 """Re-hash cached files and compare sizes. No network.
 
 sha256 for LFS files, git's blob sha1 (``sha1(b"blob <size>\\0" + content)``) otherwise. The
-expected values come from the stored listing, or from the blob's own name (the cache names blobs
-by that hash). Each blob is hashed once, however many snapshots link it.
+expected values come from a recorded listing (phaita's or huggingface_hub's), else from the blob's
+own name (the cache names blobs by that hash), per :mod:`phaita.loader.expected`; the report says
+which, per file. Each blob is hashed once, however many snapshots link it.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .. import expected
 from ..cache import RepoCache
-from ..hashing import GIT, SHA256, Hashed, algorithm_for, hash_file
-from ..listing import RepoListing
+from ..hashing import SHA256, Hashed, hash_file
 from .scan import CachedModel, scan_cache, stat_or_none
 
 
@@ -38,74 +38,79 @@ class VerifyReport:
     bytes_checked: int = 0
     unverifiable: list[str] = field(default_factory=list)  # no listing and no hash-shaped blob name
     bad: list[BadFile] = field(default_factory=list)
+    checks: list[dict[str, str | None]] = field(default_factory=list)  # per file: commit, path, check
 
     @property
     def ok(self) -> bool:
         return not self.bad
 
+    def check_counts(self) -> dict[str, int]:
+        """How many files got each check (``listing``, ``blob name``, ``size only``, ``none``)."""
+        counts: dict[str, int] = {}
+        for c in self.checks:
+            counts[c["check"] or "none"] = counts.get(c["check"] or "none", 0) + 1
+        return counts
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.repo_id, "ok": self.ok, "files_checked": self.files_checked,
                 "bytes_checked": self.bytes_checked, "unverifiable": self.unverifiable,
+                "checks": self.check_counts(), "files": self.checks,
                 "bad": [b.to_dict() for b in self.bad]}
-
-
-def _expected(path: str, target: Path, repo: RepoCache,
-              listing: RepoListing | None) -> tuple[str, str, int | None] | None:
-    """(algorithm, digest, size or None) a file must match, or None when nothing says."""
-    remote = listing.get(path) if listing is not None else None
-    if remote is not None:
-        return (SHA256, remote.sha256, remote.size) if remote.sha256 else (GIT, remote.blob_id, remote.size)
-    if target.parent == repo.blobs_dir:
-        algorithm = algorithm_for(target.name)
-        if algorithm is not None:
-            return (algorithm, target.name, None)
-    return None
 
 
 def verify_model(cache_dir: Path, repo_id: str, on_bytes: Hashed | None = None,
                  on_file: Callable[[str], None] | None = None) -> VerifyReport:
-    """Re-hash every file of every cached snapshot of ``repo_id`` (each blob once)."""
+    """Re-hash every file of every cached snapshot of ``repo_id`` (each blob once).
+
+    The expected hash comes from a recorded listing, else from the blob's name (see
+    :mod:`phaita.loader.expected`); each file's check is in ``report.checks``.
+    """
     repo = RepoCache(cache_dir, repo_id)
     report = VerifyReport(repo_id)
-    verdicts: dict[str, str | None] = {}  # real path -> reason it is bad, or None
+    verdicts: dict[str, str | None] = {}  # content path -> reason it is bad, or None
     for commit in repo.commits():
-        listing = repo.load_listing(commit)
-        for path, entry in sorted(repo.linked_files(commit).items()):
-            target = Path(os.path.realpath(entry))
-            if str(target) not in verdicts:
-                verdicts[str(target)] = _check(path, target, repo, listing, report, on_bytes, on_file)
-            reason = verdicts[str(target)]
+        own = repo.load_listing(commit)
+        for exp in expected.expected_files(repo.path, commit, repo.linked_files(commit), own):
+            key = str(exp.content)
+            if key not in verdicts:
+                verdicts[key] = _check(exp, report, on_bytes, on_file)
+            reason = verdicts[key]
+            report.checks.append({"commit": commit, "path": exp.path, "check": exp.check})
             if reason == "unverifiable":
-                report.unverifiable.append(f"{commit[:12]}/{path}")
+                report.unverifiable.append(f"{commit[:12]}/{exp.path}")
             elif reason is not None:
-                report.bad.append(BadFile(repo_id, commit, path, str(target), reason))
+                blob = repo.blob_path(exp.etag) if exp.etag else exp.content
+                report.bad.append(BadFile(repo_id, commit, exp.path, str(blob), reason))
     return report
 
 
-def _check(path: str, target: Path, repo: RepoCache, listing: RepoListing | None, report: VerifyReport,
-           on_bytes: Hashed | None, on_file: Callable[[str], None] | None) -> str | None:
-    st = stat_or_none(target)
+def _check(exp: expected.Expected, report: VerifyReport, on_bytes: Hashed | None,
+           on_file: Callable[[str], None] | None) -> str | None:
+    st = stat_or_none(exp.content)
     if st is None:
         return "missing: the link points at a blob that is not there"
-    expected = _expected(path, target, repo, listing)
-    if expected is None:
+    if exp.check is None:
         return "unverifiable"
-    algorithm, digest, size = expected
     report.files_checked += 1
-    if size is not None and st.st_size != size:
+    if exp.size is not None and st.st_size != exp.size:
         if on_bytes:
             on_bytes(st.st_size)
-        return f"wrong size: {st.st_size} bytes, the hub announced {size}"
+        return f"wrong size: {st.st_size} bytes, the hub announced {exp.size}"
+    if exp.algorithm is None or exp.digest is None:  # size only
+        if on_bytes:
+            on_bytes(st.st_size)
+        return None
     if on_file:
-        on_file(path)
+        on_file(exp.path)
     try:
-        actual = hash_file(target, algorithm, st.st_size, on_bytes)
+        actual = hash_file(exp.content, exp.algorithm, st.st_size, on_bytes)
     except OSError as exc:
         return f"unreadable: {exc}"
     report.bytes_checked += st.st_size
-    if actual != digest:
-        kind = "sha256" if algorithm == SHA256 else "git sha1"
-        return f"{kind} mismatch: {actual[:12]}..., expected {digest[:12]}..."
+    if actual != exp.digest:
+        kind = "sha256" if exp.algorithm == SHA256 else "git sha1"
+        source = "blob name" if exp.check == expected.BLOB_NAME else "listing"
+        return f"{kind} mismatch: {actual[:12]}..., expected {exp.digest[:12]}... (from the {source})"
     return None
 
 
