@@ -20,10 +20,10 @@ from . import config, errors
 from .cache import RepoCache
 from .errors import ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from .fetch import FetchContext, Progress, fetch_snapshot
-from .listing import fetch_listing, is_commit_hash
+from .listing import complete_listing, fetch_revision, is_commit_hash
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
 from .net import Deadline
-from .policy import RetryPolicy, classify, log_retry
+from .policy import RetryPolicy, classify, log_retry, valid_jitter
 from .progress import default_progress
 from .selection import Needs
 
@@ -43,6 +43,7 @@ class LoadRequest:
     revision: str | None
     cache_dir: Path
     backoff_base: float | None
+    backoff_jitter: float | None
     resume: bool
     allow_pickle: bool
     progress: Progress | None
@@ -119,6 +120,10 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
     if backoff is not None and (isinstance(backoff, bool) or not isinstance(backoff, (int, float))
                                 or not _finite(backoff) or backoff < 0):
         raise ValueError(f"backoff_base must be a number of seconds >= 0; got {backoff!r}")
+    jitter = kwargs.pop("backoff_jitter", None)
+    if jitter is not None and (isinstance(jitter, bool) or not isinstance(jitter, (int, float))
+                               or not valid_jitter(jitter)):
+        raise ValueError(f"backoff_jitter must be a fraction within [0, 1] (0.5: each wait +-50 %); got {jitter!r}")
     revision = kwargs.pop("revision", None)
     if revision is not None and (not isinstance(revision, str) or not revision.strip() or _unsafe_revision(revision)):
         raise ValueError(f"revision must be a branch, tag or commit hash (it names a file under refs/ in the "
@@ -143,6 +148,7 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         revision=revision,
         cache_dir=config.cache_dir(kwargs.pop("cache_dir", None)),
         backoff_base=backoff,
+        backoff_jitter=jitter,
         resume=bool(kwargs.pop("resume_download", True)),
         allow_pickle=bool(kwargs.pop("allow_pickle", False)),
         progress=kwargs.pop("progress", None),
@@ -213,13 +219,16 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     if status.complete:  # a branch we already hold: one bounded check for a newer commit
         budget = min(config.freshness_timeout(), req.timeout)
         try:
-            listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=Deadline.after(budget),
+            deadline = Deadline.after(budget)
+            answer = fetch_revision(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                     timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+            if answer.commit == status.commit:  # (no need for sizes a mirror may leave out)
+                return status.path  # type: ignore[return-value]
+            listing = complete_listing(answer, endpoint=ctx.endpoint, headers=ctx.headers, deadline=deadline,
+                                       timeouts=ctx.timeouts)
         except Exception as exc:
             logger.warning("%s: could not check the hub for a newer '%s' (%s); using cached commit %s",
                            repo_id, revision, classify(exc).reason, status.commit)
-            return status.path  # type: ignore[return-value]
-        if listing.commit == status.commit:
             return status.path  # type: ignore[return-value]
         logger.info("%s: '%s' moved to %s; fetching it", repo_id, revision, listing.commit)
         try:
@@ -239,7 +248,8 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
         known = first.pop() if first else None
         return fetch_snapshot(repo_id, revision, needs, ctx, Deadline.after(req.timeout), listing=known)
 
-    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, on_retry=log_retry)
+    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
+                         on_retry=log_retry)
     try:
         return policy.run(attempt, what=repo_id)
     except Exception as exc:
@@ -269,6 +279,9 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
     if kind == "offline":
         return errors.OfflineModeError(
             errors.offline_miss_message(repo_id, req.cache_dir, req.revision, failure.reason), **common)
+    if kind == "bad_listing":
+        return errors.BadListingError(errors.bad_listing_message(repo_id, endpoint, req.revision, failure.reason),
+                                      **common)
     if kind in ("unsafe", "unsupported"):
         return errors.UnsafeModelError(errors.unsafe_message(repo_id, failure.reason), **common)
     return ModelDownloadError(

@@ -60,6 +60,13 @@ class BadResponse(FetchProblem):
     """The hub's answer is not what the protocol says (HTML from a captive portal, cut JSON...)."""
 
 
+class MalformedListing(FetchProblem):
+    """The endpoint's file listing is well-formed JSON but unusable, and no fallback fixed it.
+
+    Unlike :class:`BadResponse` (a cut answer, a captive portal's HTML) another try gets the same.
+    """
+
+
 class DeadlineExceeded(FetchProblem):
     """An attempt ran past its ``timeout``; partial bytes are kept for the next one."""
 
@@ -163,6 +170,10 @@ class OfflineModeError(ModelDownloadError):
 
 class UnsafeModelError(ModelDownloadError):
     """The hub sent something the loader refuses: unsafe paths, pickle-only weights, oversize files."""
+
+
+class BadListingError(ModelDownloadError):
+    """The endpoint (often a mirror) lists the repository without the sizes the loader needs."""
 
 
 class ModelLoadError(ModelDownloadError):
@@ -289,6 +300,23 @@ def offline_miss_message(model_name: str, cache_dir: Path, revision: str | None,
                 "with the same HF_HUB_CACHE/HF_HOME.",
                 "To allow network access: pass allow_offline=False and unset HF_HUB_OFFLINE "
                 "(and TRANSFORMERS_OFFLINE).",
+            ]
+        )
+    )
+
+
+def bad_listing_message(model_name: str, endpoint: str, revision: str | None, detail: str) -> str:
+    cmd = download_command(model_name, revision)
+    return (
+        f"The file listing of '{model_name}' from {endpoint} cannot be used: {detail}\n"
+        "Retrying will not help: the endpoint answers the same way every time.\n"
+        + numbered(
+            [
+                f"Run `phaita models doctor` to see which Hub features the endpoint at {endpoint} lacks "
+                "(revision listing with sizes and hashes, tree API, paths-info, HEAD with X-Linked-Size).",
+                "If it is a mirror, update it or ask its operator; or list another endpoint after it "
+                "(PHAITA_ENDPOINTS=mirror,https://huggingface.co).",
+                f"Or download where the Hub is reachable: {cmd}, then load with allow_offline=True.",
             ]
         )
     )

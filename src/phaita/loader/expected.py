@@ -11,7 +11,8 @@ Three sources, best first; each file is checked by the first that says something
   name is read from the link's **first hop** (``snapshots/<c>/<path> -> ../../blobs/<etag>``):
   huggingface_hub 2.x's shared-blob store makes ``blobs/<etag>`` itself a relative symlink to
   ``<cache>/blobs/<2 hex>/<xet hash>``, and a Xet hash is not a content sha256.
-* ``size only``: a listing gives the size but no hash of the usable shape.
+* ``size only``: a listing gives the size but no hash of the usable shape (or none: a mirror that
+  serves neither, see :mod:`phaita.loader.listing`).
 
 A file with none of these (a copied snapshot without links and without a listing) is not judged.
 The same rule serves ``phaita models verify``, the station mirror and bundle export/import.
@@ -95,7 +96,7 @@ def expected_file(path: str, entry: Path, repo: Path, listing: RepoListing | Non
     if remote is not None:
         if remote.sha256:
             return Expected(path, entry, content, etag, LISTING, SHA256, remote.sha256, remote.size)
-        if algorithm_of(remote.blob_id) == GIT:
+        if remote.blob_id and algorithm_of(remote.blob_id) == GIT:
             return Expected(path, entry, content, etag, LISTING, GIT, remote.blob_id, remote.size)
         return Expected(path, entry, content, etag, SIZE_ONLY, size=remote.size)
     algorithm = algorithm_of(etag) if etag else None

@@ -23,8 +23,10 @@ GIT = "git"  # git's blob sha1
 Hashed = Callable[[int], None]  # called with the bytes hashed since the last call
 
 
-def algorithm_of(expected: str) -> str | None:
-    """Which hash a hub hash or blob name is, by its shape (None: neither)."""
+def algorithm_of(expected: str | None) -> str | None:
+    """Which hash a hub hash or blob name is, by its shape (None: neither, or no value)."""
+    if not isinstance(expected, str):
+        return None
     if SHA256_RE.match(expected):
         return SHA256
     if GIT_OID_RE.match(expected):

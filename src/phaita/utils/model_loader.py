@@ -20,6 +20,7 @@ from phaita.loader import api
 from phaita.loader.cache import RepoCache
 from phaita.loader.errors import (
     AccessDeniedError,
+    BadListingError,
     DiskFullError,
     ModelDownloadError,
     ModelLoadError,
@@ -34,7 +35,7 @@ from phaita.loader.policy import RetryPolicy
 __all__ = [
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
-    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "RetryPolicy", "MODEL_TYPES",
+    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError", "RetryPolicy", "MODEL_TYPES",
 ]
 
 
@@ -53,13 +54,14 @@ def robust_model_download(
         model_name: a Hub id (``"org/name"``), a local folder, or a list of candidates tried in order.
         model_type: ``"auto"``, ``"causal_lm"``, ``"tokenizer"``, ``"sequence_classification"``,
             ``"masked_lm"``, ``"seq2seq_lm"`` or ``"token_classification"``.
-        max_retries: attempts in total (>= 1). Waits ``backoff_base * 2**k`` s between them.
+        max_retries: attempts in total (>= 1). Waits ``backoff_base * 2**k`` s between them on
+            average, each drawn within +-``backoff_jitter`` (default 0.5: 50 %) of that value.
         timeout: wall-clock limit of one attempt, seconds. Past it the attempt fails (partial
             files are kept and resumed by the next attempt).
         allow_offline: never touch the network; load from the cache or raise.
         token: Hub token; default: ``HF_TOKEN`` or the stored login. Never logged.
         **kwargs: ``from_pretrained`` options (``revision``, ``dtype``, ``device_map``, ``gguf_file``,
-            ``trust_remote_code`` -- default False ...), plus loader options: ``backoff_base``,
+            ``trust_remote_code`` -- default False ...), plus loader options: ``backoff_base``, ``backoff_jitter``,
             ``cache_dir``, ``use_4bit``, ``allow_pickle`` (default False), ``resume_download``
             (default True; False discards this model's partial files first; never forwarded),
             ``progress`` (an object with start/update/close).
