@@ -18,9 +18,10 @@ from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
 from . import config, errors
 from .cache import RepoCache
-from .errors import ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
+from .errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from .fetch import FetchContext, Progress, fetch_snapshot
-from .listing import complete_listing, fetch_revision, is_commit_hash
+from .listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
+from .lockfile import LockedModel, LockFile, resolve_lock
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
 from .net import Deadline
 from .policy import RetryPolicy, classify, log_retry, valid_jitter
@@ -48,6 +49,7 @@ class LoadRequest:
     allow_pickle: bool
     progress: Progress | None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    lock: LockFile | None = None  # lockfile= or PHAITA_LOCKFILE: branch names resolve to its commits
 
     @property
     def offline(self) -> bool:
@@ -152,6 +154,7 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         resume=bool(kwargs.pop("resume_download", True)),
         allow_pickle=bool(kwargs.pop("allow_pickle", False)),
         progress=kwargs.pop("progress", None),
+        lock=resolve_lock(kwargs.pop("lockfile", None), config.lockfile()),
         kwargs=kwargs,
     )
 
@@ -192,6 +195,12 @@ def _headers(req: LoadRequest) -> dict[str, str]:
     return headers
 
 
+def fetch_context(req: LoadRequest) -> FetchContext:
+    """Endpoint, headers (token), timeouts and progress for one call's network work."""
+    return FetchContext(req.cache_dir, config.endpoint(), _headers(req), config.Timeouts.from_env(),
+                        req.progress or default_progress())
+
+
 def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors."""
     revision = req.revision or "main"
@@ -200,6 +209,9 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
         removed = repo.discard_partials()
         if removed:
             logger.info("%s: discarded %d partial download(s): resume_download is False", repo_id, len(removed))
+    locked = req.lock.get(repo_id) if req.lock is not None else None
+    if locked is not None:
+        return _ensure_locked(repo_id, needs, req, locked)
     status = repo.status(revision, needs)
     if req.offline:
         if status.complete:
@@ -211,8 +223,7 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     if status.complete and is_commit_hash(revision):
         return status.path  # type: ignore[return-value]
     try:
-        ctx = FetchContext(req.cache_dir, config.endpoint(), _headers(req), config.Timeouts.from_env(),
-                           req.progress or default_progress())
+        ctx = fetch_context(req)
     except Exception as exc:
         raise _public_error(exc, repo_id, req, attempts=0) from None
     listing = None
@@ -240,13 +251,55 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     return _fetch_with_retries(repo_id, revision, needs, req, ctx, listing)
 
 
+def _ensure_locked(repo_id: str, needs: Needs, req: LoadRequest, locked: LockedModel) -> Path:
+    """The lock's commit of ``repo_id``: from the cache with no request at all, else fetched at that commit."""
+    source = req.lock.source if req.lock is not None else "?"
+    if req.revision not in (None, locked.revision, locked.commit):
+        raise ValueError(f"{repo_id}: revision {req.revision!r} was asked for, but the lock file {source} pins "
+                         f"it to commit {locked.commit} ('{locked.revision}'); leave revision unset, or pass "
+                         f"lockfile=False (unset PHAITA_LOCKFILE) to load another revision")
+    repo = RepoCache(req.cache_dir, repo_id)
+    status = repo.status(locked.commit, needs)
+    if status.complete and locked.linked_in(repo, status.path, needs):  # type: ignore[arg-type]
+        return status.path  # type: ignore[return-value]
+    if req.offline:
+        detail = ("allow_offline=True" if req.allow_offline else "HF_HUB_OFFLINE=1") + \
+            f"; the lock file {source} pins commit {locked.commit}"
+        if status.complete:
+            detail += ", and the cached files of that commit are not the locked ones"
+        elif status.commit and status.path:
+            detail += "; cached snapshot incomplete: " + ", ".join(status.problems[:5])
+        raise _public_error(OfflineMiss(detail), repo_id, req, attempts=0)
+    try:
+        ctx = fetch_context(req)
+    except Exception as exc:
+        raise _public_error(exc, repo_id, req, attempts=0) from None
+    try:
+        path = _fetch_with_retries(repo_id, locked.commit, needs, req, ctx, None, locked=locked)
+    except errors.RevisionNotFoundError as exc:
+        raise errors.RevisionNotFoundError(
+            errors.locked_revision_gone_message(repo_id, locked.commit, source, ctx.endpoint),
+            model_name=repo_id, models_attempted=[repo_id], attempts=exc.attempts, cache_dir=req.cache_dir,
+            last_error=exc.last_error) from None
+    repo.write_ref(locked.revision, locked.commit)  # plain transformers offline loads find it by name
+    return path
+
+
 def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequest, ctx: FetchContext,
-                        listing: Any) -> Path:
+                        listing: Any, locked: LockedModel | None = None) -> Path:
     first = [listing]
 
     def attempt(n: int) -> Path:
         known = first.pop() if first else None
-        return fetch_snapshot(repo_id, revision, needs, ctx, Deadline.after(req.timeout), listing=known)
+        deadline = Deadline.after(req.timeout)
+        if known is None and locked is not None:  # the hub's listing at the locked commit must agree with the lock
+            known = fetch_listing(repo_id, locked.commit, headers=ctx.headers, deadline=deadline,
+                                  timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+            problems = locked.mismatches(known)
+            if problems:
+                raise LockMismatch(f"the hub's files at the locked commit {locked.commit[:12]} differ from the lock "
+                                   f"file {req.lock.source if req.lock else '?'}: " + "; ".join(problems[:5]))
+        return fetch_snapshot(repo_id, revision, needs, ctx, deadline, listing=known)
 
     policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
                          on_retry=log_retry)
@@ -254,6 +307,11 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
         return policy.run(attempt, what=repo_id)
     except Exception as exc:
         raise _public_error(exc, repo_id, req, attempts=getattr(exc, "attempts_made", 1)) from None
+
+
+def public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: int = 0) -> ModelDownloadError:
+    """The public error, with advice, for a failure while fetching ``repo_id`` (for phaita.airgap)."""
+    return _public_error(exc, repo_id, req, attempts)
 
 
 def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: int) -> ModelDownloadError:
@@ -301,7 +359,7 @@ def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, 
     quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False))) if any(
         t != "tokenizer" for t in model_types) else {}
     req.kwargs.pop("use_4bit", None)
-    for name in req.candidates:
+    for name in req.lock.pinned(req.candidates) if req.lock is not None else req.candidates:
         try:
             return _load_one(name, req, model_types, quant)
         except ModelDownloadError as exc:

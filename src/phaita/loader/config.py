@@ -29,6 +29,9 @@ HF_HUB_OFFLINE             unset       ``1`` = never touch the network (also
 HF_HUB_CACHE, HF_HOME,     standard    Cache location, in huggingface_hub's order; the legacy
 TRANSFORMERS_CACHE                     ``TRANSFORMERS_CACHE`` is honoured too
 HF_TOKEN                   unset       Access token (or the one stored by ``hf auth login``)
+PHAITA_LOCKFILE            unset       A lock file (``phaita models lock``): loads by branch
+                                       name use the commits it pins, with no network request
+                                       on a warm cache
 =========================  ==========  =====================================================
 """
 
@@ -110,6 +113,12 @@ def endpoint() -> str:
 def offline_mode() -> bool:
     """HF_HUB_OFFLINE (or the legacy TRANSFORMERS_OFFLINE) switched on."""
     return env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
+
+
+def lockfile() -> Path | None:
+    """The lock file named by PHAITA_LOCKFILE, or None (unset or empty)."""
+    value = os.environ.get("PHAITA_LOCKFILE", "").strip()
+    return Path(os.path.expandvars(value)).expanduser() if value else None
 
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

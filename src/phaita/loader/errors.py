@@ -83,6 +83,10 @@ class UnsupportedWeights(FetchProblem):
     """The repository has no weights this loader will load (or only pickles, not allowed)."""
 
 
+class LockMismatch(UnsafeRepository):
+    """The hub's files at a locked commit are not the ones the lock file records."""
+
+
 class OfflineMiss(FetchProblem):
     """Offline mode, and no complete snapshot in the cache."""
 
@@ -271,6 +275,20 @@ def revision_not_found_message(model_name: str, revision: str | None, endpoint: 
                 "Check the branch, tag or full 40-character commit hash.",
                 f"See the repository's history at {endpoint}/{model_name}/commits/main",
                 "Leave revision unset to use the default branch 'main'.",
+            ]
+        )
+    )
+
+
+def locked_revision_gone_message(model_name: str, commit: str, lock_source: str, endpoint: str) -> str:
+    return (
+        f"The lock file {lock_source} pins '{model_name}' to commit {commit}, which {endpoint} does not have.\n"
+        + numbered(
+            [
+                "If you use a mirror (HF_ENDPOINT), check that it carries that commit, or bring the model "
+                "as a bundle (`phaita models import`).",
+                "If the commit was removed from the hub on purpose, make a new lock: `phaita models lock`, "
+                "and review the new commits before using them.",
             ]
         )
     )

@@ -64,7 +64,9 @@ def robust_model_download(
             ``trust_remote_code`` -- default False ...), plus loader options: ``backoff_base``, ``backoff_jitter``,
             ``cache_dir``, ``use_4bit``, ``allow_pickle`` (default False), ``resume_download``
             (default True; False discards this model's partial files first; never forwarded),
-            ``progress`` (an object with start/update/close).
+            ``progress`` (an object with start/update/close), ``lockfile`` (a lock file from
+            ``phaita models lock``, default ``PHAITA_LOCKFILE``; False for none): a model it pins
+            loads at the locked commit, with no request on a warm cache.
 
     Raises:
         ValueError: an invalid argument, before any I/O.
