@@ -1,7 +1,8 @@
 """The loader facade: validate, pick the cached snapshot or fetch one (with retries), then load.
 
 Data flows one way: callers -> this module -> fetch/cache -> huggingface_hub's HTTP session.
-``phaita.utils.model_loader`` re-exports the public names.
+The public functions on top of it are in ``phaita.loader.facade`` (re-exported by ``phaita.loader``
+and by ``phaita.utils.model_loader``).
 """
 
 from __future__ import annotations
