@@ -29,8 +29,10 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
     OfflineModeError,
+    ProxyAuthenticationError,
     RevisionNotFoundError,
     UnsafeModelError,
+    UntrustedCertificateError,
 )
 from .load import MODEL_TYPES
 from .policy import RetryPolicy
@@ -38,7 +40,8 @@ from .policy import RetryPolicy
 __all__ = [
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
-    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError", "RetryPolicy", "MODEL_TYPES",
+    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError",
+    "UntrustedCertificateError", "ProxyAuthenticationError", "RetryPolicy", "MODEL_TYPES",
 ]
 
 
@@ -69,7 +72,9 @@ def robust_model_download(
             (default True; False discards this model's partial files first; never forwarded),
             ``progress`` (an object with start/update/close), ``lockfile`` (a lock file from
             ``phaita models lock``, default ``PHAITA_LOCKFILE``; False for none): a model it pins
-            loads at the locked commit, with no request on a warm cache.
+            loads at the locked commit, with no request on a warm cache; ``endpoints`` (a list of
+            hub URLs tried in order, e.g. the site mirror then the Hub; default ``PHAITA_ENDPOINTS``,
+            else ``HF_ENDPOINT``): a file missing or corrupt on one is fetched from the next.
 
     Raises:
         ValueError: an invalid argument, before any I/O.

@@ -26,6 +26,7 @@ from huggingface_hub.utils import WeakFileLock
 
 from .cache import RepoCache
 from .config import Timeouts
+from .empty_break import EmptyBreaks
 from .errors import BadResponse, ChecksumMismatch, DiskFull, LockTimeout, TransferIncomplete
 from .hashing import StreamHasher, feed
 from .listing import RemoteFile, RepoListing, fetch_listing
@@ -157,6 +158,7 @@ def _transfer(url: str, file: RemoteFile, repo: RepoCache, ctx: FetchContext, de
         if offset:
             feed(hasher, part, limit=offset)
         ctx.progress.start(file.path, file.size, offset)
+        empty = EmptyBreaks(deadline)
         try:
             while offset < file.size:
                 deadline.check(file.path)
@@ -168,8 +170,11 @@ def _transfer(url: str, file: RemoteFile, repo: RepoCache, ctx: FetchContext, de
                 except (httpx2.TransportError, TransferIncomplete) as exc:
                     offset = out.tell()
                     gained = gained or getattr(exc, "gained", 0)
+                    if gained <= 0 and not deadline.expired() and empty.retry(exc, file.path):
+                        continue
                     if gained <= 0 or deadline.expired():
                         raise
+                    empty.progressed()
                     logger.info("%s: transfer broke at byte %d of %d (%s); resuming", file.path, offset,
                                 file.size, type(exc).__name__)
             out.flush()
@@ -179,7 +184,8 @@ def _transfer(url: str, file: RemoteFile, repo: RepoCache, ctx: FetchContext, de
     # (a file no source gave a hash for was checked by size only; that is logged once, in listing)
     if file.hash_known and not hasher.matches(file.etag):
         part.unlink(missing_ok=True)
-        raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded")
+        raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded",
+                               file.path)
     os.replace(part, repo.blob_path(file.etag))
 
 
@@ -189,9 +195,10 @@ def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: StreamHas
     headers = {**ctx.headers, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    gained = 0
+    gained, answered = 0, False
     try:
         with stream("GET", url, headers=headers, deadline=deadline, timeouts=ctx.timeouts, what=file.path) as response:
+            answered = True
             if offset and response.status_code == 200:  # server ignored Range: start over
                 out.truncate(0)
                 hasher.reset()
@@ -202,7 +209,8 @@ def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: StreamHas
                                   f"{response.headers.get('Content-Range')!r}")
             for chunk in response.iter_raw():  # unbuffered: a break loses no received bytes
                 if offset + len(chunk) > file.size:
-                    raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced")
+                    raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced",
+                                           file.path)
                 out.write(chunk)
                 hasher.update(chunk)
                 offset += len(chunk)
@@ -212,6 +220,7 @@ def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: StreamHas
                 deadline.check(file.path)
     except (httpx2.TransportError, TransferIncomplete) as exc:
         exc.gained = gained  # type: ignore[attr-defined]
+        exc.answered = answered  # type: ignore[attr-defined]
         raise
     except HfHubHTTPError as exc:
         if getattr(exc.response, "status_code", None) == 416:  # our partial file is not theirs

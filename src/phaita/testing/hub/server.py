@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -35,12 +36,13 @@ class LocalHub:
     ``store`` serves repositories from elsewhere than ``root/<org>/<name>/`` folders (a
     :class:`~phaita.testing.hub.store.RepoStore`); ``routes`` replaces the route table
     (:data:`~phaita.testing.hub.routes.ROUTES`).
+    ``tls`` (a server-side ``ssl.SSLContext``) serves HTTPS instead of HTTP.
     """
 
     def __init__(
         self, root: str | os.PathLike, faults: FaultPlan | str | None = None, host: str = "127.0.0.1", port: int = 0,
         connection_rate: float | None = None, lacks: Iterable[str] = (), store: RepoStore | None = None,
-        routes: Sequence[Route] = ROUTES,
+        routes: Sequence[Route] = ROUTES, tls: ssl.SSLContext | None = None,
     ) -> None:
         if connection_rate is not None and not connection_rate > 0:
             raise ValueError("connection_rate must be > 0 bytes per second")
@@ -49,6 +51,7 @@ class LocalHub:
             raise ValueError(f"lacks: unknown features {sorted(self.lacks - set(MIRROR_FEATURES))}; "
                              f"choose from {', '.join(MIRROR_FEATURES)}")
         self.root = Path(root)
+        self.tls = tls  # a server-side context: serve HTTPS with its certificate
         self.store: RepoStore = store if store is not None else FolderStore(self.root)
         self.routes = tuple(routes)
         self.connection_rate = connection_rate
@@ -110,7 +113,7 @@ class LocalHub:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self._port}"
 
     def set_faults(self, plan: FaultPlan | str | None) -> FaultPlan:
         """Replace the fault plan (a FaultPlan or a text spec) while running; returns the new plan."""

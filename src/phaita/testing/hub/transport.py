@@ -7,6 +7,7 @@ closes, stalls, trickles, corruption, a per-connection rate cap.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +37,19 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     hub: LocalHub
+
+    def finish_request(self, request, client_address) -> None:
+        tls = self.hub.tls
+        if tls is None:
+            return super().finish_request(request, client_address)
+        try:  # the TLS handshake runs in this connection's thread, not in the accept loop
+            conn = tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # e.g. a client that refused the certificate: what the TLS tests provoke
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
 
     def handle_error(self, request, client_address) -> None:
         import sys
