@@ -230,8 +230,8 @@ def test_a_ca_bundle_variable_naming_nothing_is_a_clear_error(tls_hub, monkeypat
     monkeypatch.setenv("CURL_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(ModelDownloadError) as info:
         prefetch_model(REPO, max_retries=3, backoff_base=5)
-    assert "CURL_CA_BUNDLE" in str(info.value) and "no such file" in str(info.value)
-    assert info.value.transient is False and warnings_of(caplog) == []
+    assert str(info.value).startswith(f"Cannot fetch '{REPO}': CURL_CA_BUNDLE=") and "no such file" in str(info.value)
+    assert info.value.transient is False and warnings_of(caplog) == [] and "Fix or unset" in str(info.value)
 
 
 def test_huggingface_hub_in_the_same_process_trusts_the_bundle_too(tls_hub, pki, monkeypatch, tmp_path):

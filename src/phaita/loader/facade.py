@@ -70,7 +70,9 @@ def robust_model_download(
             (default True; False discards this model's partial files first; never forwarded),
             ``progress`` (an object with start/update/close), ``lockfile`` (a lock file from
             ``phaita models lock``, default ``PHAITA_LOCKFILE``; False for none): a model it pins
-            loads at the locked commit, with no request on a warm cache.
+            loads at the locked commit, with no request on a warm cache; ``endpoints`` (a list of
+            hub URLs tried in order, e.g. the site mirror then the Hub; default ``PHAITA_ENDPOINTS``,
+            else ``HF_ENDPOINT``): a file missing or corrupt on one is fetched from the next.
 
     Raises:
         ValueError: an invalid argument, before any I/O.

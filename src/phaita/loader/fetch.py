@@ -206,7 +206,8 @@ def _transfer(url: str, file: RemoteFile, repo: Path, ctx: FetchContext, deadlin
             ctx.progress.close()
     if not hasher.ok():
         part.unlink(missing_ok=True)
-        raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded")
+        raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded",
+                               file.path)
     os.replace(part, cache.blob_path(repo, file.etag))
 
 
@@ -238,7 +239,8 @@ def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: _Hasher,
                                   f"{response.headers.get('Content-Range')!r}")
             for chunk in response.iter_raw():  # unbuffered: a break loses no received bytes
                 if offset + len(chunk) > file.size:
-                    raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced")
+                    raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced",
+                                           file.path)
                 out.write(chunk)
                 hasher.update(chunk)
                 offset += len(chunk)
