@@ -14,6 +14,8 @@ to do with it::
                                  (through an intermediate), whose root is written to acme-hospital-ca.pem
     ```bash proxy="user:password" a forward proxy (proxy.py) that requires these credentials; its address
                                  (127.0.0.1:port) is in the variable PROXY
+    ```bash mirror="corrupt@10%" a second local hub (a site mirror) with these faults; its URL is in the
+                                 variable MIRROR, and outputs show its port as MIRROR
     ```python continues          same HF_HOME (and, for Python, the same namespace) as the block before
     ```bash rc=1                 the exit status the block must end with (default 0)
     ```text output               what the code block above prints (stdout and stderr, in order)
@@ -170,8 +172,10 @@ CHAINS = chains(parse_blocks(GUIDE_TEXT))
 # --------------------------------------------------------------------------- comparing outputs
 
 
-def shown(text: str, home: Path) -> str:
-    """Actual output as the guide shows it: the local hub's port and the temp HF_HOME replaced."""
+def shown(text: str, home: Path, labels: dict[int, str]) -> str:
+    """Actual output as the guide shows it: the local hubs' ports and the temp HF_HOME replaced."""
+    for port, label in labels.items():
+        text = re.sub(rf"127\.0\.0\.1:{port}\b", f"127.0.0.1:{label}", text)
     text = re.sub(r"127\.0\.0\.1:\d+", SHOWN_HOST, text)
     text = text.replace(str(home), SHOWN_HOME)
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # terminal colours (hf prints them to a pipe too)
@@ -287,6 +291,7 @@ class Runner:
         self.work = tmp / "work"
         self.namespace: dict = {"__name__": "__guide__"}
         self.extra_env: dict[str, str] = {}
+        self.port_labels: dict[int, str] = {}
 
     def endpoint(self, block: Block) -> str:
         spec = block.attrs.get("hub")
@@ -307,7 +312,7 @@ class Runner:
         endpoint = self.endpoint(block)
         env = self.env(endpoint)
         text = self.run_shell(block, env) if block.shell else self.run_python(block, env, endpoint)
-        return shown(text, self.home)
+        return shown(text, self.home, self.port_labels)
 
     def run_shell(self, block: Block, env: dict[str, str]) -> str:
         proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=self.work, env=env,
@@ -378,7 +383,9 @@ def test_guide_block(chain, guide_root, tmp_path, monkeypatch):
     lacks = [f for f in first.get("lacks", "").split(",") if f]
     (tmp_path / "work").mkdir()
     tls = organisation_ca(first["tls"], tmp_path / "work") if "tls" in first else None
-    proxy = None
+    proxy = mirror = None
+    if "mirror" in first:
+        mirror = LocalHub(guide_root, faults=first["mirror"] or None).start()
     if "proxy" in first:
         from test_tls_and_proxy import ForwardProxy  # proxy.py in its own process (the TLS tests' helper)
 
@@ -388,12 +395,17 @@ def test_guide_block(chain, guide_root, tmp_path, monkeypatch):
             runner = Runner(hub, tmp_path, monkeypatch)
             if proxy is not None:
                 runner.extra_env["PROXY"] = f"127.0.0.1:{proxy.port}"
+            if mirror is not None:
+                runner.extra_env["MIRROR"] = mirror.url
+                runner.port_labels[mirror.port] = "MIRROR"
             for block in chain.blocks:
                 check_output(block, runner.run(block))
     finally:
         close_session()  # the next example's client is built from its own environment
         if proxy is not None:
             proxy.stop()
+        if mirror is not None:
+            mirror.stop()
 
 
 # --------------------------------------------------------------------------- coverage of the guide
