@@ -27,6 +27,7 @@ from huggingface_hub.utils import WeakFileLock
 
 from . import cache
 from .config import Timeouts
+from .empty_break import EmptyBreaks
 from .errors import BadResponse, ChecksumMismatch, DiskFull, LockTimeout, TransferIncomplete
 from .listing import RemoteFile, RepoListing, fetch_listing
 from .net import Deadline, stream
@@ -180,6 +181,7 @@ def _transfer(url: str, file: RemoteFile, repo: Path, ctx: FetchContext, deadlin
             offset = 0
         _hash_existing(part, offset, hasher)
         ctx.progress.start(file.path, file.size, offset)
+        empty = EmptyBreaks(deadline)
         try:
             while offset < file.size:
                 deadline.check(file.path)
@@ -191,8 +193,11 @@ def _transfer(url: str, file: RemoteFile, repo: Path, ctx: FetchContext, deadlin
                 except (httpx2.TransportError, TransferIncomplete) as exc:
                     offset = out.tell()
                     gained = gained or getattr(exc, "gained", 0)
+                    if gained <= 0 and not deadline.expired() and empty.retry(exc, file.path):
+                        continue
                     if gained <= 0 or deadline.expired():
                         raise
+                    empty.progressed()
                     logger.info("%s: transfer broke at byte %d of %d (%s); resuming", file.path, offset,
                                 file.size, type(exc).__name__)
             out.flush()
@@ -201,7 +206,8 @@ def _transfer(url: str, file: RemoteFile, repo: Path, ctx: FetchContext, deadlin
             ctx.progress.close()
     if not hasher.ok():
         part.unlink(missing_ok=True)
-        raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded")
+        raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded",
+                               file.path)
     os.replace(part, cache.blob_path(repo, file.etag))
 
 
@@ -219,9 +225,10 @@ def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: _Hasher,
     headers = {**ctx.headers, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    gained = 0
+    gained, answered = 0, False
     try:
         with stream("GET", url, headers=headers, deadline=deadline, timeouts=ctx.timeouts, what=file.path) as response:
+            answered = True
             if offset and response.status_code == 200:  # server ignored Range: start over
                 out.truncate(0)
                 hasher.reset()
@@ -232,7 +239,8 @@ def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: _Hasher,
                                   f"{response.headers.get('Content-Range')!r}")
             for chunk in response.iter_raw():  # unbuffered: a break loses no received bytes
                 if offset + len(chunk) > file.size:
-                    raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced")
+                    raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced",
+                                           file.path)
                 out.write(chunk)
                 hasher.update(chunk)
                 offset += len(chunk)
@@ -242,6 +250,7 @@ def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: _Hasher,
                 deadline.check(file.path)
     except (httpx2.TransportError, TransferIncomplete) as exc:
         exc.gained = gained  # type: ignore[attr-defined]
+        exc.answered = answered  # type: ignore[attr-defined]
         raise
     except HfHubHTTPError as exc:
         if getattr(exc.response, "status_code", None) == 416:  # our partial file is not theirs
