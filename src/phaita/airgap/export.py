@@ -26,7 +26,7 @@ from typing import IO, Any, Callable, Iterable
 from phaita import __version__
 from phaita.loader import expected
 from phaita.loader.cache import RepoCache
-from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_for
+from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of
 from phaita.loader.listing import RemoteFile, is_commit_hash
 from phaita.loader.lockfile import LockedFile, LockedModel, LockFile
 
@@ -309,7 +309,7 @@ def _copy_verified(writer: _Writer, name: str, content: Path, f: BundleFile, m: 
     if size != f.size:
         raise ExportError(f"{m.repo_id} {m.commit[:12]}: {f.path} is {size} bytes in the cache, expected {f.size}; "
                           "run `phaita models verify --repair`")
-    algorithm = algorithm_for(f.etag)
+    algorithm = algorithm_of(f.etag)
     reader = _HashingReader(content, f.size, algorithm or SHA256, on_bytes)
     try:
         writer.add_stream(name, reader, f.size)

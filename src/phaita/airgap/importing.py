@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from phaita.loader.cache import RepoCache
-from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_for
+from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of
 from phaita.loader.listing import RemoteFile, RepoListing, check_relative_path
 
 from .bundle import BundleError, BundleFile, BundleManifest, BundleModel, BundleReader, Entry
@@ -112,7 +112,7 @@ def _listing(m: BundleModel) -> RepoListing:
     if m.listing is None:
         files = []
         for f in m.files:
-            if algorithm_for(f.etag) == SHA256:
+            if algorithm_of(f.etag) == SHA256:
                 files.append(RemoteFile(f.path, f.size, lfs_pointer_oid(f.etag, f.size), f.etag))
             else:
                 files.append(RemoteFile(f.path, f.size, f.etag))
@@ -175,7 +175,7 @@ def _stage(reader: BundleReader, blobs: list[_Blob], staging: Path, report: Impo
             continue
         if on_file:
             on_file(f"{blob.model.repo_id}/{blob.file.path}")
-        hasher = StreamHasher(algorithm_for(blob.file.etag) or SHA256, blob.file.size)
+        hasher = StreamHasher(algorithm_of(blob.file.etag) or SHA256, blob.file.size)
         part = None
         if blob.state == "copy":
             part = staging / blob.model.folder / f"{blob.file.etag}.{os.getpid()}.part"

@@ -97,7 +97,7 @@ def _with_bar(json_mode: bool, total: Any, label: str, work: Any) -> Any:
     with progress:
         task = progress.add_task(label, total=total() or None)
         return work(lambda n: progress.advance(task, n),
-                    lambda name: progress.update(task, description=f"{label} {name}"[-60:]))
+                    lambda name: progress.update(task, description=f"{label} {name[-50:]}"))
 
 
 @app.command("export")
