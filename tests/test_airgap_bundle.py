@@ -407,7 +407,9 @@ def pypi_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.slow  # two GGUF loads (dequantised on CPU): about a minute
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("PHAITA_FULL", "").strip() not in ("1", "true", "yes"),
+                    reason="PHAITA_FULL=1 only: two GGUF loads dequantised on CPU (about 2.5 min on a shared machine)")
 def test_every_component_model_of_the_small_profile_travels_offline(machine_a, pypi_root, tmp_path):
     from phaita.manifest import load_manifest
 
