@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from phaita.cli.main import app
 from phaita.loader import cache
-from phaita.loader.inspect import hash_file
+from phaita.loader.hashing import hash_file
 
 BERT, GPT2, DEBERTA = "phaita-test/tiny-bert", "phaita-test/tiny-gpt2", "microsoft/deberta-v3-base"
 PHAITA = str(Path(sys.executable).with_name("phaita"))
@@ -288,7 +288,7 @@ def test_doctor_ok_against_local_hub(cli_env, local_hub, monkeypatch):
     data = json.loads(result.stdout)
     checks = {c["name"]: c for c in data["checks"]}
     assert set(checks) == {"endpoint reachable", "endpoint variable", "TLS certificate", "proxy variables", "token",
-                           "cache directory", "free disk", "offline mode"}
+                           "cache directory", "free disk", "offline mode", "mirror listing", "mirror resume"}
     assert checks["TLS certificate"]["ok"] and "plain HTTP" in checks["TLS certificate"]["detail"]
     assert checks["endpoint reachable"]["status"] == "OK" and "HTTP 200 in" in checks["endpoint reachable"]["detail"]
     assert local_hub.url in checks["endpoint variable"]["detail"]

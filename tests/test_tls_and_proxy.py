@@ -230,8 +230,8 @@ def test_a_ca_bundle_variable_naming_nothing_is_a_clear_error(tls_hub, monkeypat
     monkeypatch.setenv("CURL_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(ModelDownloadError) as info:
         prefetch_model(REPO, max_retries=3, backoff_base=5)
-    assert "CURL_CA_BUNDLE" in str(info.value) and "no such file" in str(info.value)
-    assert info.value.transient is False and warnings_of(caplog) == []
+    assert str(info.value).startswith(f"Cannot fetch '{REPO}': CURL_CA_BUNDLE=") and "no such file" in str(info.value)
+    assert info.value.transient is False and warnings_of(caplog) == [] and "Fix or unset" in str(info.value)
 
 
 def test_huggingface_hub_in_the_same_process_trusts_the_bundle_too(tls_hub, pki, monkeypatch, tmp_path):
@@ -266,6 +266,13 @@ def test_doctor_says_trusted_with_the_bundle_and_plain_http_has_no_certificate(t
     assert "issuer O=Acme Hospital" in check.detail and hub.url.startswith("https://")
     monkeypatch.setenv("HF_ENDPOINT", local_hub.url)
     assert "plain HTTP" in check_tls(timeout=5).detail
+
+
+def test_doctor_checks_every_https_endpoint_of_phaita_endpoints(tls_hub, local_hub, monkeypatch):
+    hub = tls_hub("org-ca")
+    monkeypatch.setenv("PHAITA_ENDPOINTS", f"{hub.url},{local_hub.url}")  # the site mirror, then another
+    check = check_tls(timeout=5)
+    assert not check.ok and check.detail.startswith(f"{hub.url}: NOT trusted") and local_hub.url not in check.detail
 
 
 # --------------------------------------------------------------------------- forward proxy

@@ -248,9 +248,12 @@ def verify(
         from phaita.loader.fetch import NoProgress
         from phaita.loader.progress import default_progress
 
+        from phaita.utils.model_loader import prefetch_model
+
         bars = default_progress() if out.bars_enabled(json_mode) else NoProgress()
         with out.loader_logging():
-            repair_report = inspect.repair(cache_dir, bad, max_retries=max_retries, timeout=timeout, progress=bars)
+            repair_report = inspect.repair(cache_dir, bad, prefetch_model, max_retries=max_retries, timeout=timeout,
+                                           progress=bars)
         again = {r.repo_id for r in reports if r.bad}
         fixed = _verify_with_bar(cache_dir, inspect.scan_cache(cache_dir, again), json_mode)
         reports = [next((f for f in fixed if f.repo_id == r.repo_id), r) for r in reports]
@@ -317,12 +320,13 @@ def _verify_text(reports: list[Any], found: list[Any], repair_report: Any) -> No
 @expected_failures
 def doctor(
     probe: Optional[str] = typer.Option(None, "--model", help="Model used to probe the endpoint "
-                                        "(default: the manifest's first model)."),
+                                        "(default: the manifest's smallest model the endpoint carries)."),
     timeout: float = typer.Option(5.0, "--timeout", min=0.001, help="Seconds allowed for the endpoint probe."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Manifest profile for the disk check."),
     json_mode: bool = JSON_OPT,
 ) -> None:
-    """Check the set-up: endpoint, proxies, token, cache folder, free disk, offline mode.
+    """Check the set-up: endpoint, proxies, token, cache folder, free disk, offline mode, and
+    whether each endpoint (a mirror) gives what the loader needs: listing sizes and hashes, Range.
 
     One line each, OK or FAIL with advice. Exit 1 if any check fails.
     """

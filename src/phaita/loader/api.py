@@ -17,9 +17,11 @@ from typing import Any, Callable, Sequence
 from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
-from . import cache, config, errors, tls
+from . import config, errors, tls
+from .cache import RepoCache
 from .errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
-from .fetch import FetchContext, Progress, fetch_snapshot
+from .endpoints import fetch_from_endpoints, purge_advice
+from .fetch import FetchContext, Progress
 from .listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
 from .lockfile import LockedModel, LockFile, resolve_lock
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
@@ -50,6 +52,10 @@ class LoadRequest:
     progress: Progress | None
     kwargs: dict[str, Any] = field(default_factory=dict)
     lock: LockFile | None = None  # lockfile= or PHAITA_LOCKFILE: branch names resolve to its commits
+    endpoints: tuple[str, ...] | None = None  # endpoints=; None: PHAITA_ENDPOINTS or HF_ENDPOINT, read when used
+
+    def endpoint_list(self) -> tuple[str, ...]:
+        return config.endpoints(self.endpoints)
 
     @property
     def offline(self) -> bool:
@@ -141,6 +147,7 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         logger.info("force_download is not needed: every file is verified against the hub's hashes")
     register_secret(token if isinstance(token, str) else None)
     register_secret(os.environ.get("HF_TOKEN"))
+    endpoints = kwargs.pop("endpoints", None)
     return LoadRequest(
         candidates=_candidates(model_name),
         max_retries=max_retries,
@@ -156,6 +163,7 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         progress=kwargs.pop("progress", None),
         lock=resolve_lock(kwargs.pop("lockfile", None), config.lockfile()),
         kwargs=kwargs,
+        endpoints=config.parse_endpoints(endpoints) if endpoints is not None else None,
     )
 
 
@@ -197,22 +205,22 @@ def _headers(req: LoadRequest) -> dict[str, str]:
 
 def fetch_context(req: LoadRequest) -> FetchContext:
     """Endpoint, headers (token), timeouts and progress for one call's network work."""
-    return FetchContext(req.cache_dir, config.endpoint(), _headers(req), config.Timeouts.from_env(),
+    return FetchContext(req.cache_dir, req.endpoint_list()[0], _headers(req), config.Timeouts.from_env(),
                         req.progress or default_progress())
 
 
 def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors."""
     revision = req.revision or "main"
-    repo = cache.repo_dir(req.cache_dir, repo_id)
+    repo = RepoCache(req.cache_dir, repo_id)
     if not req.resume:
-        removed = cache.discard_partials(repo)
+        removed = repo.discard_partials()
         if removed:
             logger.info("%s: discarded %d partial download(s): resume_download is False", repo_id, len(removed))
     locked = req.lock.get(repo_id) if req.lock is not None else None
     if locked is not None:
         return _ensure_locked(repo_id, needs, req, locked)
-    status = cache.snapshot_status(req.cache_dir, repo_id, revision, needs)
+    status = repo.status(revision, needs)
     if req.offline:
         if status.complete:
             return status.path  # type: ignore[return-value]
@@ -258,8 +266,8 @@ def _ensure_locked(repo_id: str, needs: Needs, req: LoadRequest, locked: LockedM
         raise ValueError(f"{repo_id}: revision {req.revision!r} was asked for, but the lock file {source} pins "
                          f"it to commit {locked.commit} ('{locked.revision}'); leave revision unset, or pass "
                          f"lockfile=False (unset PHAITA_LOCKFILE) to load another revision")
-    repo = cache.repo_dir(req.cache_dir, repo_id)
-    status = cache.snapshot_status(req.cache_dir, repo_id, locked.commit, needs)
+    repo = RepoCache(req.cache_dir, repo_id)
+    status = repo.status(locked.commit, needs)
     if status.complete and locked.linked_in(repo, status.path, needs):  # type: ignore[arg-type]
         return status.path  # type: ignore[return-value]
     if req.offline:
@@ -281,7 +289,7 @@ def _ensure_locked(repo_id: str, needs: Needs, req: LoadRequest, locked: LockedM
             errors.locked_revision_gone_message(repo_id, locked.commit, source, ctx.endpoint),
             model_name=repo_id, models_attempted=[repo_id], attempts=exc.attempts, cache_dir=req.cache_dir,
             last_error=exc.last_error) from None
-    cache.write_ref(repo, locked.revision, locked.commit)  # plain transformers offline loads find it by name
+    repo.write_ref(locked.revision, locked.commit)  # plain transformers offline loads find it by name
     return path
 
 
@@ -299,7 +307,7 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
             if problems:
                 raise LockMismatch(f"the hub's files at the locked commit {locked.commit[:12]} differ from the lock "
                                    f"file {req.lock.source if req.lock else '?'}: " + "; ".join(problems[:5]))
-        return fetch_snapshot(repo_id, revision, needs, ctx, deadline, listing=known)
+        return fetch_from_endpoints(repo_id, revision, needs, ctx, deadline, known, req.endpoint_list())
 
     policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
                          on_retry=log_retry)
@@ -318,7 +326,11 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
     if isinstance(exc, ModelDownloadError):
         return exc
     failure = classify(exc)
-    endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or config.DEFAULT_ENDPOINT
+    try:
+        endpoints = req.endpoint_list()
+    except ValueError:  # a malformed HF_ENDPOINT / PHAITA_ENDPOINTS: name it as given
+        endpoints = (os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or config.DEFAULT_ENDPOINT,)
+    endpoint = endpoints[0]
     has_token = bool(req.token) or (req.token is None and bool(os.environ.get("HF_TOKEN")))
     common = dict(model_name=repo_id, models_attempted=[repo_id], attempts=attempts, cache_dir=req.cache_dir,
                   last_error=errors.UnderlyingError(type(exc).__name__, failure.reason, failure.status_code,
@@ -342,17 +354,22 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
                                       **common)
     if kind in ("unsafe", "unsupported"):
         return errors.UnsafeModelError(errors.unsafe_message(repo_id, failure.reason), **common)
+    if kind == "bad_environment":
+        return ModelDownloadError(errors.bad_environment_message(repo_id, failure.reason), **common)
     if kind == "untrusted_certificate":
         return errors.UntrustedCertificateError(tls.certificate_advice(exc, repo_id, endpoint, failure.reason),
                                                 **common)
     if kind == "proxy_auth":
         return errors.ProxyAuthenticationError(errors.proxy_auth_message(repo_id, endpoint, tls.shown_proxies()),
                                                **common)
+    notes = getattr(exc, "endpoint_notes", [])
     return ModelDownloadError(
         errors.retries_exhausted_message(
-            repo_id, attempts=attempts, last_error=failure.reason, models_attempted=[repo_id],
-            cache_dir=req.cache_dir, endpoint=endpoint, revision=req.revision, max_retries=req.max_retries,
-            timeout=req.timeout),
+            repo_id, attempts=attempts,
+            last_error=failure.reason + (f" (before that: {'; '.join(notes)})" if notes else ""),
+            models_attempted=[repo_id], cache_dir=req.cache_dir, endpoint=endpoint,
+            revision=req.revision, max_retries=req.max_retries, timeout=req.timeout,
+            first_steps=purge_advice(exc, repo_id, endpoints)),
         **common)
 
 

@@ -1,8 +1,8 @@
 """Every environment variable the loader reads, in one place.
 
 Values are read when a call starts, not at import, so a process (or a test) can change them
-between calls. A malformed value raises ``ValueError`` naming the variable: a typo in a
-deployment script should fail loudly, not silently fall back to a default.
+between calls. A malformed value raises ``BadEnvironment`` (a ``ValueError``) naming the
+variable: a typo in a deployment script should fail loudly, not silently fall back to a default.
 
 =========================  ==========  =====================================================
 Variable                   Default     Meaning
@@ -24,6 +24,10 @@ PHAITA_STALL_TIMEOUT       10          Silence on an open connection before it i
 PHAITA_CONNECT_TIMEOUT     10          TCP/TLS connect timeout, seconds
 PHAITA_MAX_FILE_SIZE       200 GB      Largest single file accepted from a hub, bytes
 HF_ENDPOINT                hub         The Hub or any compatible mirror
+PHAITA_ENDPOINTS           unset       Endpoints in order, comma-separated, e.g. the site
+                                       mirror then the Hub: a file missing, failing or
+                                       corrupt on one is fetched from the next. Set, it
+                                       replaces HF_ENDPOINT for the loader
 HF_HUB_OFFLINE             unset       ``1`` = never touch the network (also
                                        ``TRANSFORMERS_OFFLINE``)
 HF_HUB_CACHE, HF_HOME,     standard    Cache location, in huggingface_hub's order; the legacy
@@ -48,6 +52,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import BadEnvironment
+
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -60,11 +66,12 @@ def _env_float(name: str, default: float, *, minimum: float = 0.0, maximum: floa
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds/bytes; unset it or set e.g. {name}={default:g}") from None
+        raise BadEnvironment(f"{name}={raw!r} is not a number of seconds/bytes; unset it or set e.g. "
+                             f"{name}={default:g}") from None
     if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name}={raw!r} must be a finite number >= {minimum:g}")
+        raise BadEnvironment(f"{name}={raw!r} must be a finite number >= {minimum:g}")
     if value > maximum:
-        raise ValueError(f"{name}={raw!r} must be at most {maximum:g}")
+        raise BadEnvironment(f"{name}={raw!r} must be at most {maximum:g}")
     return value
 
 
@@ -74,7 +81,7 @@ def env_flag(name: str) -> bool:
         return True
     if raw in _FALSE:
         return False
-    raise ValueError(f"{name}={os.environ[name]!r} is not a boolean; use 1 or 0")
+    raise BadEnvironment(f"{name}={os.environ[name]!r} is not a boolean; use 1 or 0")
 
 
 def backoff_base() -> float:
@@ -112,8 +119,33 @@ def max_file_size() -> int:
 def endpoint() -> str:
     value = os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"HF_ENDPOINT={value!r} must be an http:// or https:// URL")
+        raise BadEnvironment(f"HF_ENDPOINT={value!r} must be an http:// or https:// URL")
     return value.rstrip("/")
+
+
+def parse_endpoints(value: object, source: str = "endpoints") -> tuple[str, ...]:
+    """A list of http(s) URLs (or one comma-separated string of them), without trailing slashes."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f"{source} must be a non-empty list of http:// or https:// URLs; got {value!r}")
+    out = []
+    for item in items:
+        url = item.strip().rstrip("/") if isinstance(item, str) else item
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) <= 8:
+            raise ValueError(f"{source}: {item!r} is not an http:// or https:// URL")
+        if url not in out:
+            out.append(url)
+    return tuple(out)
+
+
+def endpoints(explicit: object = None) -> tuple[str, ...]:
+    """``endpoints=`` if given, else PHAITA_ENDPOINTS, else HF_ENDPOINT (or the Hub) alone."""
+    if explicit is not None:
+        return parse_endpoints(explicit)
+    raw = os.environ.get("PHAITA_ENDPOINTS", "").strip()
+    if raw:
+        return parse_endpoints(raw, "PHAITA_ENDPOINTS")
+    return (endpoint(),)
 
 
 CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -134,14 +166,14 @@ class CaBundle:
 def ca_bundle() -> CaBundle | None:
     """The first of SSL_CERT_FILE, SSL_CERT_DIR, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE that is set.
 
-    None: the system store. A path that does not exist is a ``ValueError`` naming the variable.
+    None: the system store. A path that does not exist is a ``BadEnvironment`` naming the variable.
     """
     for name in CA_BUNDLE_VARIABLES:
         raw = os.environ.get(name, "").strip()
         if raw:
             path = os.path.expanduser(raw)
             if not os.path.exists(path):
-                raise ValueError(f"{name}={raw!r}: no such file or folder; it must name the PEM file of the "
+                raise BadEnvironment(f"{name}={raw!r}: no such file or folder; it must name the PEM file of the "
                                  "CA certificates to trust (or unset it to use the system store)")
             return CaBundle(name, path)
     return None

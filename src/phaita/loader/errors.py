@@ -46,6 +46,10 @@ def redact(text: str) -> str:
 # --------------------------------------------------------------------------- internal (fetch layer)
 
 
+class BadEnvironment(ValueError):
+    """An environment variable holds a value the loader cannot use; the message names the variable."""
+
+
 class FetchProblem(Exception):
     """Base of what the fetch layer reports; the policy classifies these."""
 
@@ -55,7 +59,11 @@ class TransferIncomplete(FetchProblem):
 
 
 class ChecksumMismatch(FetchProblem):
-    """A downloaded file's size or hash differs from what the hub announced."""
+    """A downloaded file's size or hash differs from what the hub announced (``path``: which file)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class BadResponse(FetchProblem):
@@ -219,6 +227,7 @@ def retries_exhausted_message(
     revision: str | None,
     max_retries: int,
     timeout: float,
+    first_steps: Sequence[str] = (),
 ) -> str:
     cmd = download_command(model_name, revision)
     return (
@@ -230,6 +239,7 @@ def retries_exhausted_message(
         "Troubleshooting:\n"
         + numbered(
             [
+                *first_steps,
                 f"Check the connection to {endpoint} (proxy variables HTTPS_PROXY/NO_PROXY; "
                 "HF_ENDPOINT for a mirror). Partial files were kept: the next try resumes.",
                 f"Check the model name: {endpoint}/{model_name}",
@@ -418,4 +428,11 @@ def proxy_auth_message(model_name: str, endpoint: str, proxies: str) -> str:
                 "Check them with your IT department; `phaita models doctor` shows the proxy variables (masked).",
             ]
         )
+    )
+
+
+def bad_environment_message(model_name: str, detail: str) -> str:
+    return (
+        f"Cannot fetch '{model_name}': {detail}\n"
+        + numbered(["Fix or unset that environment variable (`phaita models doctor` shows the settings in effect)."])
     )

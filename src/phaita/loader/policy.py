@@ -31,6 +31,7 @@ from huggingface_hub.utils import parse_ratelimit_headers
 
 from . import config
 from .errors import (
+    BadEnvironment,
     BadResponse,
     ChecksumMismatch,
     DeadlineExceeded,
@@ -131,6 +132,8 @@ def classify(exc: BaseException) -> Failure:
         if status in TRANSIENT_STATUS:
             return Failure("http", True, reason, status)
         return Failure("http", False, reason, status)
+    if isinstance(exc, BadEnvironment):
+        return Failure("bad_environment", False, _one_line(exc))
     cert_error = verification_error(exc)
     if cert_error is not None:  # an unknown CA or a wrong host name does not pass by itself
         return Failure("untrusted_certificate", False,

@@ -27,7 +27,7 @@ from huggingface_hub.utils import _http as hf_http  # default_client_factory: th
 from huggingface_hub.utils import close_session, get_session, set_client_factory
 
 from . import config
-from .errors import redact, register_secret, untrusted_certificate_message
+from .errors import BadEnvironment, redact, register_secret, untrusted_certificate_message
 
 _lock = threading.Lock()
 _built_for: tuple | None = None  # the settings the shared client was last built with by our factory
@@ -42,7 +42,7 @@ def trust_context(bundle: config.CaBundle | None) -> ssl.SSLContext | bool:
             return ssl.create_default_context(capath=bundle.path)
         return ssl.create_default_context(cafile=bundle.path)
     except (ssl.SSLError, OSError) as exc:
-        raise ValueError(f"{bundle}: not a readable PEM file of CA certificates ({exc})") from None
+        raise BadEnvironment(f"{bundle}: not a readable PEM file of CA certificates ({exc})") from None
 
 
 def trusted_from(bundle: config.CaBundle | None) -> str:
