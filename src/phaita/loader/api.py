@@ -18,11 +18,12 @@ from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
 from . import cache, config, errors
 from .errors import ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
-from .fetch import FetchContext, Progress, fetch_snapshot
+from .events import Emitter, Observer, Retried, as_observer
+from .fetch import FetchContext, fetch_snapshot
 from .listing import fetch_listing, is_commit_hash
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
 from .net import Deadline
-from .policy import RetryPolicy, classify, log_retry
+from .policy import RetryEvent, RetryPolicy, classify, log_retry
 from .progress import default_progress
 from .selection import Needs
 
@@ -44,7 +45,8 @@ class LoadRequest:
     backoff_base: float | None
     resume: bool
     allow_pickle: bool
-    progress: Progress | None
+    progress: Observer | None = field(default=None, repr=False)  # None: a bar on a terminal
+    events: list[Observer] = field(default_factory=list, repr=False)
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -144,9 +146,20 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         backoff_base=backoff,
         resume=bool(kwargs.pop("resume_download", True)),
         allow_pickle=bool(kwargs.pop("allow_pickle", False)),
-        progress=kwargs.pop("progress", None),
+        progress=as_observer(kwargs.pop("progress", None)),
+        events=_observers(kwargs.pop("events", None)),
         kwargs=kwargs,
     )
+
+
+def _observers(events: Any) -> list[Observer]:
+    """``events=``: one observer (a callable taking loader events) or a list of them."""
+    out = []
+    for observer in (events if isinstance(events, (list, tuple)) else [events]) if events is not None else []:
+        if not callable(observer):
+            raise ValueError(f"events must be a callable taking loader events, or a list of them; got {observer!r}")
+        out.append(observer)
+    return out
 
 
 def needs_for(model_types: Sequence[str], req: LoadRequest) -> Needs:
@@ -204,8 +217,9 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     if status.complete and is_commit_hash(revision):
         return status.path  # type: ignore[return-value]
     try:
+        observers = [req.progress or default_progress(), *req.events]
         ctx = FetchContext(req.cache_dir, config.endpoint(), _headers(req), config.Timeouts.from_env(),
-                           req.progress or default_progress())
+                           Emitter(observers), config.Parallelism.from_env())
     except Exception as exc:
         raise _public_error(exc, repo_id, req, attempts=0) from None
     listing = None
@@ -238,7 +252,11 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
         known = first.pop() if first else None
         return fetch_snapshot(repo_id, revision, needs, ctx, Deadline.after(req.timeout), listing=known)
 
-    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, on_retry=log_retry)
+    def on_retry(event: RetryEvent) -> None:
+        log_retry(event)
+        ctx.events.emit(Retried(event.what, event.attempt, event.max_attempts, event.failure.reason, event.wait))
+
+    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, on_retry=on_retry)
     try:
         return policy.run(attempt, what=repo_id)
     except Exception as exc:

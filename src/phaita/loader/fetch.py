@@ -1,87 +1,69 @@
 """Fetch: bring one commit of a repository into the cache, whole and verified, within a deadline.
 
-One call of :func:`fetch_snapshot` is one *attempt*. Inside it, a transfer that breaks after
-making progress (TCP reset, early close, stall) resumes at once with an HTTP Range request; only
-a break with no progress, or the attempt's deadline, ends the attempt (the retry policy then
-decides about the next one). Bytes land in ``blobs/<etag>.incomplete``, are hashed as they
-arrive, and become ``blobs/<etag>`` only after size and hash match the hub's listing and the data
-is on disk (fsync), so a crash or power cut never leaves a complete-looking wrong file.
-One file lock per blob (huggingface_hub's) makes concurrent processes transfer each file once.
+One call of :func:`fetch_snapshot` is one *attempt*. Its files are fetched concurrently
+(``PHAITA_MAX_WORKERS``, smallest first), a large one over several byte-range streams
+(:mod:`.transfer`), all within one connection budget (:mod:`.links`). Inside an attempt, a
+transfer that breaks after making progress resumes at once with an HTTP Range request; only a
+break with no progress, or the attempt's deadline, ends the attempt (the retry policy then decides
+about the next one); the first file to fail stops the others, which keep what they have on disk.
+Bytes land in ``blobs/<etag>.incomplete``, are hashed in order, and become ``blobs/<etag>`` only
+after size and hash match the hub's listing and the data is on disk (fsync), so a crash or power
+cut never leaves a complete-looking wrong file. One file lock per blob (huggingface_hub's) makes
+concurrent processes transfer each file once. What happens is reported as events (:mod:`.events`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Mapping
 from urllib.parse import quote
 
 import filelock
-import httpx2
-from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import WeakFileLock
 
-from . import cache
-from .config import Timeouts
-from .errors import BadResponse, ChecksumMismatch, DiskFull, LockTimeout, TransferIncomplete
+from . import cache, sidecar
+from .config import Parallelism, Timeouts
+from .errors import ChecksumMismatch, DiskFull, LockTimeout
+from .events import Emitter, FileDone, Plan, PlannedFile
+from .links import ConnectionBudget, LinkState
 from .listing import RemoteFile, RepoListing, fetch_listing
-from .net import Deadline, stream
+from .net import Deadline
 from .selection import Needs, select_files
+from .transfer import FileTransfer
 
 logger = logging.getLogger("phaita.model_loader")
-CHUNK = 1 << 20
 DISK_MARGIN = 64 << 20  # leave room for the filesystem itself (less for small downloads, see below)
-
-
-class Progress(Protocol):
-    """Receives byte counts as files arrive (a progress bar, a counter in a test)."""
-
-    def start(self, name: str, total: int, initial: int) -> None: ...
-    def update(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, name: str, total: int, initial: int) -> None: pass
-    def update(self, n: int) -> None: pass
-    def close(self) -> None: pass
 
 
 @dataclass
 class FetchContext:
-    """Everything an attempt needs besides the repository and the deadline."""
+    """Everything an attempt needs besides the repository and the deadline (shared by its threads)."""
 
     cache_dir: Path
     endpoint: str
     headers: Mapping[str, str] = field(repr=False)  # holds the token
     timeouts: Timeouts
-    progress: Progress = field(default_factory=NoProgress)
+    events: Emitter = field(default_factory=Emitter, repr=False)
+    parallel: Parallelism = field(default_factory=Parallelism)
     bytes_received: int = 0  # counted across attempts, for reports
+    links: LinkState = field(init=False, repr=False)
+    budget: ConnectionBudget = field(init=False, repr=False)
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        self.links = LinkState(self.parallel.streams_per_file, self.events)
+        self.budget = ConnectionBudget(self.parallel.connections)
 
-class _Hasher:
-    """sha256 for LFS files; git's blob sha1 for the others (what the listing's oid is)."""
-
-    def __init__(self, file: RemoteFile) -> None:
-        self.file = file
-        self.reset()
-
-    def reset(self) -> None:
-        if self.file.sha256:
-            self._h = hashlib.sha256()
-        else:
-            self._h = hashlib.sha1()
-            self._h.update(b"blob %d\x00" % self.file.size)
-
-    def update(self, data: bytes) -> None:
-        self._h.update(data)
-
-    def ok(self) -> bool:
-        return self._h.hexdigest() == self.file.etag
+    def count(self, n: int) -> None:
+        with self._count_lock:
+            self.bytes_received += n
 
 
 def fetch_snapshot(
@@ -93,6 +75,7 @@ def fetch_snapshot(
     listing: RepoListing | None = None,
 ) -> Path:
     """Fetch what ``needs`` asks for at ``revision``; return the snapshot folder."""
+    ctx.cancel.clear()
     if listing is None:
         listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                 timeouts=ctx.timeouts, endpoint=ctx.endpoint)
@@ -106,9 +89,9 @@ def fetch_snapshot(
     wanted = select_files(listing.files, needs, read_index)
     check_disk_space(repo, wanted)
     (repo / "snapshots" / listing.commit).mkdir(parents=True, exist_ok=True)
-    for file in wanted:
-        download_blob(repo_id, listing.commit, file, ctx, deadline)
-        cache.link_into_snapshot(repo, listing.commit, file)
+    ctx.events.emit(Plan(repo_id, listing.commit, tuple(
+        PlannedFile(f.path, f.size, _on_disk(repo, f)) for f in wanted)))
+    _fetch_all(repo_id, listing.commit, wanted, ctx, deadline)
     cache.write_ref(repo, revision, listing.commit)
     status = cache.snapshot_status(ctx.cache_dir, repo_id, listing.commit, needs)
     if not status.complete:
@@ -116,13 +99,56 @@ def fetch_snapshot(
     return repo / "snapshots" / listing.commit
 
 
+def _fetch_all(repo_id: str, commit: str, files: list[RemoteFile], ctx: FetchContext, deadline: Deadline) -> None:
+    """Every file whole and linked; several at once. The first failure stops the rest and is raised."""
+    repo = cache.repo_dir(ctx.cache_dir, repo_id)
+    first_error: list[BaseException] = []
+    lock = threading.Lock()
+
+    def one(file: RemoteFile) -> None:
+        if ctx.cancel.is_set():
+            return
+        try:
+            download_blob(repo_id, commit, file, ctx, deadline)
+            cache.link_into_snapshot(repo, commit, file)
+        except BaseException as exc:
+            with lock:
+                if not first_error:
+                    first_error.append(exc)
+            ctx.cancel.set()  # the others stop at their next chunk; partial files stay for a resume
+            raise
+
+    todo = sorted(files, key=lambda f: f.size)  # small files first: configs are ready early
+    if ctx.parallel.workers <= 1 or len(todo) <= 1:
+        for file in todo:
+            one(file)
+        return
+    with ThreadPoolExecutor(max_workers=min(ctx.parallel.workers, len(todo)), thread_name_prefix="phaita-fetch") as pool:
+        futures = [pool.submit(one, f) for f in todo]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        if first_error:
+            for f in futures:
+                f.cancel()
+    # (leaving the with block waited for every running file: no thread writes after we return)
+    if first_error:
+        raise first_error[0]
+
+
+def _on_disk(repo: Path, file: RemoteFile) -> int:
+    """Bytes of ``file`` already in the cache: the whole blob, or what a resume will keep."""
+    if _whole(cache.blob_path(repo, file.etag), file):
+        return file.size
+    part = cache.incomplete_path(repo, file.etag)
+    ranges = sidecar.load(part, file.etag, file.size)
+    return sidecar.total(ranges) if ranges is not None else min(sidecar.trusted_prefix(part), file.size)
+
+
 def check_disk_space(repo: Path, files: list[RemoteFile]) -> None:
     needed = 0
     for f in files:
         if cache.blob_path(repo, f.etag).exists():
             continue
-        part = cache.incomplete_path(repo, f.etag)
-        needed += f.size - (part.stat().st_size if part.exists() else 0)
+        needed += f.size - _on_disk(repo, f)
     if needed <= 0:
         return
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
@@ -143,20 +169,28 @@ def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext
     repo = cache.repo_dir(ctx.cache_dir, repo_id)
     blob = cache.blob_path(repo, file.etag)
     if _whole(blob, file):
+        ctx.events.emit(FileDone(file.path, file.size))
         return blob
     lock = cache.lock_path(ctx.cache_dir, repo_id, file.etag)
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
         with WeakFileLock(lock, timeout=max(deadline.remaining(), 0.01)):
-            if _whole(blob, file):  # another process finished it while we waited
-                return blob
-            blob.unlink(missing_ok=True)  # wrong size: never trust it
-            # Built here, not with hf_hub_url: its template is fixed when huggingface_hub is imported,
-            # and HF_ENDPOINT may be set later.
-            url = f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}"
-            _transfer(url, file, repo, ctx, deadline)
+            if not _whole(blob, file):  # another process may have finished it while we waited
+                blob.unlink(missing_ok=True)  # wrong size: never trust it
+                # Built here, not with hf_hub_url: its template is fixed when huggingface_hub is imported,
+                # and HF_ENDPOINT may be set later.
+                url = f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}"
+                part = cache.incomplete_path(repo, file.etag)
+                ctx.budget.enter(deadline, file.path)
+                try:
+                    FileTransfer(url, file, part, ctx, deadline).run()
+                finally:
+                    ctx.budget.leave()
+                os.replace(part, blob)
+                sidecar.remove(part)
     except filelock.Timeout:
         raise LockTimeout(f"{file.path}: another process is downloading it; waited {deadline.seconds:g} s") from None
+    ctx.events.emit(FileDone(file.path, file.size))
     return blob
 
 
@@ -165,86 +199,3 @@ def _whole(blob: Path, file: RemoteFile) -> bool:
         return blob.stat().st_size == file.size
     except OSError:
         return False
-
-
-def _transfer(url: str, file: RemoteFile, repo: Path, ctx: FetchContext, deadline: Deadline) -> None:
-    part = cache.incomplete_path(repo, file.etag)
-    part.parent.mkdir(parents=True, exist_ok=True)
-    hasher = _Hasher(file)
-    with open(part, "ab") as out:
-        offset = out.tell()
-        if offset > file.size:
-            out.truncate(0)
-            offset = 0
-        _hash_existing(part, offset, hasher)
-        ctx.progress.start(file.path, file.size, offset)
-        try:
-            while offset < file.size:
-                deadline.check(file.path)
-                gained = 0
-                try:
-                    offset, gained = _one_request(url, file, out, offset, hasher, ctx, deadline)
-                    if offset < file.size:
-                        raise TransferIncomplete(f"{file.path}: connection closed at byte {offset} of {file.size}")
-                except (httpx2.TransportError, TransferIncomplete) as exc:
-                    offset = out.tell()
-                    gained = gained or getattr(exc, "gained", 0)
-                    if gained <= 0 or deadline.expired():
-                        raise
-                    logger.info("%s: transfer broke at byte %d of %d (%s); resuming", file.path, offset,
-                                file.size, type(exc).__name__)
-            out.flush()
-            os.fsync(out.fileno())
-        finally:
-            ctx.progress.close()
-    if not hasher.ok():
-        part.unlink(missing_ok=True)
-        raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded")
-    os.replace(part, cache.blob_path(repo, file.etag))
-
-
-def _hash_existing(part: Path, length: int, hasher: _Hasher) -> None:
-    if length == 0:
-        return
-    with open(part, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            hasher.update(chunk)
-
-
-def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: _Hasher,
-                 ctx: FetchContext, deadline: Deadline) -> tuple[int, int]:
-    """One GET from ``offset``; returns (new offset, bytes gained). Raises on transport errors."""
-    headers = {**ctx.headers, "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    gained = 0
-    try:
-        with stream("GET", url, headers=headers, deadline=deadline, timeouts=ctx.timeouts, what=file.path) as response:
-            if offset and response.status_code == 200:  # server ignored Range: start over
-                out.truncate(0)
-                hasher.reset()
-                ctx.progress.update(-offset)
-                offset = 0
-            elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
-                raise BadResponse(f"{file.path}: asked for bytes from {offset}, got "
-                                  f"{response.headers.get('Content-Range')!r}")
-            for chunk in response.iter_raw():  # unbuffered: a break loses no received bytes
-                if offset + len(chunk) > file.size:
-                    raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced")
-                out.write(chunk)
-                hasher.update(chunk)
-                offset += len(chunk)
-                gained += len(chunk)
-                ctx.bytes_received += len(chunk)
-                ctx.progress.update(len(chunk))
-                deadline.check(file.path)
-    except (httpx2.TransportError, TransferIncomplete) as exc:
-        exc.gained = gained  # type: ignore[attr-defined]
-        raise
-    except HfHubHTTPError as exc:
-        if getattr(exc.response, "status_code", None) == 416:  # our partial file is not theirs
-            out.truncate(0)
-            hasher.reset()
-            raise TransferIncomplete(f"{file.path}: the hub refused the resume range; restarting") from None
-        raise
-    return offset, gained

@@ -61,7 +61,9 @@ def robust_model_download(
             ``trust_remote_code`` -- default False ...), plus loader options: ``backoff_base``,
             ``cache_dir``, ``use_4bit``, ``allow_pickle`` (default False), ``resume_download``
             (default True; False discards this model's partial files first; never forwarded),
-            ``progress`` (an object with start/update/close).
+            ``progress`` (a bar for the whole snapshot: an object with start/update/close, or an
+            observer), ``events`` (an observer, or a list of them, of :mod:`phaita.loader.events`:
+            plan, progress, resumes, retries, fallbacks).
 
     Raises:
         ValueError: an invalid argument, before any I/O.
