@@ -185,8 +185,8 @@ def test_any_revision(live, revision):
 # --------------------------------------------------------------------------- environment
 
 
-NUMERIC_VARS = ["PHAITA_BACKOFF_BASE", "PHAITA_MAX_BACKOFF", "PHAITA_MAX_RETRY_AFTER", "PHAITA_FRESHNESS_TIMEOUT",
-                "PHAITA_STALL_TIMEOUT", "PHAITA_CONNECT_TIMEOUT", "PHAITA_MAX_FILE_SIZE"]
+NUMERIC_VARS = ["PHAITA_BACKOFF_BASE", "PHAITA_BACKOFF_JITTER", "PHAITA_MAX_BACKOFF", "PHAITA_MAX_RETRY_AFTER",
+                "PHAITA_FRESHNESS_TIMEOUT", "PHAITA_STALL_TIMEOUT", "PHAITA_CONNECT_TIMEOUT", "PHAITA_MAX_FILE_SIZE"]
 FLAG_VARS = ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"]
 ENV_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
 NUMERIC_TEXT = st.one_of(ENV_TEXT, st.floats(allow_nan=True, allow_infinity=True).map(repr),

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from phaita.demo_components import DEMO_CODES
+from phaita.demo.component_steps import DEMO_CODES
 from phaita.domain import get_domain
 
 DEMO_TIMEOUT = 400

@@ -28,7 +28,8 @@ def _served(hub) -> int:
     return hub.bytes_sent("/resolve/")
 
 
-def test_503_twice_then_success_logs_each_failed_attempt(loader_env, local_hub, caplog):
+def test_503_twice_then_success_logs_each_failed_attempt(loader_env, local_hub, caplog, monkeypatch):
+    monkeypatch.setenv("PHAITA_BACKOFF_JITTER", "0")  # the exact schedule
     local_hub.set_faults(parse_faults("503x2:path=*/config.json"))
     model = robust_model_download("phaita-test/tiny-bert", backoff_base=0.05)
     assert type(model).__name__ == "BertModel"
@@ -39,7 +40,8 @@ def test_503_twice_then_success_logs_each_failed_attempt(loader_env, local_hub, 
     assert "attempt 2/3" in warnings[1] and "retrying in 0.1 s" in warnings[1]
 
 
-def test_retry_after_of_a_429_is_honoured_when_longer(loader_env, local_hub, caplog):
+def test_retry_after_of_a_429_is_honoured_when_longer(loader_env, local_hub, caplog, monkeypatch):
+    monkeypatch.setenv("PHAITA_BACKOFF_JITTER", "0")  # the exact wait; jittered: test_backoff_jitter.py
     local_hub.set_faults(parse_faults("429x1:1:path=*config.json"))
     started = time.monotonic()
     robust_model_download("phaita-test/tiny-bert", model_type="tokenizer")

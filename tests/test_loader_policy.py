@@ -14,18 +14,20 @@ from phaita.loader.policy import RetryEvent, RetryPolicy, classify
 
 def test_default_backoff_is_10_20_40_seconds(monkeypatch):
     monkeypatch.delenv("PHAITA_BACKOFF_BASE", raising=False)
+    monkeypatch.setenv("PHAITA_BACKOFF_JITTER", "0")  # the exact schedule; jitter: test_backoff_jitter.py
     policy = RetryPolicy(max_attempts=4)
     assert [policy.wait_before(k) for k in range(3)] == [10, 20, 40]
 
 
 def test_backoff_base_from_parameter_and_environment(monkeypatch):
     monkeypatch.setenv("PHAITA_BACKOFF_BASE", "0.5")
+    monkeypatch.setenv("PHAITA_BACKOFF_JITTER", "0")
     assert [RetryPolicy().wait_before(k) for k in range(3)] == [0.5, 1.0, 2.0]
     assert RetryPolicy(backoff_base=2).wait_before(1) == 4
 
 
 def test_retry_after_wins_only_when_longer():
-    policy = RetryPolicy(backoff_base=10)
+    policy = RetryPolicy(backoff_base=10, jitter=0)
     assert policy.wait_before(0, retry_after=30) == 30
     assert policy.wait_before(0, retry_after=3) == 10
 
@@ -33,6 +35,10 @@ def test_retry_after_wins_only_when_longer():
 def test_bad_environment_values_are_value_errors_naming_the_variable(monkeypatch):
     monkeypatch.setenv("PHAITA_BACKOFF_BASE", "soon")
     with pytest.raises(ValueError, match="PHAITA_BACKOFF_BASE"):
+        RetryPolicy().wait_before(0)
+    monkeypatch.setenv("PHAITA_BACKOFF_BASE", "1")
+    monkeypatch.setenv("PHAITA_BACKOFF_JITTER", "1.5")
+    with pytest.raises(ValueError, match="PHAITA_BACKOFF_JITTER"):
         RetryPolicy().wait_before(0)
     monkeypatch.setenv("HF_HUB_OFFLINE", "maybe")
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
@@ -50,7 +56,7 @@ def test_policy_runs_until_success_and_reports_each_failure():
             raise httpx2.ConnectError("refused")
         return "done"
 
-    policy = RetryPolicy(max_attempts=3, backoff_base=1, on_retry=events.append, sleep=slept.append)
+    policy = RetryPolicy(max_attempts=3, backoff_base=1, jitter=0, on_retry=events.append, sleep=slept.append)
     assert policy.run(attempt, what="m") == "done"
     assert calls == [1, 2, 3] and slept == [1, 2]
     assert [(e.attempt, e.wait) for e in events] == [(1, 1), (2, 2)]

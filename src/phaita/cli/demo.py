@@ -1,4 +1,4 @@
-"""`phaita demo`: the main job (see :mod:`phaita.demo`)."""
+"""`phaita demo`: the main job (see :mod:`phaita.demo.runner`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,6 @@ def register(app: typer.Typer) -> None:
             None, "--cache-dir", help="Keep the downloaded models here instead of a temporary folder."),
     ) -> None:
         """Run PHAITA end to end against a local flaky hub: robust downloads, then triage."""
-        from phaita.demo import run_demo
+        from phaita.demo.runner import run_demo
 
         raise typer.Exit(run_demo(short=short, cache_dir=cache_dir))

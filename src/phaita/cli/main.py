@@ -23,7 +23,7 @@ import typer
 
 from phaita import __version__
 
-from . import hub, models
+from . import airgap, hub, models  # airgap adds lock/export/import to `phaita models`
 from .output import STATE
 
 COMMAND_MODULES = ("phaita.cli.demo",)

@@ -56,7 +56,7 @@ def _pull_one(target: dict[str, Any], index: int, count: int, bar: out.PullProgr
     t0 = time.monotonic()
     for name in target["candidates"]:  # a manifest entry's candidates, in order, as the components do
         result["name"] = name
-        kwargs = dict(opts)
+        kwargs = {**opts, **target.get("extra", {})}
         if gguf:
             kwargs["gguf_file"] = gguf
         if bar is not None:
@@ -93,17 +93,33 @@ def pull(
     gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="Fetch this GGUF file (for GGUF repositories)."),
     all_models: bool = typer.Option(False, "--all", help="Also pull every model the PHAITA components use (the manifest)."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Manifest profile for --all (default: the manifest's default)."),
+    locked: bool = typer.Option(False, "--locked", help="Fetch exactly the commits and files of the lock file "
+                                "(every locked model, or the NAMEs given)."),
+    lockfile: Optional[Path] = typer.Option(None, "--lockfile", help="Lock file for --locked "
+                                            "(default: PHAITA_LOCKFILE, else ./phaita.lock)."),
     json_mode: bool = JSON_OPT,
 ) -> None:
     """Fetch models into the Hugging Face cache (retries, resume, deadline, verification).
 
     Nothing is loaded into memory. Exit 0 when every model was fetched whole, 1 otherwise.
     """
-    if not names and not all_models:
-        raise typer.BadParameter("give at least one NAME, or --all", param_hint="NAME")
-    targets = _targets(list(names or []), all_models, profile, ModelType(model_type).value, gguf_file)
     cache_dir = _cache_dir()
-    opts = {"max_retries": max_retries, "timeout": timeout, "revision": revision, "cache_dir": str(cache_dir)}
+    opts: dict[str, Any] = {"max_retries": max_retries, "timeout": timeout, "revision": revision,
+                            "cache_dir": str(cache_dir)}
+    if locked:
+        if all_models or revision:
+            raise typer.BadParameter("--locked takes the models and commits from the lock file: "
+                                     "not with --all or --revision", param_hint="--locked")
+        from phaita.airgap.lock import pull_targets
+
+        from .airgap import read_lock_option
+
+        opts["lockfile"] = lock_file = read_lock_option(lockfile)
+        targets = pull_targets(lock_file, names or [])
+    elif not names and not all_models:
+        raise typer.BadParameter("give at least one NAME, or --all", param_hint="NAME")
+    else:
+        targets = _targets(list(names or []), all_models, profile, ModelType(model_type).value, gguf_file)
     results = []
     if out.bars_enabled(json_mode):
         progress = out.make_progress()
@@ -277,7 +293,10 @@ def _verify_text(reports: list[Any], found: list[Any], repair_report: Any) -> No
             out.echo(f"FAIL  refetch {job.repo_id}  {job.commit[:12]}")
             out.err(error)
     for r in reports:
-        extra = f", {len(r.unverifiable)} without a recorded hash" if r.unverifiable else ""
+        counts = r.check_counts()
+        how = ", ".join(f"{counts[k]} by {k}" for k in ("listing", "blob name", "size only") if counts.get(k))
+        extra = (f"; {how}" if how else "") + (f"; {len(r.unverifiable)} without a recorded hash"
+                                                if r.unverifiable else "")
         if r.ok:
             out.echo(f"OK    {r.repo_id}  ({r.files_checked} files, {out.human_size(r.bytes_checked)}{extra})")
         else:

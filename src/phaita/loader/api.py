@@ -1,7 +1,8 @@
 """The loader facade: validate, pick the cached snapshot or fetch one (with retries), then load.
 
 Data flows one way: callers -> this module -> fetch/cache -> huggingface_hub's HTTP session.
-``phaita.utils.model_loader`` re-exports the public names.
+The public functions on top of it are in ``phaita.loader.facade`` (re-exported by ``phaita.loader``
+and by ``phaita.utils.model_loader``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
 from . import cache, config, errors
-from .errors import ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
+from .errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from .events import Emitter, Observer, Retried, as_observer
 from .fetch import FetchContext, fetch_snapshot
-from .listing import fetch_listing, is_commit_hash
+from .listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
+from .lockfile import LockedModel, LockFile, resolve_lock
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
 from .net import Deadline
-from .policy import RetryEvent, RetryPolicy, classify, log_retry
+from .policy import RetryEvent, RetryPolicy, classify, log_retry, valid_jitter
 from .progress import default_progress
 from .selection import Needs
 
@@ -43,11 +45,13 @@ class LoadRequest:
     revision: str | None
     cache_dir: Path
     backoff_base: float | None
+    backoff_jitter: float | None
     resume: bool
     allow_pickle: bool
     progress: Observer | None = field(default=None, repr=False)  # None: a bar on a terminal
     events: list[Observer] = field(default_factory=list, repr=False)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    lock: LockFile | None = None  # lockfile= or PHAITA_LOCKFILE: branch names resolve to its commits
 
     @property
     def offline(self) -> bool:
@@ -120,6 +124,10 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
     if backoff is not None and (isinstance(backoff, bool) or not isinstance(backoff, (int, float))
                                 or not _finite(backoff) or backoff < 0):
         raise ValueError(f"backoff_base must be a number of seconds >= 0; got {backoff!r}")
+    jitter = kwargs.pop("backoff_jitter", None)
+    if jitter is not None and (isinstance(jitter, bool) or not isinstance(jitter, (int, float))
+                               or not valid_jitter(jitter)):
+        raise ValueError(f"backoff_jitter must be a fraction within [0, 1] (0.5: each wait +-50 %); got {jitter!r}")
     revision = kwargs.pop("revision", None)
     if revision is not None and (not isinstance(revision, str) or not revision.strip() or _unsafe_revision(revision)):
         raise ValueError(f"revision must be a branch, tag or commit hash (it names a file under refs/ in the "
@@ -144,10 +152,12 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         revision=revision,
         cache_dir=config.cache_dir(kwargs.pop("cache_dir", None)),
         backoff_base=backoff,
+        backoff_jitter=jitter,
         resume=bool(kwargs.pop("resume_download", True)),
         allow_pickle=bool(kwargs.pop("allow_pickle", False)),
         progress=as_observer(kwargs.pop("progress", None)),
         events=_observers(kwargs.pop("events", None)),
+        lock=resolve_lock(kwargs.pop("lockfile", None), config.lockfile()),
         kwargs=kwargs,
     )
 
@@ -198,6 +208,13 @@ def _headers(req: LoadRequest) -> dict[str, str]:
     return headers
 
 
+def fetch_context(req: LoadRequest) -> FetchContext:
+    """Endpoint, headers (token), timeouts and progress for one call's network work."""
+    observers = [req.progress or default_progress(), *req.events]
+    return FetchContext(req.cache_dir, config.endpoint(), _headers(req), config.Timeouts.from_env(),
+                        Emitter(observers), config.Parallelism.from_env())
+
+
 def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors."""
     revision = req.revision or "main"
@@ -206,6 +223,9 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
         removed = cache.discard_partials(repo)
         if removed:
             logger.info("%s: discarded %d partial download(s): resume_download is False", repo_id, len(removed))
+    locked = req.lock.get(repo_id) if req.lock is not None else None
+    if locked is not None:
+        return _ensure_locked(repo_id, needs, req, locked)
     status = cache.snapshot_status(req.cache_dir, repo_id, revision, needs)
     if req.offline:
         if status.complete:
@@ -217,22 +237,23 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     if status.complete and is_commit_hash(revision):
         return status.path  # type: ignore[return-value]
     try:
-        observers = [req.progress or default_progress(), *req.events]
-        ctx = FetchContext(req.cache_dir, config.endpoint(), _headers(req), config.Timeouts.from_env(),
-                           Emitter(observers), config.Parallelism.from_env())
+        ctx = fetch_context(req)
     except Exception as exc:
         raise _public_error(exc, repo_id, req, attempts=0) from None
     listing = None
     if status.complete:  # a branch we already hold: one bounded check for a newer commit
         budget = min(config.freshness_timeout(), req.timeout)
         try:
-            listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=Deadline.after(budget),
+            deadline = Deadline.after(budget)
+            answer = fetch_revision(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                     timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+            if answer.commit == status.commit:  # (no need for sizes a mirror may leave out)
+                return status.path  # type: ignore[return-value]
+            listing = complete_listing(answer, endpoint=ctx.endpoint, headers=ctx.headers, deadline=deadline,
+                                       timeouts=ctx.timeouts)
         except Exception as exc:
             logger.warning("%s: could not check the hub for a newer '%s' (%s); using cached commit %s",
                            repo_id, revision, classify(exc).reason, status.commit)
-            return status.path  # type: ignore[return-value]
-        if listing.commit == status.commit:
             return status.path  # type: ignore[return-value]
         logger.info("%s: '%s' moved to %s; fetching it", repo_id, revision, listing.commit)
         try:
@@ -244,23 +265,71 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     return _fetch_with_retries(repo_id, revision, needs, req, ctx, listing)
 
 
+def _ensure_locked(repo_id: str, needs: Needs, req: LoadRequest, locked: LockedModel) -> Path:
+    """The lock's commit of ``repo_id``: from the cache with no request at all, else fetched at that commit."""
+    source = req.lock.source if req.lock is not None else "?"
+    if req.revision not in (None, locked.revision, locked.commit):
+        raise ValueError(f"{repo_id}: revision {req.revision!r} was asked for, but the lock file {source} pins "
+                         f"it to commit {locked.commit} ('{locked.revision}'); leave revision unset, or pass "
+                         f"lockfile=False (unset PHAITA_LOCKFILE) to load another revision")
+    repo = cache.repo_dir(req.cache_dir, repo_id)
+    status = cache.snapshot_status(req.cache_dir, repo_id, locked.commit, needs)
+    if status.complete and locked.linked_in(repo, status.path, needs):  # type: ignore[arg-type]
+        return status.path  # type: ignore[return-value]
+    if req.offline:
+        detail = ("allow_offline=True" if req.allow_offline else "HF_HUB_OFFLINE=1") + \
+            f"; the lock file {source} pins commit {locked.commit}"
+        if status.complete:
+            detail += ", and the cached files of that commit are not the locked ones"
+        elif status.commit and status.path:
+            detail += "; cached snapshot incomplete: " + ", ".join(status.problems[:5])
+        raise _public_error(OfflineMiss(detail), repo_id, req, attempts=0)
+    try:
+        ctx = fetch_context(req)
+    except Exception as exc:
+        raise _public_error(exc, repo_id, req, attempts=0) from None
+    try:
+        path = _fetch_with_retries(repo_id, locked.commit, needs, req, ctx, None, locked=locked)
+    except errors.RevisionNotFoundError as exc:
+        raise errors.RevisionNotFoundError(
+            errors.locked_revision_gone_message(repo_id, locked.commit, source, ctx.endpoint),
+            model_name=repo_id, models_attempted=[repo_id], attempts=exc.attempts, cache_dir=req.cache_dir,
+            last_error=exc.last_error) from None
+    cache.write_ref(repo, locked.revision, locked.commit)  # plain transformers offline loads find it by name
+    return path
+
+
 def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequest, ctx: FetchContext,
-                        listing: Any) -> Path:
+                        listing: Any, locked: LockedModel | None = None) -> Path:
     first = [listing]
 
     def attempt(n: int) -> Path:
         known = first.pop() if first else None
-        return fetch_snapshot(repo_id, revision, needs, ctx, Deadline.after(req.timeout), listing=known)
+        deadline = Deadline.after(req.timeout)
+        if known is None and locked is not None:  # the hub's listing at the locked commit must agree with the lock
+            known = fetch_listing(repo_id, locked.commit, headers=ctx.headers, deadline=deadline,
+                                  timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+            problems = locked.mismatches(known)
+            if problems:
+                raise LockMismatch(f"the hub's files at the locked commit {locked.commit[:12]} differ from the lock "
+                                   f"file {req.lock.source if req.lock else '?'}: " + "; ".join(problems[:5]))
+        return fetch_snapshot(repo_id, revision, needs, ctx, deadline, listing=known)
 
     def on_retry(event: RetryEvent) -> None:
         log_retry(event)
         ctx.events.emit(Retried(event.what, event.attempt, event.max_attempts, event.failure.reason, event.wait))
 
-    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, on_retry=on_retry)
+    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
+                         on_retry=on_retry)
     try:
         return policy.run(attempt, what=repo_id)
     except Exception as exc:
         raise _public_error(exc, repo_id, req, attempts=getattr(exc, "attempts_made", 1)) from None
+
+
+def public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: int = 0) -> ModelDownloadError:
+    """The public error, with advice, for a failure while fetching ``repo_id`` (for phaita.airgap)."""
+    return _public_error(exc, repo_id, req, attempts)
 
 
 def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: int) -> ModelDownloadError:
@@ -286,6 +355,9 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
     if kind == "offline":
         return errors.OfflineModeError(
             errors.offline_miss_message(repo_id, req.cache_dir, req.revision, failure.reason), **common)
+    if kind == "bad_listing":
+        return errors.BadListingError(errors.bad_listing_message(repo_id, endpoint, req.revision, failure.reason),
+                                      **common)
     if kind in ("unsafe", "unsupported"):
         return errors.UnsafeModelError(errors.unsafe_message(repo_id, failure.reason), **common)
     return ModelDownloadError(
@@ -305,7 +377,7 @@ def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, 
     quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False))) if any(
         t != "tokenizer" for t in model_types) else {}
     req.kwargs.pop("use_4bit", None)
-    for name in req.candidates:
+    for name in req.lock.pinned(req.candidates) if req.lock is not None else req.candidates:
         try:
             return _load_one(name, req, model_types, quant)
         except ModelDownloadError as exc:

@@ -8,8 +8,13 @@ deployment script should fail loudly, not silently fall back to a default.
 Variable                   Default     Meaning
 =========================  ==========  =====================================================
 PHAITA_BACKOFF_BASE        10          First wait between attempts, seconds (then x2, x4...)
+PHAITA_BACKOFF_JITTER      0.5         Spread of each wait, as a fraction: drawn uniformly in
+                                       [w(1-j), w(1+j)] around the scheduled w (mean w); a
+                                       hub-given wait is a floor, spread up to w(1+j); 0 =
+                                       the exact schedule. Within [0, 1]
 PHAITA_MAX_BACKOFF         600         Longest single wait between attempts, seconds
-PHAITA_MAX_RETRY_AFTER     300         Longest ``Retry-After`` honoured, seconds
+PHAITA_MAX_RETRY_AFTER     300         Longest hub-given wait honoured (``Retry-After``, or the
+                                       reset time of a ``RateLimit`` header on a 429), seconds
 PHAITA_FRESHNESS_TIMEOUT   2.5         Budget of the one "is main still at this commit?"
                                        check made when a branch is already cached, seconds
                                        (with the ~0.2 s of setting up a request, a dead or
@@ -28,6 +33,9 @@ HF_HUB_OFFLINE             unset       ``1`` = never touch the network (also
 HF_HUB_CACHE, HF_HOME,     standard    Cache location, in huggingface_hub's order; the legacy
 TRANSFORMERS_CACHE                     ``TRANSFORMERS_CACHE`` is honoured too
 HF_TOKEN                   unset       Access token (or the one stored by ``hf auth login``)
+PHAITA_LOCKFILE            unset       A lock file (``phaita models lock``): loads by branch
+                                       name use the commits it pins, with no network request
+                                       on a warm cache
 =========================  ==========  =====================================================
 """
 
@@ -43,7 +51,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
-def _env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+def _env_float(name: str, default: float, *, minimum: float = 0.0, maximum: float = math.inf) -> float:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -53,6 +61,8 @@ def _env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
         raise ValueError(f"{name}={raw!r} is not a number of seconds/bytes; unset it or set e.g. {name}={default:g}") from None
     if not math.isfinite(value) or value < minimum:
         raise ValueError(f"{name}={raw!r} must be a finite number >= {minimum:g}")
+    if value > maximum:
+        raise ValueError(f"{name}={raw!r} must be at most {maximum:g}")
     return value
 
 
@@ -67,6 +77,10 @@ def env_flag(name: str) -> bool:
 
 def backoff_base() -> float:
     return _env_float("PHAITA_BACKOFF_BASE", 10.0)
+
+
+def backoff_jitter() -> float:
+    return _env_float("PHAITA_BACKOFF_JITTER", 0.5, maximum=1.0)
 
 
 def max_backoff() -> float:
@@ -133,6 +147,12 @@ def endpoint() -> str:
 def offline_mode() -> bool:
     """HF_HUB_OFFLINE (or the legacy TRANSFORMERS_OFFLINE) switched on."""
     return env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
+
+
+def lockfile() -> Path | None:
+    """The lock file named by PHAITA_LOCKFILE, or None (unset or empty)."""
+    value = os.environ.get("PHAITA_LOCKFILE", "").strip()
+    return Path(os.path.expandvars(value)).expanduser() if value else None
 
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -60,6 +60,13 @@ class BadResponse(FetchProblem):
     """The hub's answer is not what the protocol says (HTML from a captive portal, cut JSON...)."""
 
 
+class MalformedListing(FetchProblem):
+    """The endpoint's file listing is well-formed JSON but unusable, and no fallback fixed it.
+
+    Unlike :class:`BadResponse` (a cut answer, a captive portal's HTML) another try gets the same.
+    """
+
+
 class DeadlineExceeded(FetchProblem):
     """An attempt ran past its ``timeout``; partial bytes are kept for the next one."""
 
@@ -74,6 +81,10 @@ class UnsafeRepository(FetchProblem):
 
 class UnsupportedWeights(FetchProblem):
     """The repository has no weights this loader will load (or only pickles, not allowed)."""
+
+
+class LockMismatch(UnsafeRepository):
+    """The hub's files at a locked commit are not the ones the lock file records."""
 
 
 class OfflineMiss(FetchProblem):
@@ -163,6 +174,10 @@ class OfflineModeError(ModelDownloadError):
 
 class UnsafeModelError(ModelDownloadError):
     """The hub sent something the loader refuses: unsafe paths, pickle-only weights, oversize files."""
+
+
+class BadListingError(ModelDownloadError):
+    """The endpoint (often a mirror) lists the repository without the sizes the loader needs."""
 
 
 class ModelLoadError(ModelDownloadError):
@@ -265,6 +280,20 @@ def revision_not_found_message(model_name: str, revision: str | None, endpoint: 
     )
 
 
+def locked_revision_gone_message(model_name: str, commit: str, lock_source: str, endpoint: str) -> str:
+    return (
+        f"The lock file {lock_source} pins '{model_name}' to commit {commit}, which {endpoint} does not have.\n"
+        + numbered(
+            [
+                "If you use a mirror (HF_ENDPOINT), check that it carries that commit, or bring the model "
+                "as a bundle (`phaita models import`).",
+                "If the commit was removed from the hub on purpose, make a new lock: `phaita models lock`, "
+                "and review the new commits before using them.",
+            ]
+        )
+    )
+
+
 def disk_full_message(model_name: str, cache_dir: Path, detail: str) -> str:
     return (
         f"Not enough disk space to download '{model_name}' into {cache_dir}: {detail}\n"
@@ -289,6 +318,23 @@ def offline_miss_message(model_name: str, cache_dir: Path, revision: str | None,
                 "with the same HF_HUB_CACHE/HF_HOME.",
                 "To allow network access: pass allow_offline=False and unset HF_HUB_OFFLINE "
                 "(and TRANSFORMERS_OFFLINE).",
+            ]
+        )
+    )
+
+
+def bad_listing_message(model_name: str, endpoint: str, revision: str | None, detail: str) -> str:
+    cmd = download_command(model_name, revision)
+    return (
+        f"The file listing of '{model_name}' from {endpoint} cannot be used: {detail}\n"
+        "Retrying will not help: the endpoint answers the same way every time.\n"
+        + numbered(
+            [
+                f"Run `phaita models doctor` to see which Hub features the endpoint at {endpoint} lacks "
+                "(revision listing with sizes and hashes, tree API, paths-info, HEAD with X-Linked-Size).",
+                "If it is a mirror, update it or ask its operator; or list another endpoint after it "
+                "(PHAITA_ENDPOINTS=mirror,https://huggingface.co).",
+                f"Or download where the Hub is reachable: {cmd}, then load with allow_offline=True.",
             ]
         )
     )

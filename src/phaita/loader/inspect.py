@@ -7,7 +7,8 @@
   bytes of partial (``.incomplete``) downloads.
 * :func:`verify` re-hashes cached files: sha256 for LFS files, git's blob sha1
   (``sha1(b"blob <size>\\0" + content)``) otherwise, and compares sizes. The expected values come
-  from the stored listing, or from the blob's own name (the cache names blobs by that hash).
+  from a recorded listing (phaita's or huggingface_hub's), else from the blob's own name (the cache
+  names blobs by that hash), per :mod:`phaita.loader.expected`; the report says which, per file.
 * :func:`remove_bad` deletes bad blobs and every snapshot link to them, and returns what to fetch
   again; :func:`repair` does both, fetching through :func:`phaita.utils.model_loader.prefetch_model`.
 """
@@ -16,18 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import cache
+from . import cache, expected
 from .listing import RepoListing, is_commit_hash
 from .selection import Needs, is_weight
 
 CHUNK = 1 << 20
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 Hashed = Callable[[int], None]  # called with the bytes hashed since the last call
 
 
@@ -245,14 +243,23 @@ class VerifyReport:
     bytes_checked: int = 0
     unverifiable: list[str] = field(default_factory=list)  # no listing and no hash-shaped blob name
     bad: list[BadFile] = field(default_factory=list)
+    checks: list[dict[str, str | None]] = field(default_factory=list)  # per file: commit, path, check
 
     @property
     def ok(self) -> bool:
         return not self.bad
 
+    def check_counts(self) -> dict[str, int]:
+        """How many files got each check (``listing``, ``blob name``, ``size only``, ``none``)."""
+        counts: dict[str, int] = {}
+        for c in self.checks:
+            counts[c["check"] or "none"] = counts.get(c["check"] or "none", 0) + 1
+        return counts
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.repo_id, "ok": self.ok, "files_checked": self.files_checked,
                 "bytes_checked": self.bytes_checked, "unverifiable": self.unverifiable,
+                "checks": self.check_counts(), "files": self.checks,
                 "bad": [b.to_dict() for b in self.bad]}
 
 
@@ -276,64 +283,60 @@ def hash_file(path: Path, algorithm: str, size: int, on_bytes: Hashed | None = N
     return h.hexdigest()
 
 
-def _expected(path: str, target: Path, repo: Path, listing: RepoListing | None) -> tuple[str, str, int | None] | None:
-    """(algorithm, digest, size or None) a file must match, or None when nothing says."""
-    remote = listing.get(path) if listing is not None else None
-    if remote is not None:
-        return ("sha256", remote.sha256, remote.size) if remote.sha256 else ("git", remote.blob_id, remote.size)
-    if target.parent == repo / "blobs":
-        if _SHA256.match(target.name):
-            return ("sha256", target.name, None)
-        if _SHA1.match(target.name):
-            return ("git", target.name, None)
-    return None
-
-
 def verify_model(cache_dir: Path, repo_id: str, on_bytes: Hashed | None = None,
                  on_file: Callable[[str], None] | None = None) -> VerifyReport:
-    """Re-hash every file of every cached snapshot of ``repo_id`` (each blob once)."""
+    """Re-hash every file of every cached snapshot of ``repo_id`` (each blob once).
+
+    The expected hash comes from a recorded listing, else from the blob's name (see
+    :mod:`phaita.loader.expected`); each file's check is in ``report.checks``.
+    """
     repo = cache.repo_dir(Path(cache_dir), repo_id)
     report = VerifyReport(repo_id)
-    verdicts: dict[str, str | None] = {}  # real path -> reason it is bad, or None
+    verdicts: dict[str, str | None] = {}  # content path -> reason it is bad, or None
     snapshots = repo / "snapshots"
     for snapshot in sorted(p for p in snapshots.iterdir() if p.is_dir()) if snapshots.is_dir() else []:
-        listing = cache.load_listing(repo, snapshot.name)
-        for path, entry in sorted(linked_files(snapshot).items()):
-            target = Path(os.path.realpath(entry))
-            if str(target) not in verdicts:
-                verdicts[str(target)] = _check(path, target, repo, listing, report, on_bytes, on_file)
-            reason = verdicts[str(target)]
+        own = cache.load_listing(repo, snapshot.name)
+        for exp in expected.expected_files(repo, snapshot.name, linked_files(snapshot), own):
+            key = str(exp.content)
+            if key not in verdicts:
+                verdicts[key] = _check(exp, report, on_bytes, on_file)
+            reason = verdicts[key]
+            report.checks.append({"commit": snapshot.name, "path": exp.path, "check": exp.check})
             if reason == "unverifiable":
-                report.unverifiable.append(f"{snapshot.name[:12]}/{path}")
+                report.unverifiable.append(f"{snapshot.name[:12]}/{exp.path}")
             elif reason is not None:
-                report.bad.append(BadFile(repo_id, snapshot.name, path, str(target), reason))
+                blob = repo / "blobs" / exp.etag if exp.etag else exp.content
+                report.bad.append(BadFile(repo_id, snapshot.name, exp.path, str(blob), reason))
     return report
 
 
-def _check(path: str, target: Path, repo: Path, listing: RepoListing | None, report: VerifyReport,
-           on_bytes: Hashed | None, on_file: Callable[[str], None] | None) -> str | None:
-    st = _stat(target)
+def _check(exp: expected.Expected, report: VerifyReport, on_bytes: Hashed | None,
+           on_file: Callable[[str], None] | None) -> str | None:
+    st = _stat(exp.content)
     if st is None:
         return "missing: the link points at a blob that is not there"
-    expected = _expected(path, target, repo, listing)
-    if expected is None:
+    if exp.check is None:
         return "unverifiable"
-    algorithm, digest, size = expected
     report.files_checked += 1
-    if size is not None and st.st_size != size:
+    if exp.size is not None and st.st_size != exp.size:
         if on_bytes:
             on_bytes(st.st_size)
-        return f"wrong size: {st.st_size} bytes, the hub announced {size}"
+        return f"wrong size: {st.st_size} bytes, the hub announced {exp.size}"
+    if exp.algorithm is None or exp.digest is None:  # size only
+        if on_bytes:
+            on_bytes(st.st_size)
+        return None
     if on_file:
-        on_file(path)
+        on_file(exp.path)
     try:
-        actual = hash_file(target, algorithm, st.st_size, on_bytes)
+        actual = hash_file(exp.content, exp.algorithm, st.st_size, on_bytes)
     except OSError as exc:
         return f"unreadable: {exc}"
     report.bytes_checked += st.st_size
-    if actual != digest:
-        kind = "sha256" if algorithm == "sha256" else "git sha1"
-        return f"{kind} mismatch: {actual[:12]}..., expected {digest[:12]}..."
+    if actual != exp.digest:
+        kind = "sha256" if exp.algorithm == "sha256" else "git sha1"
+        source = "blob name" if exp.check == expected.BLOB_NAME else "listing"
+        return f"{kind} mismatch: {actual[:12]}..., expected {exp.digest[:12]}... (from the {source})"
     return None
 
 
@@ -377,10 +380,11 @@ def remove_bad(cache_dir: Path, bad: Iterable[BadFile]) -> tuple[list[str], list
     jobs: list[RefetchJob] = []
     for repo_id, blobs in sorted(by_repo.items()):
         repo = cache.repo_dir(cache_dir, repo_id)
+        contents = {os.path.realpath(b) for b in blobs}  # a repo blob may link into the shared store
         snapshots = repo / "snapshots"
         for snapshot in sorted(p for p in snapshots.iterdir() if p.is_dir()) if snapshots.is_dir() else []:
             linked = linked_files(snapshot)
-            hits = [entry for entry in linked.values() if os.path.realpath(entry) in blobs]
+            hits = [entry for entry in linked.values() if os.path.realpath(entry) in contents]
             if not hits:
                 continue
             needs, _ = infer_needs(repo, snapshot.name, cache.load_listing(repo, snapshot.name), linked)
@@ -392,7 +396,8 @@ def remove_bad(cache_dir: Path, bad: Iterable[BadFile]) -> tuple[list[str], list
                                        needs.gguf_file))
         for blob in sorted(blobs):
             path = Path(blob)
-            if path.parent == repo / "blobs" and path.exists():
+            # only this repository's entry: a shared-store file may back other repositories' links
+            if path.parent == repo / "blobs" and os.path.lexists(path):
                 path.unlink()
                 removed.append(blob)
     return removed, jobs

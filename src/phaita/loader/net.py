@@ -97,6 +97,7 @@ def stream(
     deadline: Deadline,
     timeouts: Timeouts,
     what: str,
+    content: bytes | None = None,
 ) -> Iterator[httpx2.Response]:
     """Open a streamed request; raise hub errors (404, 401, 5xx...) as huggingface_hub does.
 
@@ -105,7 +106,8 @@ def stream(
     deadline.check(what)
     session = get_session()
     try:
-        with session.stream(method, url, headers=dict(headers), timeout=_timeout(deadline, timeouts)) as response:
+        with session.stream(method, url, headers=dict(headers), content=content,
+                            timeout=_timeout(deadline, timeouts)) as response:
             watchdog = _Watchdog(response, deadline)
             try:
                 if response.status_code >= 400:
@@ -128,11 +130,14 @@ def get_json(
     timeouts: Timeouts,
     what: str,
     max_bytes: int = 64 * 2**20,
+    method: str = "GET",
+    content: bytes | None = None,
 ) -> Any:
-    """GET a JSON document, reading it under the deadline and a size cap."""
+    """GET (or POST ``content``) and read a JSON answer, under the deadline and a size cap."""
     chunks: list[bytes] = []
     size = 0
-    with stream("GET", url, headers=headers, deadline=deadline, timeouts=timeouts, what=what) as response:
+    with stream(method, url, headers=headers, deadline=deadline, timeouts=timeouts, what=what,
+                content=content) as response:
         for chunk in response.iter_bytes(65536):
             size += len(chunk)
             if size > max_bytes:

@@ -5,15 +5,20 @@ huggingface_hub's HTTP errors, OS errors, the loader's own ``FetchProblem`` kind
 :class:`Failure`: a kind, whether it is transient, and a one-line reason a person can read.
 
 :class:`RetryPolicy` is a small object on top of tenacity: at most ``max_attempts`` attempts,
-``backoff_base * 2**k`` seconds between them (10 s, 20 s, 40 s by default), a longer
-``Retry-After`` honoured, a hook called before each wait, and an injectable ``sleep``.
-Set ``PHAITA_BACKOFF_BASE=0`` (or pass ``backoff_base=0``) to make retries instant in tests.
+``backoff_base * 2**k`` seconds between them on average (10 s, 20 s, 40 s by default), each wait
+drawn uniformly within +-``jitter`` (50 %) of that value so that a fleet of clients that failed
+together does not retry together; a longer hub-given wait (``Retry-After``, or the reset time of
+a ``RateLimit`` header on a 429) honoured as a floor, capped, and spread upwards by the same
+jitter; a hook called before each wait, and an injectable ``sleep``. Set
+``PHAITA_BACKOFF_BASE=0`` (or pass ``backoff_base=0``) to make retries instant in tests, and
+``PHAITA_BACKOFF_JITTER=0`` (or ``jitter=0``) for the exact schedule.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import random
 import socket
 import time
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ from typing import Callable, TypeVar
 import httpx2
 import tenacity
 from huggingface_hub import errors as hf_errors
+from huggingface_hub.utils import parse_ratelimit_headers
 
 from . import config
 from .errors import (
@@ -30,6 +36,7 @@ from .errors import (
     DeadlineExceeded,
     DiskFull,
     LockTimeout,
+    MalformedListing,
     OfflineMiss,
     TransferIncomplete,
     UnsafeRepository,
@@ -66,15 +73,37 @@ def _status(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None) if response is not None else None
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    raw = response.headers.get("Retry-After")
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    raw = headers.get("Retry-After")
     try:
         return max(0.0, float(raw)) if raw is not None else None
     except ValueError:
         return None  # an HTTP-date: rare from the Hub; fall back to our own backoff
+
+
+def _rate_limited(exc: BaseException) -> tuple[str, float | None]:
+    """A 429's note for the reason line, and the wait the hub asked for (None: use the backoff).
+
+    The Hub sends ``RateLimit: "resolvers";r=0;t=55`` (nothing left, reset in 55 s) and
+    ``RateLimit-Policy: "fixed window";"resolvers";q=3000;w=300``; other servers send
+    ``Retry-After``. The longer of the two wins.
+    """
+    response = getattr(exc, "response", None)
+    if response is None:
+        return "", None
+    waits = []
+    note = ""
+    info = parse_ratelimit_headers(response.headers)
+    if info is not None:
+        quota = (f", {info.limit} per {info.window_seconds} s" if info.limit is not None
+                 and info.window_seconds is not None else "")
+        note = f" (rate limited: '{info.resource_type}' quota{quota}, resets in {info.reset_in_seconds} s)"
+        if info.remaining == 0:
+            waits.append(float(info.reset_in_seconds))
+    retry_after = _retry_after(response.headers)
+    if retry_after is not None:
+        waits.append(retry_after)
+    return note, max(waits) if waits else None
 
 
 def classify(exc: BaseException) -> Failure:
@@ -95,13 +124,18 @@ def classify(exc: BaseException) -> Failure:
             return Failure("access_denied", False, reason, status)
         if status == 404:  # a file the listing announced is missing: the repo may be mid-push
             return Failure("http", True, f"{reason} (file announced but missing)", status)
+        if status == 429:
+            note, wait = _rate_limited(exc)
+            return Failure("http", True, reason + note, status, wait)
         if status in TRANSIENT_STATUS:
-            return Failure("http", True, reason, status, _retry_after(exc) if status == 429 else None)
+            return Failure("http", True, reason, status)
         return Failure("http", False, reason, status)
     if isinstance(exc, httpx2.TimeoutException):
         return Failure("network", True, f"network timeout ({name})")
     if isinstance(exc, httpx2.TransportError):
         return Failure("network", True, f"connection error ({name}): {_one_line(exc)}")
+    if isinstance(exc, MalformedListing):
+        return Failure("bad_listing", False, _one_line(exc))
     if isinstance(exc, (TransferIncomplete, ChecksumMismatch, DeadlineExceeded, LockTimeout, BadResponse)):
         return Failure("network", True, _one_line(exc))
     if isinstance(exc, DiskFull):
@@ -133,11 +167,16 @@ class RetryEvent:
 
 
 def log_retry(event: RetryEvent) -> None:
-    """Default hook: one WARNING line per failed attempt on logger ``phaita.model_loader``."""
+    """Default hook: one WARNING line per failed attempt on logger ``phaita.model_loader``.
+
+    The record also carries ``retry_wait`` (seconds, None when giving up) and ``attempt``, for
+    log pipelines that want the numbers rather than the text.
+    """
     tail = f"retrying in {event.wait:.1f} s" if event.wait is not None else "giving up"
     logger.warning(
         "%s: attempt %d/%d failed: %s; %s",
         event.what, event.attempt, event.max_attempts, event.failure.reason, tail,
+        extra={"retry_wait": event.wait, "attempt": event.attempt},
     )
 
 
@@ -148,33 +187,53 @@ def _finite_non_negative(value: object) -> bool:
         return False
 
 
+def valid_jitter(value: object) -> bool:
+    return _finite_non_negative(value) and float(value) <= 1  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """At most ``max_attempts`` attempts with exponential backoff between them.
+    """At most ``max_attempts`` attempts with jittered exponential backoff between them.
 
-    ``backoff_base=None`` reads ``PHAITA_BACKOFF_BASE`` (default 10 s) when the policy runs.
+    ``backoff_base=None`` reads ``PHAITA_BACKOFF_BASE`` (default 10 s) and ``jitter=None`` reads
+    ``PHAITA_BACKOFF_JITTER`` (default 0.5) when the policy runs. ``rng`` draws the jitter: by
+    default the OS's randomness, so that ``random.seed(42)`` (which ``transformers.set_seed`` does
+    on every device of a fleet) cannot put the fleet back in step.
     """
 
     max_attempts: int = 3
     backoff_base: float | None = None
     max_backoff: float | None = None
+    jitter: float | None = None
     on_retry: Callable[[RetryEvent], None] = log_retry
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    rng: random.Random = field(default_factory=random.SystemRandom, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or self.max_attempts < 1:
             raise ValueError(f"max_retries must be an integer >= 1, got {self.max_attempts!r}")
         if self.backoff_base is not None and not _finite_non_negative(self.backoff_base):
             raise ValueError(f"backoff_base must be a finite number >= 0, got {self.backoff_base!r}")
+        if self.jitter is not None and not valid_jitter(self.jitter):
+            raise ValueError(f"backoff_jitter must be a number within [0, 1], got {self.jitter!r}")
 
     def wait_before(self, retry_index: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``retry_index`` (0 = before the 2nd attempt)."""
+        """Seconds to wait before retry number ``retry_index`` (0 = before the 2nd attempt).
+
+        The scheduled wait ``w`` is drawn uniformly in ``[w(1-j), w(1+j)]`` (mean ``w``), never above
+        the cap. A hub-given wait ``r`` (capped) is a floor: drawn in ``[r, r(1+j)]``, since coming back
+        before the hub's reset only earns another 429.
+        """
         base = config.backoff_base() if self.backoff_base is None else float(self.backoff_base)
         cap = config.max_backoff() if self.max_backoff is None else self.max_backoff
+        spread = config.backoff_jitter() if self.jitter is None else float(self.jitter)
         # 2**k as a float, its exponent bounded: from k = 1024 on, an int 2**k overflows a float.
         wait = min(base * 2.0 ** min(retry_index, 1000), cap)
+        if spread:
+            wait = min(wait * self.rng.uniform(1 - spread, 1 + spread), cap)
         if retry_after is not None:
-            wait = max(wait, min(retry_after, config.max_retry_after()))
+            floor = min(retry_after, config.max_retry_after())
+            wait = max(wait, floor * self.rng.uniform(1, 1 + spread) if spread else floor)
         return wait
 
     def run(self, attempt: Callable[[int], T], *, what: str) -> T:
@@ -183,10 +242,15 @@ class RetryPolicy:
         Raises the last exception with ``attempts_made`` set on it.
         """
 
+        drawn: dict[int, float] = {}  # one draw per failed attempt: the wait logged is the wait slept
+
         def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            failure = classify(exc) if exc else None
-            return self.wait_before(state.attempt_number - 1, failure.retry_after if failure else None)
+            if state.attempt_number not in drawn:
+                exc = state.outcome.exception() if state.outcome else None
+                failure = classify(exc) if exc else None
+                drawn[state.attempt_number] = self.wait_before(state.attempt_number - 1,
+                                                               failure.retry_after if failure else None)
+            return drawn[state.attempt_number]
 
         def after(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None

@@ -1,6 +1,6 @@
 """Shared plumbing of the PHAITA components: one loader call per model, error naming, encoding
 with mean pooling, and chat-style generation. No ``from_pretrained`` here: every load goes
-through :mod:`phaita.utils.model_loader`.
+through the loader's public facade (:mod:`phaita.loader`).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def load_pretrained(component: str, model_name: str | Sequence[str], model_type:
 
     ``gguf_file`` is added from the manifest when the model is a GGUF repo the manifest knows.
     """
+    from phaita.loader import ModelDownloadError, load_model_and_tokenizer
     from phaita.manifest import gguf_file_for
-    from phaita.utils import model_loader
 
     kwargs = dict(extra_kwargs or {})
     kwargs.update(opts.loader_kwargs)
@@ -61,10 +61,10 @@ def load_pretrained(component: str, model_name: str | Sequence[str], model_type:
     name = list(model_name) if isinstance(model_name, (list, tuple)) else model_name
     log.info("%s: loading %s (%s) through the model loader", component, name, model_type)
     try:
-        return model_loader.load_model_and_tokenizer(
+        return load_model_and_tokenizer(
             name, model_type=model_type, max_retries=opts.max_retries, timeout=opts.timeout,
             allow_offline=opts.allow_offline, token=opts.token, **kwargs)
-    except model_loader.ModelDownloadError as exc:
+    except ModelDownloadError as exc:
         raise component_error(component, exc) from exc
 
 

@@ -105,7 +105,7 @@ class ChaosConfig:
 
     def longest_wait(self, attempts: int) -> float:
         backoff = self.backoff_base * 2 ** max(attempts - 2, 0)
-        return max([backoff, *self.retry_after])
+        return max([backoff, *self.retry_after]) * 1.5  # PHAITA_BACKOFF_JITTER's default spread, +50 %
 
     def bound(self, attempts: int) -> float:
         """Longest a load with ``attempts`` attempts may take before it counts as a hang."""

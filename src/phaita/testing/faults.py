@@ -10,7 +10,9 @@ Fault kinds
 ``reset``          send ``after`` bytes of the body, then a real TCP RST (SO_LINGER 0 + close).
 ``close``          send ``after`` bytes, then a clean FIN before the announced Content-Length.
 ``status``         answer ``status`` (500/502/503/429...) instead of the file; ``retry_after`` adds
-                   a ``Retry-After`` header.
+                   a ``Retry-After`` header; ``ratelimit_reset`` adds the Hub's rate-limit headers
+                   ``RateLimit: "resolvers";r=0;t=N`` and ``RateLimit-Policy`` (see
+                   :meth:`FaultRule.status_headers`).
 ``stall``          send headers and ``after`` bytes, then nothing for ``seconds`` (``None``: until
                    the server stops), then the rest of the body.
 ``stall_headers``  read the request and never answer (for ``seconds``, or until the server stops),
@@ -49,8 +51,8 @@ Text spec grammar (``parse_faults``)
              | a 3-digit HTTP status (500, 502, 503, 429, ...) | random | cap | maxconn
     POS     := NUMBER "%"          (after_fraction)  | NUMBER [k|m]   (after_bytes, k=1e3, m=1e6)
     arg     := VALUE               (positional, meaning depends on the kind, see below)
-             | key "=" VALUE       (path, nth, times, after, status, retry, seconds, rate,
-                                    bytes, methods (e.g. GET+HEAD), api, seed, kinds)
+             | key "=" VALUE       (path, nth, times, after, status, retry, ratelimit, seconds,
+                                    rate, bytes, methods (e.g. GET+HEAD), api, seed, kinds)
              | "api"               (also apply to /api requests)
 
 Positional argument: status codes -> ``retry_after`` seconds (``429:5``); ``stall`` and
@@ -59,9 +61,9 @@ Positional argument: status codes -> ``retry_after`` seconds (``429:5``); ``stal
 ``random:RATE[:seed=S][:kinds=reset+close+status]`` sets the plan's random faults.
 ``cap:RATE`` (k/m suffix) sets ``connection_rate``; ``maxconn:N`` sets ``max_transfers``.
 
-Examples: ``reset@30%``, ``503x2``, ``429:5``, ``stall:1``, ``trickle:50k``, ``close@50%``,
-``corrupt@10%``, ``random:0.2:seed=7``, ``reset@1m:path=*.safetensors#2``, ``cap:20m``,
-``maxconn:4``, ``ignore_range:path=*.bin``.
+Examples: ``reset@30%``, ``503x2``, ``429:5``, ``429:ratelimit=55`` (the Hub's headers: reset in 55 s),
+``stall:1``, ``trickle:50k``, ``close@50%``, ``corrupt@10%``, ``random:0.2:seed=7``,
+``reset@1m:path=*.safetensors#2``, ``cap:20m``, ``maxconn:4``, ``ignore_range:path=*.bin``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class FaultRule:
     after_fraction: float | None = None
     status: int = 503
     retry_after: float | None = None
+    ratelimit_reset: int | None = None  # whole seconds, as the Hub sends them
     seconds: float | None = None
     rate_bps: float = 50_000.0
     corrupt_bytes: int = 16
@@ -112,6 +115,16 @@ class FaultRule:
         """Byte offset inside a body of ``body_length`` bytes where the fault starts."""
         at = int(body_length * self.after_fraction) if self.after_fraction is not None else self.after_bytes
         return max(0, min(at, body_length - 1))  # never past the last byte: the fault stays observable
+
+    def status_headers(self) -> dict[str, str]:
+        """Headers of a ``status`` fault's answer: ``Retry-After`` and/or the Hub's rate-limit pair."""
+        headers = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = f"{self.retry_after:g}"
+        if self.ratelimit_reset is not None:
+            headers["RateLimit"] = f'"resolvers";r=0;t={self.ratelimit_reset:d}'
+            headers["RateLimit-Policy"] = '"fixed window";"resolvers";q=3000;w=300'
+        return headers
 
     def describe(self) -> str:
         where = f"@{self.after_fraction:.0%}" if self.after_fraction is not None else f"@{self.after_bytes}"
@@ -345,6 +358,8 @@ def _parse_item(item: str, plan: FaultPlan) -> None:
             kw["status"] = int(value)
         elif key == "retry":
             kw["retry_after"] = float(value)
+        elif key == "ratelimit":
+            kw["ratelimit_reset"] = int(value)
         elif key == "seconds":
             kw["seconds"] = float(value)
         elif key == "rate":

@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+from typing import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,11 +25,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .faults import FaultPlan, FaultRule, Pacer, parse_faults
 
-__all__ = ["LocalHub", "RequestRecord", "RepoFile", "LFS_EXTENSIONS", "LFS_THRESHOLD", "repo_files", "commit_sha"]
+__all__ = ["LocalHub", "MIRROR_FEATURES", "RequestRecord", "RepoFile", "LFS_EXTENSIONS", "LFS_THRESHOLD", "repo_files", "commit_sha"]
 
 LFS_EXTENSIONS = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".ckpt")
 LFS_THRESHOLD = 1_000_000
 CONFIG_NAME = ".hub.json"
+# Hub features a mirror may lack (LocalHub(lacks=...)): the sizes and hashes of the revision answer
+# (olah drops its ?blobs=true), the tree API, POST paths-info, the ETag / X-Linked-Etag headers.
+MIRROR_FEATURES = ("revision-blobs", "tree", "paths-info", "etags")
 _SKIP_DIRS = {".git", ".cache"}
 _CHUNK = 256 * 1024
 
@@ -167,14 +171,20 @@ class LocalHub:
     ``hub.reset_stats()`` for counting; ``hub.set_faults(plan)`` to change faults while running.
     ``connection_rate`` caps every TCP connection at that many bytes per second (as the fault
     plan's ``cap:RATE`` does; this argument wins when both are set).
+    ``lacks`` names Hub features to leave out, to behave like a partial mirror (see
+    :data:`MIRROR_FEATURES`): ``lacks=("revision-blobs",)`` answers the revision API as olah does.
     """
 
     def __init__(
         self, root: str | os.PathLike, faults: FaultPlan | str | None = None, host: str = "127.0.0.1", port: int = 0,
-        connection_rate: float | None = None,
+        connection_rate: float | None = None, lacks: Iterable[str] = (),
     ) -> None:
         if connection_rate is not None and not connection_rate > 0:
             raise ValueError("connection_rate must be > 0 bytes per second")
+        self.lacks = frozenset(lacks)
+        if not self.lacks <= set(MIRROR_FEATURES):
+            raise ValueError(f"lacks: unknown features {sorted(self.lacks - set(MIRROR_FEATURES))}; "
+                             f"choose from {', '.join(MIRROR_FEATURES)}")
         self.root = Path(root)
         self.connection_rate = connection_rate
         self._transfers = 0
@@ -337,6 +347,14 @@ def _reset_socket(conn: socket.socket) -> None:
 
 
 
+def _file_entry(f: RepoFile) -> dict:
+    """One file as the tree and paths-info APIs describe it."""
+    entry: dict = {"type": "file", "oid": f.oid, "size": f.size, "path": f.path}
+    if f.is_lfs:
+        entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
+    return entry
+
+
 def _bearer(value: str | None) -> str | None:
     if value and value.lower().startswith("bearer "):
         return value[7:].strip() or None
@@ -391,11 +409,12 @@ class HubHandler(BaseHTTPRequestHandler):
         )
         hub._add_record(rec)
         try:
-            if method not in ("GET", "HEAD"):
+            route = self._route(segs)
+            if method not in ("GET", "HEAD") and not (method == "POST" and route and route[0] == "paths-info"):
                 self._drain_body()
                 raise _HubError(405, None, f"Method {method} not allowed")
-            route = self._route(segs)
-            if route is None:
+            if route is None or route[0] in hub.lacks:
+                self._drain_body()
                 raise _HubError(404, None, f"Not found: {self._upath}")
             kind, repo_id, revision, path = route
             rec.repo_id, rec.revision = repo_id, revision
@@ -407,8 +426,7 @@ class HubHandler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     return
                 if fault.kind == "status":
-                    extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
-                    raise _HubError(fault.status, None, f"Injected fault: HTTP {fault.status}", extra)
+                    raise _HubError(fault.status, None, f"Injected fault: HTTP {fault.status}", fault.status_headers())
                 if method == "HEAD" and fault.kind in ("reset", "close"):  # no body: fail before answering
                     return self._abort(fault.kind == "reset")
                 if method == "HEAD" and fault.kind == "stall" and hub.wait_stop(fault.seconds):
@@ -458,6 +476,8 @@ class HubHandler(BaseHTTPRequestHandler):
                 return ("info", repo_id, "/".join(rest[1:]), "")
             if rest[0] == "tree" and len(rest) >= 2:
                 return ("tree", repo_id, rest[1], "/".join(rest[2:]).strip("/"))
+            if rest[0] == "paths-info" and len(rest) >= 2:
+                return ("paths-info", repo_id, "/".join(rest[1:]), "")
             return None
         if segs[:1] == ["models"]:
             segs = segs[1:]
@@ -491,8 +511,10 @@ class HubHandler(BaseHTTPRequestHandler):
         cfg = self._access(repo_id, api=True)
         files, sha = self._revision(repo_id, revision, cfg)
         extra = list(cfg.get("extra_siblings", []))
+        if kind == "paths-info":
+            return self._paths_info(files, sha)
         if kind == "info":
-            blobs = _flag(self._query.get("blobs"))
+            blobs = _flag(self._query.get("blobs")) and "revision-blobs" not in self.server.hub.lacks
             siblings = []
             for f in files:
                 sib: dict = {"rfilename": f.path}
@@ -523,10 +545,7 @@ class HubHandler(BaseHTTPRequestHandler):
             if not recursive and "/" in rest:
                 dirs.setdefault(prefix + rest.split("/")[0], []).append(f.oid)
                 continue
-            entry: dict = {"type": "file", "oid": f.oid, "size": f.size, "path": f.path}
-            if f.is_lfs:
-                entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
-            entries.append(entry)
+            entries.append(_file_entry(f))
         for d, oids in sorted(dirs.items()):
             entries.append({"type": "directory", "oid": hashlib.sha1("".join(oids).encode()).hexdigest(), "size": 0, "path": d})
         if not path:
@@ -535,6 +554,30 @@ class HubHandler(BaseHTTPRequestHandler):
         if expand:
             for e in entries:
                 e["lastCommit"] = {"id": sha, "title": "Local commit", "date": _iso(time.time())}
+        return entries
+
+    def _paths_info(self, files: list[RepoFile], sha: str) -> list[dict]:
+        """``POST paths-info/{rev}``: entries for the named paths (form or JSON ``paths``), like the Hub."""
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if "json" in (self.headers.get("Content-Type") or ""):
+            try:
+                paths = json.loads(raw or b"{}").get("paths")
+            except (ValueError, AttributeError):
+                raise _HubError(400, None, "paths-info: the body is not a JSON object") from None
+        else:
+            paths = parse_qs(raw.decode("utf-8", "replace")).get("paths")
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise _HubError(400, None, "paths-info: give the paths as a form or JSON field 'paths'")
+        by_path = {f.path: f for f in files}
+        entries = []
+        for path in dict.fromkeys(p.strip("/") for p in paths):  # unknown paths are left out, as on the Hub
+            if path in by_path:
+                entries.append(_file_entry(by_path[path]))
+            elif any(f.startswith(path + "/") for f in by_path):
+                oids = "".join(f.oid for f in files if f.path.startswith(path + "/"))
+                entries.append({"type": "directory", "oid": hashlib.sha1(oids.encode()).hexdigest(), "size": 0,
+                                "path": path})
         return entries
 
     # ----------------------------------------------------------------- files
@@ -552,6 +595,9 @@ class HubHandler(BaseHTTPRequestHandler):
         }
         if f.is_lfs:
             headers.update({"X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(size)})
+        if "etags" in self.server.hub.lacks:
+            headers.pop("ETag")
+            headers.pop("X-Linked-Etag", None)
         target = cfg.get("redirect_to")
         if target and (method == "GET" or cfg.get("redirect_head")):
             headers["Location"] = target.rstrip("/") + self.path

@@ -1,25 +1,19 @@
-"""The second half of `phaita demo`: PHAITA end to end on the models the loader just fetched."""
+"""Steps 5-7 of `phaita demo`: PHAITA end to end on the models the loader just fetched."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from phaita.demo.session import ENCODER, GENERATOR, GGUF, Demo
 from phaita.domain import get_domain
-from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator
-from phaita.utils.realism_scorer import RealismScorer
-
-if TYPE_CHECKING:
-    from phaita.demo import Demo
+from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator, RealismScorer
 
 DEMO_CODES = ("J45.9", "J18.9", "J44.1", "J20.9", "J21.9")
 
 
-def components_part(demo: "Demo") -> None:
-    from phaita.demo import ENCODER, GENERATOR, GGUF
-
+def components_part(demo: Demo) -> None:
     c = demo.console
     domain = get_domain()
     loader = {"backoff_base": demo.backoff}
