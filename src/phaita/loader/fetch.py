@@ -5,7 +5,8 @@ One call of :func:`fetch_snapshot` is one *attempt*. Its files are fetched concu
 (:mod:`.transfer`), all within one connection budget (:mod:`.links`). Inside an attempt, a
 transfer that breaks after making progress resumes at once with an HTTP Range request; only a
 break with no progress, or the attempt's deadline, ends the attempt (the retry policy then decides
-about the next one); the first file to fail stops the others, which keep what they have on disk.
+about the next one). The first failure is the attempt's error: a permanent one stops the other
+files at once (they keep what they have on disk), a transient one lets them finish first.
 Bytes land in ``blobs/<etag>.incomplete``, are hashed in order, and become ``blobs/<etag>`` only
 after size and hash match the hub's listing and the data is on disk (fsync), so a crash or power
 cut never leaves a complete-looking wrong file. One file lock per blob (huggingface_hub's) makes
@@ -34,6 +35,7 @@ from .events import Emitter, FileDone, Plan, PlannedFile
 from .links import ConnectionBudget, LinkState
 from .listing import RemoteFile, RepoListing, fetch_listing
 from .net import Deadline
+from .policy import classify
 from .selection import Needs, select_files
 from .transfer import FileTransfer
 
@@ -115,7 +117,11 @@ def _fetch_all(repo_id: str, commit: str, files: list[RemoteFile], ctx: FetchCon
             with lock:
                 if not first_error:
                     first_error.append(exc)
-            ctx.cancel.set()  # the others stop at their next chunk; partial files stay for a resume
+            # A permanent error ends the attempt at once (the others stop at their next chunk and keep
+            # what they have). After a transient one the others finish: the retry needs their bytes,
+            # and stopping them would throw away what is already in flight.
+            if not classify(exc).transient:
+                ctx.cancel.set()
             raise
 
     todo = sorted(files, key=lambda f: f.size)  # small files first: configs are ready early
