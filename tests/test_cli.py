@@ -287,8 +287,9 @@ def test_doctor_ok_against_local_hub(cli_env, local_hub, monkeypatch):
     result = run("models", "doctor", "--json", "--profile", "small")
     data = json.loads(result.stdout)
     checks = {c["name"]: c for c in data["checks"]}
-    assert set(checks) == {"endpoint reachable", "endpoint variable", "proxy variables", "token", "cache directory",
-                           "free disk", "offline mode"}
+    assert set(checks) == {"endpoint reachable", "endpoint variable", "TLS certificate", "proxy variables", "token",
+                           "cache directory", "free disk", "offline mode"}
+    assert checks["TLS certificate"]["ok"] and "plain HTTP" in checks["TLS certificate"]["detail"]
     assert checks["endpoint reachable"]["status"] == "OK" and "HTTP 200 in" in checks["endpoint reachable"]["detail"]
     assert local_hub.url in checks["endpoint variable"]["detail"]
     assert checks["token"]["ok"] and "present (from HF_TOKEN" in checks["token"]["detail"]
@@ -297,7 +298,7 @@ def test_doctor_ok_against_local_hub(cli_env, local_hub, monkeypatch):
     assert local_hub.requests("/api/models/"), "the endpoint was not contacted"
     text = run("models", "doctor", "--profile", "small")
     assert "hf_doctorSecretToken123" not in result.output + text.output
-    assert len(text.stdout.splitlines()) >= 7 and text.stdout.startswith("OK    endpoint reachable")
+    assert len(text.stdout.splitlines()) >= 8 and text.stdout.startswith("OK    endpoint reachable")
 
 
 def test_doctor_dead_endpoint_fails(cli_env, tmp_path):

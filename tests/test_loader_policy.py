@@ -8,7 +8,7 @@ import httpx2
 import pytest
 
 from phaita.loader import config
-from phaita.loader.errors import ChecksumMismatch, DeadlineExceeded, TransferIncomplete, UnsafeRepository
+from phaita.loader.errors import BadEnvironment, ChecksumMismatch, DeadlineExceeded, TransferIncomplete, UnsafeRepository
 from phaita.loader.policy import RetryEvent, RetryPolicy, classify
 
 
@@ -85,6 +85,7 @@ def test_policy_stops_at_once_on_a_permanent_error():
         (OSError(errno.ENOSPC, "No space left on device"), "disk_full", False),
         (PermissionError(errno.EACCES, "denied"), "cache_io", False),
         (UnsafeRepository("..") , "unsafe", False),
+        (BadEnvironment("CURL_CA_BUNDLE='/x': no such file"), "bad_environment", False),
         (KeyError("bug"), "other", False),
     ],
 )

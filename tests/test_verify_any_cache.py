@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from phaita.loader import cache
+from phaita.testing.cache_layouts import share_blobs as share_blobs_of
 
 BERT = "phaita-test/tiny-bert"
 HF = str(Path(sys.executable).with_name("hf"))
@@ -34,24 +35,13 @@ def checks_by_path(report: dict) -> dict[str, str | None]:
 
 
 def share_blobs(cache_dir: Path, repo_id: str) -> list[Path]:
-    """Move the repository's LFS blobs into huggingface_hub 2.x's cache-wide store, with its own code.
-
-    huggingface_hub does this for files it fetched over Xet, which the local hub does not speak; the
-    layout (``blobs/<etag>`` -> ``../../blobs/<2 hex>/<xet hash>``) and the hash are the real ones.
-    """
-    hf_xet = pytest.importorskip("hf_xet")
-    from huggingface_hub.utils._shared_blobs import publish_blob_to_shared_store
-
-    shared = []
-    for blob in sorted(cache.repo_dir(cache_dir, repo_id).joinpath("blobs").iterdir()):
-        if len(blob.name) != 64:  # LFS (sha256-named) blobs only, as huggingface_hub does
-            continue
-        (info,) = hf_xet.hash_files([str(blob)])
-        assert publish_blob_to_shared_store(blob_path=str(blob), xet_hash=info.hash, cache_dir=str(cache_dir),
-                                            expected_size=blob.stat().st_size)
-        assert blob.is_symlink() and os.readlink(blob) == f"../../blobs/{info.hash[:2]}/{info.hash}"
-        assert info.hash != blob.name  # a Xet hash is not the content sha256: the link's first hop must be used
-        shared.append(blob)
+    """huggingface_hub 2.x's shared-blob layout, made by huggingface_hub itself (see phaita.testing)."""
+    pytest.importorskip("hf_xet")
+    shared = share_blobs_of(cache_dir, repo_id)
+    for blob in shared:
+        target = os.readlink(blob)
+        assert target.startswith("../../blobs/") and Path(target).name != blob.name
+        # a Xet hash is not the content sha256: the link's first hop must be used
     return shared
 
 

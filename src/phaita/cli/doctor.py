@@ -46,6 +46,7 @@ def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile:
     return [
         _guard("endpoint reachable", lambda: check_reachable(probe_model, timeout)),
         _guard("endpoint variable", check_endpoint_variable),
+        _guard("TLS certificate", lambda: check_tls(timeout)),
         _guard("proxy variables", check_proxies),
         _guard("token", check_token),
         _guard("cache directory", check_cache_writable),
@@ -218,3 +219,28 @@ def check_offline() -> Check:
     if on:
         return Check(name, True, f"ON ({shown}): no network at all; only models already in the cache load")
     return Check(name, True, f"off ({shown})")
+
+
+def check_tls(timeout: float) -> Check:
+    """The certificate chain the endpoint presents (subject and issuer of each), and whether it is trusted."""
+    from phaita.loader import tls
+
+    name = "TLS certificate"
+    endpoint = config.endpoint()
+    if _offline():
+        return Check(name, True, f"{endpoint} not contacted: offline mode is on")
+    if not endpoint.startswith("https://"):
+        return Check(name, True, f"{endpoint} is plain HTTP: no certificate, traffic not encrypted")
+    source = tls.trusted_from(config.ca_bundle())
+    report = tls.inspect_chain(endpoint + "/", timeout)
+    chain = " <- ".join(f"[{i}] {cert.describe()}" for i, cert in enumerate(report.chain))
+    if report.trusted:
+        return Check(name, True, f"trusted (CAs from {source}); chain: {chain}")
+    if report.trusted is False:
+        return Check(name, False, f"NOT trusted ({report.problem}); chain: {chain}; CAs from {source}",
+                     "trust the CA at the end of the chain: SSL_CERT_FILE=/path/ca.pem (or REQUESTS_CA_BUNDLE / "
+                     "CURL_CA_BUNDLE when SSL_CERT_FILE is unset), or add it to the system store "
+                     "(/usr/local/share/ca-certificates/, then update-ca-certificates)")
+    return Check(name, False, f"could not check the certificate of {endpoint}: {report.problem}"
+                 + (f"; chain: {chain}" if chain else ""),
+                 "see 'endpoint reachable'; a proxy in the way needs HTTPS_PROXY")

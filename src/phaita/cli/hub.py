@@ -1,9 +1,14 @@
-"""``phaita hub serve``: the local Hugging Face Hub of :mod:`phaita.testing`, with fault injection.
+"""``phaita hub serve``: the local Hugging Face Hub of :mod:`phaita.testing`, with fault injection,
+or (``--cache [DIR]``) the station mirror of :mod:`phaita.station`, serving a Hugging Face cache.
 
 For trying the loader (or ``hf download``) against a flaky hub by hand::
 
     phaita hub serve --faults 'reset@30%,503x2' &      # first line printed: the URL
     HF_ENDPOINT=http://127.0.0.1:PORT phaita models pull microsoft/deberta-v3-base
+
+For the machines of one site loading from the one that holds the models::
+
+    phaita hub serve --cache --host 0.0.0.0 --port 8080
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="A local Hugging Face Hub for trials and tests.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A local Hugging Face Hub for trials and tests; with --cache, a read-only station mirror of a cache.")
 
 FAULTS_HELP = ("Fault spec, comma-separated: reset@30%, close@50%, 503x2, 429:5 (Retry-After), stall:1, "
                "trickle:50k, corrupt@10%, random:0.2:seed=7, with :path=GLOB, #N (Nth request), xN (N times); "
@@ -35,6 +40,10 @@ def _check_faults(spec: Optional[str]) -> Optional[str]:
 
 @app.command()
 def serve(
+    cache_dir: Optional[Path] = typer.Argument(None, metavar="DIR", help="With --cache: the Hugging Face cache "
+                                               "folder to serve (default: the cache in use, HF_HUB_CACHE / HF_HOME)."),
+    cache: bool = typer.Option(False, "--cache", help="Station mirror: serve the complete, verified snapshots of a "
+                                                      "Hugging Face cache, read-only (verified once at start)."),
     root: Optional[Path] = typer.Option(None, "--root", exists=True, file_okay=False, dir_okay=True,
                                         help="Folder of <org>/<name> repositories (default: a temporary folder "
                                              "with freshly generated tiny test models)."),
@@ -44,13 +53,34 @@ def serve(
     pypi: bool = typer.Option(False, "--pypi", help="Also publish the real small models shipped on PyPI "
                                                     "(without --root)."),
 ) -> None:
-    """Serve a local hub until Ctrl-C / SIGTERM. The URL is the first line printed."""
-    from phaita.testing.__main__ import serve as run
+    """Serve a local hub until Ctrl-C / SIGTERM. The URL is the first line printed.
 
+    `phaita hub serve --cache [DIR]` serves a Hugging Face cache instead (the station mirror).
+    """
+    if cache_dir is not None and not cache:
+        raise typer.BadParameter("DIR is the cache folder of --cache: give --cache DIR", param_hint="DIR")
+    if cache and (root is not None or faults or pypi):
+        raise typer.BadParameter("--cache serves a cache as it is: it takes no --root, --faults or --pypi",
+                                 param_hint="--cache")
     try:
-        code = run(root, faults, host, port, pypi=pypi)
+        if cache:
+            code = _serve_cache(cache_dir, host, port)
+        else:
+            from phaita.testing.__main__ import serve as run
+
+            code = run(root, faults, host, port, pypi=pypi)
     except OSError as exc:  # port in use, address not available
         from .output import fail
 
         raise fail(f"Error: cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     raise typer.Exit(code)
+
+
+def _serve_cache(cache_dir: Optional[Path], host: str, port: int) -> int:
+    from phaita.loader import config
+    from phaita.station import serve_cache
+
+    folder = config.cache_dir(cache_dir)
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a directory", param_hint="DIR")
+    return serve_cache(folder, host, port)

@@ -12,7 +12,7 @@ _FACADE_NAMES = frozenset({
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
     "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError", "RetryPolicy",
-    "MODEL_TYPES",
+    "MODEL_TYPES", "UntrustedCertificateError", "ProxyAuthenticationError",
 })
 
 

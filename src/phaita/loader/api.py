@@ -17,10 +17,11 @@ from typing import Any, Callable, Sequence
 from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
-from . import cache, config, errors
+from . import cache, config, errors, tls
 from .errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
+from .endpoints import fetch_from_endpoints, purge_advice
 from .events import Emitter, Observer, Retried, as_observer
-from .fetch import FetchContext, fetch_snapshot
+from .fetch import FetchContext
 from .listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
 from .lockfile import LockedModel, LockFile, resolve_lock
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
@@ -52,6 +53,10 @@ class LoadRequest:
     events: list[Observer] = field(default_factory=list, repr=False)
     kwargs: dict[str, Any] = field(default_factory=dict)
     lock: LockFile | None = None  # lockfile= or PHAITA_LOCKFILE: branch names resolve to its commits
+    endpoints: tuple[str, ...] | None = None  # endpoints=; None: PHAITA_ENDPOINTS or HF_ENDPOINT, read when used
+
+    def endpoint_list(self) -> tuple[str, ...]:
+        return config.endpoints(self.endpoints)
 
     @property
     def offline(self) -> bool:
@@ -143,6 +148,7 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         logger.info("force_download is not needed: every file is verified against the hub's hashes")
     register_secret(token if isinstance(token, str) else None)
     register_secret(os.environ.get("HF_TOKEN"))
+    endpoints = kwargs.pop("endpoints", None)
     return LoadRequest(
         candidates=_candidates(model_name),
         max_retries=max_retries,
@@ -159,6 +165,7 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         events=_observers(kwargs.pop("events", None)),
         lock=resolve_lock(kwargs.pop("lockfile", None), config.lockfile()),
         kwargs=kwargs,
+        endpoints=config.parse_endpoints(endpoints) if endpoints is not None else None,
     )
 
 
@@ -211,7 +218,7 @@ def _headers(req: LoadRequest) -> dict[str, str]:
 def fetch_context(req: LoadRequest) -> FetchContext:
     """Endpoint, headers (token), timeouts and progress for one call's network work."""
     observers = [req.progress or default_progress(), *req.events]
-    return FetchContext(req.cache_dir, config.endpoint(), _headers(req), config.Timeouts.from_env(),
+    return FetchContext(req.cache_dir, req.endpoint_list()[0], _headers(req), config.Timeouts.from_env(),
                         Emitter(observers), config.Parallelism.from_env())
 
 
@@ -313,7 +320,7 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
             if problems:
                 raise LockMismatch(f"the hub's files at the locked commit {locked.commit[:12]} differ from the lock "
                                    f"file {req.lock.source if req.lock else '?'}: " + "; ".join(problems[:5]))
-        return fetch_snapshot(repo_id, revision, needs, ctx, deadline, listing=known)
+        return fetch_from_endpoints(repo_id, revision, needs, ctx, deadline, known, req.endpoint_list())
 
     def on_retry(event: RetryEvent) -> None:
         log_retry(event)
@@ -336,7 +343,11 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
     if isinstance(exc, ModelDownloadError):
         return exc
     failure = classify(exc)
-    endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or config.DEFAULT_ENDPOINT
+    try:
+        endpoints = req.endpoint_list()
+    except ValueError:  # a malformed HF_ENDPOINT / PHAITA_ENDPOINTS: name it as given
+        endpoints = (os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or config.DEFAULT_ENDPOINT,)
+    endpoint = endpoints[0]
     has_token = bool(req.token) or (req.token is None and bool(os.environ.get("HF_TOKEN")))
     common = dict(model_name=repo_id, models_attempted=[repo_id], attempts=attempts, cache_dir=req.cache_dir,
                   last_error=errors.UnderlyingError(type(exc).__name__, failure.reason, failure.status_code,
@@ -360,11 +371,22 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
                                       **common)
     if kind in ("unsafe", "unsupported"):
         return errors.UnsafeModelError(errors.unsafe_message(repo_id, failure.reason), **common)
+    if kind == "bad_environment":
+        return ModelDownloadError(errors.bad_environment_message(repo_id, failure.reason), **common)
+    if kind == "untrusted_certificate":
+        return errors.UntrustedCertificateError(tls.certificate_advice(exc, repo_id, endpoint, failure.reason),
+                                                **common)
+    if kind == "proxy_auth":
+        return errors.ProxyAuthenticationError(errors.proxy_auth_message(repo_id, endpoint, tls.shown_proxies()),
+                                               **common)
+    notes = getattr(exc, "endpoint_notes", [])
     return ModelDownloadError(
         errors.retries_exhausted_message(
-            repo_id, attempts=attempts, last_error=failure.reason, models_attempted=[repo_id],
-            cache_dir=req.cache_dir, endpoint=endpoint, revision=req.revision, max_retries=req.max_retries,
-            timeout=req.timeout),
+            repo_id, attempts=attempts,
+            last_error=failure.reason + (f" (before that: {'; '.join(notes)})" if notes else ""),
+            models_attempted=[repo_id], cache_dir=req.cache_dir, endpoint=endpoint,
+            revision=req.revision, max_retries=req.max_retries, timeout=req.timeout,
+            first_steps=purge_advice(exc, repo_id, endpoints)),
         **common)
 
 

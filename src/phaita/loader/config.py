@@ -1,8 +1,8 @@
 """Every environment variable the loader reads, in one place.
 
 Values are read when a call starts, not at import, so a process (or a test) can change them
-between calls. A malformed value raises ``ValueError`` naming the variable: a typo in a
-deployment script should fail loudly, not silently fall back to a default.
+between calls. A malformed value raises ``BadEnvironment`` (a ``ValueError``) naming the
+variable: a typo in a deployment script should fail loudly, not silently fall back to a default.
 
 =========================  ==========  =====================================================
 Variable                   Default     Meaning
@@ -28,6 +28,10 @@ PHAITA_MAX_CONNECTIONS     16          Connections one snapshot fetch opens at o
 PHAITA_STREAMS_PER_FILE    8           Parallel range streams for one large file (1 = off)
 PHAITA_PARALLEL_THRESHOLD  16 MiB      Files at least this large are fetched in ranges, bytes
 HF_ENDPOINT                hub         The Hub or any compatible mirror
+PHAITA_ENDPOINTS           unset       Endpoints in order, comma-separated, e.g. the site
+                                       mirror then the Hub: a file missing, failing or
+                                       corrupt on one is fetched from the next. Set, it
+                                       replaces HF_ENDPOINT for the loader
 HF_HUB_OFFLINE             unset       ``1`` = never touch the network (also
                                        ``TRANSFORMERS_OFFLINE``)
 HF_HUB_CACHE, HF_HOME,     standard    Cache location, in huggingface_hub's order; the legacy
@@ -36,6 +40,12 @@ HF_TOKEN                   unset       Access token (or the one stored by ``hf a
 PHAITA_LOCKFILE            unset       A lock file (``phaita models lock``): loads by branch
                                        name use the commits it pins, with no network request
                                        on a warm cache
+SSL_CERT_FILE,             system      The CA certificates to trust (a PEM file, or a folder
+SSL_CERT_DIR,              store       for SSL_CERT_DIR), instead of the system store: the
+REQUESTS_CA_BUNDLE,                    first one set, in this order (what a site behind a
+CURL_CA_BUNDLE                         TLS-inspecting proxy already sets for pip and curl)
+HTTPS_PROXY, HTTP_PROXY,   unset       Proxies (read by the HTTP client); credentials in them
+ALL_PROXY, NO_PROXY                    are redacted from every message
 =========================  ==========  =====================================================
 """
 
@@ -45,6 +55,8 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import BadEnvironment
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
@@ -58,11 +70,12 @@ def _env_float(name: str, default: float, *, minimum: float = 0.0, maximum: floa
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds/bytes; unset it or set e.g. {name}={default:g}") from None
+        raise BadEnvironment(f"{name}={raw!r} is not a number of seconds/bytes; unset it or set e.g. "
+                             f"{name}={default:g}") from None
     if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name}={raw!r} must be a finite number >= {minimum:g}")
+        raise BadEnvironment(f"{name}={raw!r} must be a finite number >= {minimum:g}")
     if value > maximum:
-        raise ValueError(f"{name}={raw!r} must be at most {maximum:g}")
+        raise BadEnvironment(f"{name}={raw!r} must be at most {maximum:g}")
     return value
 
 
@@ -72,7 +85,7 @@ def env_flag(name: str) -> bool:
         return True
     if raw in _FALSE:
         return False
-    raise ValueError(f"{name}={os.environ[name]!r} is not a boolean; use 1 or 0")
+    raise BadEnvironment(f"{name}={os.environ[name]!r} is not a boolean; use 1 or 0")
 
 
 def backoff_base() -> float:
@@ -140,8 +153,75 @@ class Parallelism:
 def endpoint() -> str:
     value = os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"HF_ENDPOINT={value!r} must be an http:// or https:// URL")
+        raise BadEnvironment(f"HF_ENDPOINT={value!r} must be an http:// or https:// URL")
     return value.rstrip("/")
+
+
+def parse_endpoints(value: object, source: str = "endpoints") -> tuple[str, ...]:
+    """A list of http(s) URLs (or one comma-separated string of them), without trailing slashes."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f"{source} must be a non-empty list of http:// or https:// URLs; got {value!r}")
+    out = []
+    for item in items:
+        url = item.strip().rstrip("/") if isinstance(item, str) else item
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) <= 8:
+            raise ValueError(f"{source}: {item!r} is not an http:// or https:// URL")
+        if url not in out:
+            out.append(url)
+    return tuple(out)
+
+
+def endpoints(explicit: object = None) -> tuple[str, ...]:
+    """``endpoints=`` if given, else PHAITA_ENDPOINTS, else HF_ENDPOINT (or the Hub) alone."""
+    if explicit is not None:
+        return parse_endpoints(explicit)
+    raw = os.environ.get("PHAITA_ENDPOINTS", "").strip()
+    if raw:
+        return parse_endpoints(raw, "PHAITA_ENDPOINTS")
+    return (endpoint(),)
+
+
+CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@dataclass(frozen=True)
+class CaBundle:
+    """The CA certificates the environment names: which variable, and the file or folder."""
+
+    variable: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.variable}={self.path}"
+
+
+def ca_bundle() -> CaBundle | None:
+    """The first of SSL_CERT_FILE, SSL_CERT_DIR, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE that is set.
+
+    None: the system store. A path that does not exist is a ``BadEnvironment`` naming the variable.
+    """
+    for name in CA_BUNDLE_VARIABLES:
+        raw = os.environ.get(name, "").strip()
+        if raw:
+            path = os.path.expanduser(raw)
+            if not os.path.exists(path):
+                raise BadEnvironment(f"{name}={raw!r}: no such file or folder; it must name the PEM file of the "
+                                 "CA certificates to trust (or unset it to use the system store)")
+            return CaBundle(name, path)
+    return None
+
+
+def proxy_settings() -> tuple[tuple[str, str], ...]:
+    """The proxy variables that are set (both spellings), as (name, value) pairs."""
+    found = []
+    for name in PROXY_VARIABLES:
+        for key in (name, name.lower()):
+            value = os.environ.get(key)
+            if value is not None and value.strip():
+                found.append((key, value.strip()))
+    return tuple(found)
 
 
 def offline_mode() -> bool:

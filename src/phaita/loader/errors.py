@@ -23,6 +23,8 @@ from typing import Iterable, Sequence
 _SECRETS: set[str] = set()
 _SECRETS_LOCK = threading.Lock()
 _TOKEN_PATTERN = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")
+# user:password@ in a URL (a proxy's credentials in HTTPS_PROXY, quoted by some error message)
+_USERINFO_PATTERN = re.compile(r"(?<=//)[^/@\s:]+:[^/@\s]*@")
 
 
 def register_secret(value: str | None) -> None:
@@ -38,10 +40,14 @@ def redact(text: str) -> str:
         secrets = sorted(_SECRETS, key=len, reverse=True)
     for secret in secrets:
         text = text.replace(secret, "***")
-    return _TOKEN_PATTERN.sub("hf_***", text)
+    return _USERINFO_PATTERN.sub("***@", _TOKEN_PATTERN.sub("hf_***", text))
 
 
 # --------------------------------------------------------------------------- internal (fetch layer)
+
+
+class BadEnvironment(ValueError):
+    """An environment variable holds a value the loader cannot use; the message names the variable."""
 
 
 class FetchProblem(Exception):
@@ -53,7 +59,11 @@ class TransferIncomplete(FetchProblem):
 
 
 class ChecksumMismatch(FetchProblem):
-    """A downloaded file's size or hash differs from what the hub announced."""
+    """A downloaded file's size or hash differs from what the hub announced (``path``: which file)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class BadResponse(FetchProblem):
@@ -180,6 +190,14 @@ class BadListingError(ModelDownloadError):
     """The endpoint (often a mirror) lists the repository without the sizes the loader needs."""
 
 
+class UntrustedCertificateError(ModelDownloadError):
+    """The endpoint's TLS certificate is not trusted (unknown CA, self-signed, wrong host name)."""
+
+
+class ProxyAuthenticationError(ModelDownloadError):
+    """The proxy refused the credentials (HTTP 407), or asked for some and none were given."""
+
+
 class ModelLoadError(ModelDownloadError):
     """The files are here and verified, but ``from_pretrained`` failed on them."""
 
@@ -209,6 +227,7 @@ def retries_exhausted_message(
     revision: str | None,
     max_retries: int,
     timeout: float,
+    first_steps: Sequence[str] = (),
 ) -> str:
     cmd = download_command(model_name, revision)
     return (
@@ -220,6 +239,7 @@ def retries_exhausted_message(
         "Troubleshooting:\n"
         + numbered(
             [
+                *first_steps,
                 f"Check the connection to {endpoint} (proxy variables HTTPS_PROXY/NO_PROXY; "
                 "HF_ENDPOINT for a mirror). Partial files were kept: the next try resumes.",
                 f"Check the model name: {endpoint}/{model_name}",
@@ -354,4 +374,65 @@ def load_failed_message(model_name: str, snapshot: Path, detail: str) -> str:
                 "If files were modified by hand, run `phaita models verify --repair`.",
             ]
         )
+    )
+
+
+def untrusted_certificate_message(model_name: str, endpoint: str, reason: str, *, subject: str | None,
+                                  issuer: str | None, root: str | None, names: Sequence[str], trusted_from: str,
+                                  chain_problem: str | None = None) -> str:
+    """Why the certificate was refused, who signed it, and how to trust that CA (never retried).
+
+    ``issuer`` signed the server's certificate; ``root`` is the issuer at the top of the chain the
+    server sent (the CA to trust; the same as ``issuer`` when no intermediate was sent).
+    """
+    if chain_problem:
+        seen = f"The certificate could not be read for details ({chain_problem})."
+    else:
+        seen = f"It was issued to {subject or '(no subject)'} by {issuer or '(no issuer)'}"
+        seen += f", whose chain leads to {root}." if root and root != issuer else "."
+        if names:
+            seen += f" It is valid for: {', '.join(names)}."
+    issuer = root or issuer
+    mismatch = "mismatch" in reason.lower()
+    if mismatch:
+        steps = [
+            f"Use a name the certificate carries in HF_ENDPOINT (now {endpoint}).",
+            "Or ask whoever runs the endpoint for a certificate that names the host you use.",
+        ]
+    else:
+        steps = [
+            f"Get the certificate of the CA that signed it ({issuer or 'see above'}) as a PEM file from "
+            "your IT department (a TLS-inspecting proxy or a site mirror signs with its own CA).",
+            "Trust it for this process: SSL_CERT_FILE=/path/to/ca-bundle.pem, or REQUESTS_CA_BUNDLE / "
+            "CURL_CA_BUNDLE (used when SSL_CERT_FILE is unset). The file replaces the default store: to reach "
+            "public sites too, append the CA to a copy of the system bundle (/etc/ssl/certs/ca-certificates.crt).",
+            "Or add it to the system store: copy it to /usr/local/share/ca-certificates/<name>.crt and run "
+            "`sudo update-ca-certificates` (Debian, Ubuntu).",
+        ]
+    return (
+        f"The TLS certificate of {endpoint} is not trusted ({reason}), so '{model_name}' was not downloaded. "
+        "This is not retried: it does not pass by itself.\n"
+        f"{seen}\nTrusted CAs now come from: {trusted_from}.\n" + numbered(steps)
+        + "\n`phaita models doctor` shows the certificate chain the endpoint presents."
+    )
+
+
+def proxy_auth_message(model_name: str, endpoint: str, proxies: str) -> str:
+    return (
+        f"The proxy refused the request for '{model_name}' (HTTP 407 Proxy Authentication Required) "
+        f"on the way to {endpoint}. This is not retried.\nProxy settings: {proxies or 'none'}\n"
+        + numbered(
+            [
+                "Put the proxy's user and password in the proxy URL: HTTPS_PROXY=http://USER:PASSWORD@proxy:3128 "
+                "(percent-encode special characters in the password).",
+                "Check them with your IT department; `phaita models doctor` shows the proxy variables (masked).",
+            ]
+        )
+    )
+
+
+def bad_environment_message(model_name: str, detail: str) -> str:
+    return (
+        f"Cannot fetch '{model_name}': {detail}\n"
+        + numbered(["Fix or unset that environment variable (`phaita models doctor` shows the settings in effect)."])
     )

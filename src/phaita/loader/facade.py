@@ -27,8 +27,10 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
     OfflineModeError,
+    ProxyAuthenticationError,
     RevisionNotFoundError,
     UnsafeModelError,
+    UntrustedCertificateError,
 )
 from .load import MODEL_TYPES
 from .policy import RetryPolicy
@@ -36,7 +38,8 @@ from .policy import RetryPolicy
 __all__ = [
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
-    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError", "RetryPolicy", "MODEL_TYPES",
+    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError",
+    "UntrustedCertificateError", "ProxyAuthenticationError", "RetryPolicy", "MODEL_TYPES",
 ]
 
 
@@ -69,7 +72,9 @@ def robust_model_download(
             observer), ``events`` (an observer of :mod:`phaita.loader.events`, or a list of them:
             plan, progress, resumes, retries, fallbacks), ``lockfile`` (a lock file from
             ``phaita models lock``, default ``PHAITA_LOCKFILE``; False for none): a model it pins
-            loads at the locked commit, with no request on a warm cache.
+            loads at the locked commit, with no request on a warm cache; ``endpoints`` (a list of
+            hub URLs tried in order, e.g. the site mirror then the Hub; default ``PHAITA_ENDPOINTS``,
+            else ``HF_ENDPOINT``): a file missing or corrupt on one is fetched from the next.
 
     Raises:
         ValueError: an invalid argument, before any I/O.

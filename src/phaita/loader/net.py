@@ -5,8 +5,9 @@ every few seconds keeps it busy forever. Here every request carries a :class:`De
 and read timeouts never exceed what is left of it, and a watchdog shuts the socket down when it
 passes, so a blocked read returns at once instead of waiting for the next byte.
 
-The HTTP client is huggingface_hub's shared ``httpx`` session (``get_session()``), so proxies,
-certificates and a custom ``set_client_factory`` apply here as they do to the hub client.
+The HTTP client is huggingface_hub's shared ``httpx`` session, set up by :func:`tls.session` (the
+site's CA bundle), so proxies, certificates and a custom ``set_client_factory`` apply here as they
+do to the hub client.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 import httpx2
-from huggingface_hub.utils import get_session, hf_raise_for_status
+from huggingface_hub.utils import hf_raise_for_status
 
 from .config import Timeouts
 from .errors import BadResponse, DeadlineExceeded, UnsafeRepository
+from .tls import session as tls_session
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def stream(
     On exit past the deadline, whatever the transport raised becomes ``DeadlineExceeded``.
     """
     deadline.check(what)
-    session = get_session()
+    session = tls_session()
     try:
         with session.stream(method, url, headers=dict(headers), content=content,
                             timeout=_timeout(deadline, timeouts)) as response:

@@ -31,6 +31,7 @@ from huggingface_hub.utils import parse_ratelimit_headers
 
 from . import config
 from .errors import (
+    BadEnvironment,
     BadResponse,
     ChecksumMismatch,
     DeadlineExceeded,
@@ -43,6 +44,7 @@ from .errors import (
     UnsupportedWeights,
     redact,
 )
+from .tls import describe_verification_error, verification_error
 
 logger = logging.getLogger("phaita.model_loader")
 T = TypeVar("T")
@@ -130,6 +132,14 @@ def classify(exc: BaseException) -> Failure:
         if status in TRANSIENT_STATUS:
             return Failure("http", True, reason, status)
         return Failure("http", False, reason, status)
+    if isinstance(exc, BadEnvironment):
+        return Failure("bad_environment", False, _one_line(exc))
+    cert_error = verification_error(exc)
+    if cert_error is not None:  # an unknown CA or a wrong host name does not pass by itself
+        return Failure("untrusted_certificate", False,
+                       f"untrusted TLS certificate: {describe_verification_error(cert_error)}")
+    if isinstance(exc, httpx2.ProxyError) and "407" in str(exc):
+        return Failure("proxy_auth", False, "the proxy refused the credentials (HTTP 407)", 407)
     if isinstance(exc, httpx2.TimeoutException):
         return Failure("network", True, f"network timeout ({name})")
     if isinstance(exc, httpx2.TransportError):

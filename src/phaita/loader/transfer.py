@@ -27,6 +27,7 @@ import httpx2
 from huggingface_hub.errors import HfHubHTTPError
 
 from . import sidecar
+from .empty_break import EmptyBreaks
 from .errors import BadResponse, ChecksumMismatch, TransferIncomplete
 from .events import FileStarted, Progress, Resumed
 from .links import crowded
@@ -94,7 +95,8 @@ class FileTransfer(ParallelRanges):
             os.close(self.fd)
         if not self._hash_ok():
             self.discard()
-            raise ChecksumMismatch(f"{self.file.path}: content does not match the hub's hash; the file was discarded")
+            raise ChecksumMismatch(f"{self.file.path}: content does not match the hub's hash; the file was discarded",
+                                   self.file.path)
 
     def _fetch_missing(self) -> None:
         streams = self.ctx.links.streams_per_file if self.ctx.links.ranges_ok else 1
@@ -185,10 +187,11 @@ class FileTransfer(ParallelRanges):
             headers["Range"] = f"bytes={seg.pos}-" + (str(seg.end - 1) if seg.end < self.size else "")
         seg.gained, seg.cut = 0, False
         seg.began = seg.last_byte = time.monotonic()
+        answered = False
         try:
             with stream("GET", self.url, headers=headers, deadline=self.deadline, timeouts=self.ctx.timeouts,
                         what=self.file.path) as response:
-                seg.response = response
+                seg.response, answered = response, True
                 if ranged and response.status_code == 200:
                     if not alone:
                         raise RangesIgnored()
@@ -202,6 +205,9 @@ class FileTransfer(ParallelRanges):
                 for chunk in response.iter_raw():  # unbuffered: a break loses no received bytes
                     if not self._write(seg, chunk):
                         break
+        except (httpx2.TransportError, TransferIncomplete) as exc:
+            exc.answered = answered  # type: ignore[attr-defined]  # (see EmptyBreaks)
+            raise
         except HfHubHTTPError as exc:
             if getattr(exc.response, "status_code", None) == 416:  # our partial file is not theirs
                 self._restart()
@@ -210,7 +216,9 @@ class FileTransfer(ParallelRanges):
         finally:
             seg.response = None
         if seg.pos < seg.end:
-            raise TransferIncomplete(f"{self.file.path}: connection closed at byte {seg.pos} of {self.size}")
+            exc = TransferIncomplete(f"{self.file.path}: connection closed at byte {seg.pos} of {self.size}")
+            exc.answered = True  # type: ignore[attr-defined]
+            raise exc
 
     def _check_content_range(self, response: httpx2.Response, start: int, end: int) -> None:
         value = response.headers.get("Content-Range", "")
@@ -227,7 +235,8 @@ class FileTransfer(ParallelRanges):
             if self.stopped:
                 raise Stopped()
             if seg.pos + len(chunk) > self.size:
-                raise ChecksumMismatch(f"{self.file.path}: the hub sent more than the {self.size} bytes it announced")
+                raise ChecksumMismatch(f"{self.file.path}: the hub sent more than the {self.size} bytes it announced",
+                                       self.file.path)
             n = max(0, min(len(chunk), seg.end - seg.pos))
             if n:
                 os.pwrite(self.fd, chunk[:n] if n < len(chunk) else chunk, seg.pos)
@@ -262,6 +271,7 @@ class FileTransfer(ParallelRanges):
     # ------------------------------------------------------------------ one stream
     def _run_one(self) -> None:
         """The missing ranges in order over one stream (the only mode for small files)."""
+        empty = EmptyBreaks(self.deadline)
         while gaps := sidecar.missing(self.done, self.size):
             seg = Segment(*gaps[0])
             with self.lock:
@@ -272,8 +282,11 @@ class FileTransfer(ParallelRanges):
                     try:
                         self._fetch(seg, alone=True)
                     except (httpx2.TransportError, TransferIncomplete) as exc:
+                        if seg.gained <= 0 and not self.deadline.expired() and empty.retry(exc, self.file.path):
+                            continue
                         if seg.gained <= 0 or self.deadline.expired():
                             raise
+                        empty.progressed()
                         self._resumed(seg, exc)
                     except HfHubHTTPError as exc:
                         if not crowded(exc) or self.ctx.budget.used <= 1:

@@ -19,7 +19,7 @@ from typing import TextIO
 from .faults import parse_faults
 from .hub import LocalHub
 
-__all__ = ["add_serve_arguments", "build_parser", "serve", "main"]
+__all__ = ["add_serve_arguments", "build_parser", "serve", "run_until_stopped", "main"]
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -66,26 +66,32 @@ def serve(
         if not root.is_dir():
             raise SystemExit(f"--root {root} is not a directory")
         repos = sorted(f"{o.name}/{n.name}" for o in root.iterdir() if o.is_dir() for n in o.iterdir() if n.is_dir())
+    try:
+        lines = [f"# root: {root}", f"# faults: {plan!r}", *(f"# repo: {repo}" for repo in repos)]
+        return run_until_stopped(LocalHub(root, faults=plan, host=host, port=port), lines, out, stop_event)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_until_stopped(hub: LocalHub, lines: list[str], out: TextIO, stop_event: threading.Event | None = None) -> int:
+    """Start ``hub``, print its URL then ``lines``, and serve until SIGINT/SIGTERM (or ``stop_event``)."""
     stop = stop_event or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        with LocalHub(root, faults=plan, host=host, port=port) as hub:
+        with hub:
             print(hub.url, file=out, flush=True)
-            print(f"# root: {root}", file=out)
-            print(f"# faults: {plan!r}", file=out)
-            for repo in repos:
-                print(f"# repo: {repo}", file=out)
+            for line in lines:
+                print(line, file=out)
             out.flush()
             while not stop.wait(0.2):
                 pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

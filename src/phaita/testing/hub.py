@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -153,6 +154,19 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     hub: LocalHub
 
+    def finish_request(self, request, client_address) -> None:
+        tls = self.hub.tls
+        if tls is None:
+            return super().finish_request(request, client_address)
+        try:  # the TLS handshake runs in this connection's thread, not in the accept loop
+            conn = tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # e.g. a client that refused the certificate: what the TLS tests provoke
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
+
     def handle_error(self, request, client_address) -> None:
         import sys
 
@@ -173,11 +187,12 @@ class LocalHub:
     plan's ``cap:RATE`` does; this argument wins when both are set).
     ``lacks`` names Hub features to leave out, to behave like a partial mirror (see
     :data:`MIRROR_FEATURES`): ``lacks=("revision-blobs",)`` answers the revision API as olah does.
+    ``tls`` (a server-side ``ssl.SSLContext``) serves HTTPS instead of HTTP.
     """
 
     def __init__(
         self, root: str | os.PathLike, faults: FaultPlan | str | None = None, host: str = "127.0.0.1", port: int = 0,
-        connection_rate: float | None = None, lacks: Iterable[str] = (),
+        connection_rate: float | None = None, lacks: Iterable[str] = (), tls: ssl.SSLContext | None = None,
     ) -> None:
         if connection_rate is not None and not connection_rate > 0:
             raise ValueError("connection_rate must be > 0 bytes per second")
@@ -186,6 +201,7 @@ class LocalHub:
             raise ValueError(f"lacks: unknown features {sorted(self.lacks - set(MIRROR_FEATURES))}; "
                              f"choose from {', '.join(MIRROR_FEATURES)}")
         self.root = Path(root)
+        self.tls = tls  # a server-side context: serve HTTPS with its certificate
         self.connection_rate = connection_rate
         self._transfers = 0
         self.faults = parse_faults(faults) if isinstance(faults, str) else (faults or FaultPlan())
@@ -245,7 +261,7 @@ class LocalHub:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self._port}"
 
     def set_faults(self, plan: FaultPlan | str | None) -> FaultPlan:
         """Replace the fault plan (a FaultPlan or a text spec) while running; returns the new plan."""
@@ -303,6 +319,12 @@ class LocalHub:
     def commit_sha(self, repo_id: str) -> str:
         """The current commit sha of ``repo_id`` (changes whenever its files change)."""
         return commit_sha(self.files(repo_id))
+
+    def revision(self, repo_id: str, revision: str, cfg: dict) -> tuple[list[RepoFile], str] | None:
+        """``(files, commit)`` that ``revision`` names, or None (a subclass may serve another store)."""
+        files = self.files(repo_id)
+        sha = commit_sha(files)
+        return (files, sha) if revision in ("main", sha, *cfg.get("branches", [])) else None
 
     def file_url(self, repo_id: str, path: str, revision: str = "main") -> str:
         return f"{self.url}/{repo_id}/resolve/{revision}/{path}"
@@ -500,11 +522,10 @@ class HubHandler(BaseHTTPRequestHandler):
         return cfg
 
     def _revision(self, repo_id: str, revision: str, cfg: dict) -> tuple[list[RepoFile], str]:
-        files = self.server.hub.files(repo_id)
-        sha = commit_sha(files)
-        if revision not in ("main", sha, *cfg.get("branches", [])):
+        found = self.server.hub.revision(repo_id, revision, cfg)
+        if found is None:
             raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        return files, sha
+        return found
 
     # ----------------------------------------------------------------- API
     def _api(self, kind: str, repo_id: str, revision: str, path: str):
