@@ -182,7 +182,10 @@ def test_resets_in_every_stream_resume_and_send_little_twice(par_hub, par_env):
     assert sha256_of(snapshot / "model.safetensors") == par_hub.files(ONE)[0].sha256
     assert par_hub.faults.fired_kinds().count("reset") == 8
     assert sum(isinstance(e, ev.Resumed) for e in seen) >= 4
-    assert par_hub.bytes_sent("/resolve/") <= ONE_SIZE * 1.05
+    starts = _starts(par_hub, "/resolve/")
+    assert len(starts) == len(set(starts)), "every request resumed where the last one broke, none restarted"
+    # (what a reset loses is what was in flight: the benchmark measures it, on an idle machine)
+    assert par_hub.bytes_sent("/resolve/") <= ONE_SIZE * 1.25
 
 
 CHILD = r"""
