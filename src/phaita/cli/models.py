@@ -314,12 +314,13 @@ def _verify_text(reports: list[Any], found: list[Any], repair_report: Any) -> No
 @expected_failures
 def doctor(
     probe: Optional[str] = typer.Option(None, "--model", help="Model used to probe the endpoint "
-                                        "(default: the manifest's first model)."),
+                                        "(default: the manifest's smallest model the endpoint carries)."),
     timeout: float = typer.Option(5.0, "--timeout", min=0.001, help="Seconds allowed for the endpoint probe."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Manifest profile for the disk check."),
     json_mode: bool = JSON_OPT,
 ) -> None:
-    """Check the set-up: endpoint, proxies, token, cache folder, free disk, offline mode.
+    """Check the set-up: endpoint, proxies, token, cache folder, free disk, offline mode, and
+    whether each endpoint (a mirror) gives what the loader needs: listing sizes and hashes, Range.
 
     One line each, OK or FAIL with advice. Exit 1 if any check fails.
     """

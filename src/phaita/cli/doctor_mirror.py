@@ -1,0 +1,183 @@
+"""The doctor's endpoint-feature checks: does each endpoint give what the loader needs?
+
+Against a real small model of the manifest (the smallest the endpoint carries), for every endpoint
+in ``PHAITA_ENDPOINTS`` (else ``HF_ENDPOINT``):
+
+* ``mirror listing``: the revision answer lists sizes and hashes (``?blobs=true``), or, where it
+  does not (olah), which fallback gives them: tree API, paths-info, HEAD. Sizes without any hash
+  means size-only checks: reported as a failure, since a corrupt copy of the same length passes.
+* ``mirror resume``: a resolve honours ``Range`` (206 with the asked ``Content-Range``); without
+  it every broken transfer starts again from byte 0.
+
+The requests are the loader's own (:mod:`phaita.loader.listing`, :mod:`phaita.loader.listing_sources`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+from urllib.parse import quote
+
+from phaita.loader import config
+from phaita.loader.config import Timeouts
+from phaita.loader.errors import redact
+from phaita.loader.listing import RevisionAnswer, fetch_revision
+from phaita.loader.listing_sources import SOURCES, Endpoint, SourceUnavailable
+from phaita.loader.net import Deadline, stream
+
+from .doctor import Check
+
+DEFAULT_PROBES = ("microsoft/deberta-v3-base",)
+
+
+def probe_models() -> list[str]:
+    """Manifest models, smallest first (every candidate), so the probe downloads little."""
+    try:
+        from phaita.manifest import load_manifest
+
+        specs = sorted(load_manifest().unique_models(), key=lambda s: s.size_mb)
+        names = [c for s in specs for c in s.candidates]
+        return list(dict.fromkeys(names)) or list(DEFAULT_PROBES)
+    except Exception:
+        return list(DEFAULT_PROBES)
+
+
+def _headers() -> dict[str, str]:
+    from huggingface_hub.utils import build_hf_headers
+
+    return dict(build_hf_headers())
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """What one fallback source gave for the files the revision answer left without sizes/hashes."""
+
+    text: str
+    sizes: bool = False  # sizes of every such file
+    hashes: bool = False  # and hashes of every one
+
+
+@dataclass
+class EndpointProbe:
+    """What one endpoint offers, learned from one model of the manifest."""
+
+    endpoint: str
+    model: Optional[str] = None
+    answer: Optional[RevisionAnswer] = None
+    problem: Optional[str] = None  # why nothing could be probed
+    sources: dict[str, SourceResult] = field(default_factory=dict)  # fallback -> what it gave
+
+
+def _reason(exc: BaseException) -> str:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return f"HTTP {status}"
+    return redact(" ".join(str(exc).split())[:160]) or type(exc).__name__
+
+
+def probe_endpoint(endpoint: str, models: list[str], timeout: float) -> EndpointProbe:
+    probe = EndpointProbe(endpoint)
+    deadline, timeouts, headers = Deadline.after(timeout), Timeouts(timeout, timeout), _headers()
+    tried = []
+    for name in models:
+        try:
+            probe.answer = fetch_revision(name, "main", headers=headers, deadline=deadline, timeouts=timeouts,
+                                          endpoint=endpoint)
+            probe.model = name
+            break
+        except Exception as exc:
+            tried.append(f"{name}: {_reason(exc)}")
+            if getattr(getattr(exc, "response", None), "status_code", None) not in (401, 403, 404):
+                break  # not "this model is not here": the endpoint itself is failing
+    if probe.answer is None:
+        probe.problem = "no manifest model could be listed (" + "; ".join(tried) + ")"
+        return probe
+    missing = probe.answer.missing()
+    if missing:
+        ep = Endpoint(endpoint, probe.model, probe.answer.commit, headers, deadline, timeouts)  # type: ignore[arg-type]
+        for label, source in SOURCES:
+            try:
+                found = source(ep, set(missing))
+            except SourceUnavailable as exc:
+                probe.sources[label] = SourceResult(f"not offered ({exc})")
+                continue
+            except Exception as exc:
+                probe.sources[label] = SourceResult(f"failed ({_reason(exc)})")
+                continue
+            sized = [p for p in missing if p in found and isinstance(found[p].size, int)]
+            hashed = [p for p in sized if found[p].sha256 or found[p].blob_id]
+            text = (f"sizes and hashes of {len(hashed)} of {len(missing)} files" if hashed
+                    else f"sizes of {len(sized)} of {len(missing)} files, no hashes")
+            probe.sources[label] = SourceResult(text, len(sized) == len(missing), len(hashed) == len(missing))
+            if len(hashed) == len(missing):
+                break
+    return probe
+
+
+def _listing_verdict(p: EndpointProbe) -> tuple[bool, str]:
+    if p.answer is None:
+        return False, f"{p.endpoint}: {p.problem}"
+    head = f"{p.endpoint} ({p.model} at {p.answer.commit[:12]}): "
+    if not p.answer.missing():
+        return True, head + "revision listing with sizes and hashes"
+    via = "; ".join(f"{k}: {v.text}" for k, v in p.sources.items())
+    complete = next((k for k, v in p.sources.items() if v.hashes), None)
+    text = head + f"revision listing WITHOUT sizes or hashes (missing feature: ?blobs=true); {via}"
+    if complete:
+        return True, text + f" -> the loader uses the {complete}"
+    if any(v.sizes for v in p.sources.values()):
+        return False, text + " -> files would be checked by size only"
+    return False, text + " -> the loader cannot list this endpoint"
+
+
+def check_listing(timeout: float, models: Optional[list[str]] = None,
+                  probe: Callable[[str, list[str], float], EndpointProbe] = probe_endpoint) -> Check:
+    name = "mirror listing"
+    endpoints = config.endpoints()
+    if config.offline_mode():
+        return Check(name, True, "not contacted: offline mode is on")
+    verdicts = [_listing_verdict(probe(e, models or probe_models(), timeout)) for e in endpoints]
+    ok = all(v[0] for v in verdicts)
+    return Check(name, ok, " | ".join(v[1] for v in verdicts),
+                 "" if ok else "the mirror lacks Hub listing features the loader needs for verified downloads: "
+                 "update it, or list the Hub after it (PHAITA_ENDPOINTS=mirror,https://huggingface.co)")
+
+
+def _resume_verdict(endpoint: str, models: list[str], timeout: float) -> tuple[bool, str]:
+    from phaita.loader.listing import complete_listing
+
+    p = probe_endpoint(endpoint, models, timeout)
+    if p.answer is None:
+        return False, f"{endpoint}: {p.problem}"
+    deadline, timeouts = Deadline.after(timeout), Timeouts(timeout, timeout)
+    listing = complete_listing(p.answer, endpoint=endpoint, headers=_headers(), deadline=deadline,
+                               timeouts=timeouts)
+    files = sorted((f for f in listing.files if f.size >= 2), key=lambda f: f.size)
+    if not files:
+        return True, f"{endpoint}: {p.model} has no file to probe"
+    f = files[0]
+    url = f"{endpoint}/{p.model}/resolve/{listing.commit}/{quote(f.path)}"
+    headers = {**_headers(), "Range": "bytes=1-", "Accept-Encoding": "identity"}
+    with stream("GET", url, headers=headers, deadline=deadline, timeouts=timeouts, what="resume probe") as r:
+        got = r.read()
+        status, content_range = r.status_code, r.headers.get("Content-Range", "")
+    if status == 206 and content_range.startswith("bytes 1-") and len(got) == f.size - 1:
+        return True, f"{endpoint}: Range honoured (206, {content_range}) on {f.path}"
+    return False, (f"{endpoint}: asked {f.path} from byte 1, got HTTP {status} {content_range or 'no Content-Range'} "
+                   f"({len(got)} bytes) (missing feature: Range) -> a broken transfer restarts from byte 0")
+
+
+def check_resume(timeout: float, models: Optional[list[str]] = None) -> Check:
+    name = "mirror resume"
+    if config.offline_mode():
+        return Check(name, True, "not contacted: offline mode is on")
+    verdicts = []
+    for endpoint in config.endpoints():
+        try:
+            verdicts.append(_resume_verdict(endpoint, models or probe_models(), timeout))
+        except Exception as exc:
+            verdicts.append((False, f"{endpoint}: the probe failed ({_reason(exc)})"))
+    ok = all(v[0] for v in verdicts)
+    return Check(name, ok, " | ".join(v[1] for v in verdicts),
+                 "" if ok else "without Range a broken transfer of a large model starts over: configure the mirror "
+                 "(or the proxy in front of it) to pass Range requests through")
