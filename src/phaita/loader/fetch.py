@@ -28,7 +28,8 @@ from urllib.parse import quote
 import filelock
 from huggingface_hub.utils import WeakFileLock
 
-from . import cache, sidecar
+from . import sidecar
+from .cache import RepoCache
 from .config import Parallelism, Timeouts
 from .errors import ChecksumMismatch, DiskFull, LockTimeout
 from .events import Emitter, FileDone, Plan, PlannedFile
@@ -81,29 +82,28 @@ def fetch_snapshot(
     if listing is None:
         listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                 timeouts=ctx.timeouts, endpoint=ctx.endpoint)
-    repo = cache.repo_dir(ctx.cache_dir, repo_id)
-    cache.save_listing(repo, listing)
+    repo = RepoCache(ctx.cache_dir, repo_id)
+    repo.save_listing(listing)
 
     def read_index(file: RemoteFile) -> bytes:
         download_blob(repo_id, listing.commit, file, ctx, deadline)
-        return cache.link_into_snapshot(repo, listing.commit, file).read_bytes()
+        return repo.link_into_snapshot(listing.commit, file).read_bytes()
 
     wanted = select_files(listing.files, needs, read_index)
     check_disk_space(repo, wanted)
-    (repo / "snapshots" / listing.commit).mkdir(parents=True, exist_ok=True)
+    repo.snapshot_dir(listing.commit).mkdir(parents=True, exist_ok=True)
     ctx.events.emit(Plan(repo_id, listing.commit, tuple(
         PlannedFile(f.path, f.size, _on_disk(repo, f)) for f in wanted)))
-    _fetch_all(repo_id, listing.commit, wanted, ctx, deadline)
-    cache.write_ref(repo, revision, listing.commit)
-    status = cache.snapshot_status(ctx.cache_dir, repo_id, listing.commit, needs)
+    _fetch_all(repo, listing.commit, wanted, ctx, deadline)
+    repo.write_ref(revision, listing.commit)
+    status = repo.check_files(listing.commit, wanted)
     if not status.complete:
         raise ChecksumMismatch(f"snapshot incomplete after fetch ({'; '.join(status.problems)})")
-    return repo / "snapshots" / listing.commit
+    return repo.snapshot_dir(listing.commit)
 
 
-def _fetch_all(repo_id: str, commit: str, files: list[RemoteFile], ctx: FetchContext, deadline: Deadline) -> None:
-    """Every file whole and linked; several at once. The first failure stops the rest and is raised."""
-    repo = cache.repo_dir(ctx.cache_dir, repo_id)
+def _fetch_all(repo: RepoCache, commit: str, files: list[RemoteFile], ctx: FetchContext, deadline: Deadline) -> None:
+    """Every file whole and linked; several at once. The first failure is raised (see the module's text)."""
     first_error: list[BaseException] = []
     lock = threading.Lock()
 
@@ -111,8 +111,8 @@ def _fetch_all(repo_id: str, commit: str, files: list[RemoteFile], ctx: FetchCon
         if ctx.cancel.is_set():
             return
         try:
-            download_blob(repo_id, commit, file, ctx, deadline)
-            cache.link_into_snapshot(repo, commit, file)
+            download_blob(repo.repo_id, commit, file, ctx, deadline)
+            repo.link_into_snapshot(commit, file)
         except BaseException as exc:
             with lock:
                 if not first_error:
@@ -140,25 +140,21 @@ def _fetch_all(repo_id: str, commit: str, files: list[RemoteFile], ctx: FetchCon
         raise first_error[0]
 
 
-def _on_disk(repo: Path, file: RemoteFile) -> int:
+def _on_disk(repo: RepoCache, file: RemoteFile) -> int:
     """Bytes of ``file`` already in the cache: the whole blob, or what a resume will keep."""
-    if _whole(cache.blob_path(repo, file.etag), file):
+    if _whole(repo.blob_path(file.etag), file):
         return file.size
-    part = cache.incomplete_path(repo, file.etag)
+    part = repo.incomplete_path(file.etag)
     ranges = sidecar.load(part, file.etag, file.size)
     return sidecar.total(ranges) if ranges is not None else min(sidecar.trusted_prefix(part), file.size)
 
 
-def check_disk_space(repo: Path, files: list[RemoteFile]) -> None:
-    needed = 0
-    for f in files:
-        if cache.blob_path(repo, f.etag).exists():
-            continue
-        needed += f.size - _on_disk(repo, f)
+def check_disk_space(repo: RepoCache, files: list[RemoteFile]) -> None:
+    needed = sum(f.size - _on_disk(repo, f) for f in files)
     if needed <= 0:
         return
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(repo / "blobs").free
+    repo.blobs_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(repo.blobs_dir).free
     # Keep a margin proportional to the download (at most 64 MiB): a 100 kB tokenizer must not
     # be refused on a disk with 50 MB free, but a 5 GB model must not fill the disk to the brim.
     margin = min(DISK_MARGIN, max(1 << 20, needed // 10))
@@ -172,12 +168,12 @@ def _mb(n: int) -> str:
 
 def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext, deadline: Deadline) -> Path:
     """Make ``blobs/<etag>`` exist, whole and verified; return its path."""
-    repo = cache.repo_dir(ctx.cache_dir, repo_id)
-    blob = cache.blob_path(repo, file.etag)
+    repo = RepoCache(ctx.cache_dir, repo_id)
+    blob = repo.blob_path(file.etag)
     if _whole(blob, file):
         ctx.events.emit(FileDone(file.path, file.size))
         return blob
-    lock = cache.lock_path(ctx.cache_dir, repo_id, file.etag)
+    lock = repo.lock_path(file.etag)
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
         with WeakFileLock(lock, timeout=max(deadline.remaining(), 0.01)):
@@ -186,7 +182,7 @@ def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext
                 # Built here, not with hf_hub_url: its template is fixed when huggingface_hub is imported,
                 # and HF_ENDPOINT may be set later.
                 url = f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}"
-                part = cache.incomplete_path(repo, file.etag)
+                part = repo.incomplete_path(file.etag)
                 ctx.budget.enter(deadline, file.path)
                 try:
                     FileTransfer(url, file, part, ctx, deadline).run()

@@ -13,7 +13,6 @@ asked for; a ``200`` to a range request means the hub ignores ranges: one stream
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ from . import sidecar
 from .empty_break import EmptyBreaks
 from .errors import BadResponse, ChecksumMismatch, TransferIncomplete
 from .events import FileStarted, Progress, Resumed
+from .hashing import StreamHasher
 from .links import crowded
 from .listing import RemoteFile
 from .net import Deadline, stream
@@ -141,12 +141,8 @@ class FileTransfer(ParallelRanges):
         return sidecar.merge(self.done + [(s.start, s.pos) for s in self.active])
 
     # ------------------------------------------------------------------ hashing
-    def _new_hasher(self) -> Any:
-        if self.file.sha256:
-            return hashlib.sha256()
-        h = hashlib.sha1()
-        h.update(b"blob %d\x00" % self.size)
-        return h
+    def _new_hasher(self) -> StreamHasher:
+        return StreamHasher.for_blob(self.file.sha256, self.size)
 
     def _advance_hash(self) -> None:
         with self._hash_lock:
@@ -163,7 +159,7 @@ class FileTransfer(ParallelRanges):
         if self._hashed != self.size:
             return False
         # an endpoint that gave no hash: the size was checked (logged once, by the listing)
-        return not self.file.hash_known or self._hasher.hexdigest() == self.file.etag
+        return not self.file.hash_known or self._hasher.matches(self.file.etag)
 
     def _restart(self) -> None:
         """Forget everything on disk (the hub sent the whole file, or refused our range)."""
