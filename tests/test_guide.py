@@ -24,7 +24,8 @@ Every other fenced block (a cache layout, a table of values) is prose, not code.
 names neither ``phaita`` nor ``hf`` is reported as skipped, with that reason.
 
 Outputs are compared after normalising only what must vary: the local hub's port (shown as
-``127.0.0.1:PORT``), the temporary HF_HOME (shown as ``/home/user/.cache/huggingface``), hex
+``127.0.0.1:PORT``), the temporary HF_HOME (shown as ``/home/user/.cache/huggingface``) and working
+folder (``/home/user/work``), hex
 hashes of 12 characters or more, millisecond timings and the (random) waits of retry lines. In
 the guide's text ``...`` matches any text within a line, and a line holding only ``...`` any
 number of lines. ``PHAITA_GUIDE_UPDATE=1`` writes the actual output into each block that differs (for the
@@ -59,6 +60,7 @@ GUIDE = ROOT / "docs" / "MODEL_LOADER_GUIDE.md"
 CONFIG = ROOT / "src" / "phaita" / "loader" / "config.py"
 README = ROOT / "README.md"
 SHOWN_HOST = "127.0.0.1:PORT"
+SHOWN_WORK = "/home/user/work"
 SHOWN_HOME = "/home/user/.cache/huggingface"
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
 # Names the guide's examples use, published on the test's hub as tiny generated models (see the
@@ -178,6 +180,7 @@ def shown(text: str, home: Path, labels: dict[int, str]) -> str:
         text = re.sub(rf"127\.0\.0\.1:{port}\b", f"127.0.0.1:{label}", text)
     text = re.sub(r"127\.0\.0\.1:\d+", SHOWN_HOST, text)
     text = text.replace(str(home), SHOWN_HOME)
+    text = text.replace(str(home.parent / "work"), SHOWN_WORK)
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # terminal colours (hf prints them to a pipe too)
     lines = [line.rstrip() for line in text.splitlines()]
     while lines and not lines[-1]:
