@@ -91,18 +91,29 @@ def _negated(tokens: list[str], end: int) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1024)
+def _combined(cues: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """Two patterns per cue list (with and without a negator of their own): one regex search each."""
+    def join(group: list[str]) -> re.Pattern[str] | None:
+        return re.compile("|".join(f"(?:{compile_cue(c).pattern})" for c in group)) if group else None
+
+    return (join([c for c in cues if _cue_has_negator(c)]), join([c for c in cues if not _cue_has_negator(c)]))
+
+
 def find(text: str, cues: Iterable[str], *, normalized: str | None = None) -> list[CueMatch]:
     """Every match of ``cues`` in ``text``, each stated or denied (see the module docstring)."""
     norm = normalized if normalized is not None else normalize(text)
     tokens = norm.split(" ")
     out: list[CueMatch] = []
-    for cue in cues:
-        for m in compile_cue(cue).finditer(norm):
+    with_negator, plain = _combined(tuple(cues))
+    for pattern, own_negator in ((with_negator, True), (plain, False)):
+        if pattern is None:
+            continue
+        for m in pattern.finditer(norm):
             start_tok = norm.count(" ", 0, m.start())
             end_tok = start_tok + m.group(0).count(" ")
-            if _cue_has_negator(cue):
-                denied = _negated(tokens, start_tok)
-            else:  # a negator inside the match ("cough but no phlegm") counts too
-                denied = _negated(tokens, end_tok)
-            out.append(CueMatch(cue=cue, text=m.group(0), denied=denied))
+            # a negator inside the match ("cough but no phlegm") counts, unless the cue has its own
+            denied = _negated(tokens, start_tok if own_negator else end_tok)
+            out.append(CueMatch(cue=pattern.pattern if len(pattern.pattern) < 80 else "(cues)", text=m.group(0),
+                                denied=denied))
     return out
