@@ -14,7 +14,9 @@ What one run does
    API) draws a fault: a TCP reset or a clean close (truncation) at a random offset, HTTP
    500/502/503/504, 429 with a short ``Retry-After``, a stall after the headers or mid-body, a
    trickle, or corrupted bytes.
-3. Runs ``loads`` loads on ``workers`` threads. Loads come in groups that share one fresh cache
+3. Runs ``loads`` loads on ``workers`` threads, with parallel fetching on: the files of a snapshot
+   at once, and files from ``parallel_threshold`` bytes on over several range streams, each
+   drawing its own faults. Loads come in groups that share one fresh cache
    folder (the second load of a group finds the first one's files: a warm cache, or partial files
    to resume). Each load picks a model, a way of loading it (``robust_model_download``,
    ``load_model_and_tokenizer``, or the fetch phase alone) and ``max_retries`` in 1..4.
@@ -88,6 +90,10 @@ class ChaosConfig:
     workers: int = 3
     loads_per_cache: int = 2
     raw_size: int = 2_000_000
+    # Files from this size on come over several range streams (PHAITA_PARALLEL_THRESHOLD): the raw
+    # weights file and (with 4 streams per file) segments of it, each drawing its own faults.
+    parallel_threshold: int = 500_000
+    streams_per_file: int = 4
     slack: float = 6.0
     keep: bool = False  # keep the work folder (caches of failed loads) for inspection
 
@@ -268,6 +274,8 @@ class ChaosReport:
     resumes: int
     failed_attempts: int
     wall_seconds: float
+    range_segments: int = 0  # GETs of one segment of a file fetched over parallel range streams
+    fallbacks: int = 0  # "fewer streams / connections from now on" events
 
     def count(self, outcome: str) -> int:
         return sum(r.outcome == outcome for r in self.results)
@@ -324,6 +332,8 @@ class ChaosReport:
             ("hangs (must be 0)", f"{self.hangs}"),
             ("faults injected", f"{sum(self.faults.values())}  (" + ", ".join(
                 f"{k} {self.faults.get(k, 0)}" for k in cfg.kinds) + ")"),
+            ("range segments fetched in parallel", f"{self.range_segments}"),
+            ("fallbacks to fewer streams", f"{self.fallbacks}"),
             ("transfers resumed inside an attempt", f"{self.resumes}"),
             ("failed attempts (retried or last)", f"{self.failed_attempts}"),
             ("bytes served / bytes needed", f"{self.bytes_served:,} / {self.bytes_needed:,} = {self.ratio:.3f}"),
@@ -341,20 +351,25 @@ class ChaosReport:
 # --------------------------------------------------------------------------- the run
 
 
-class _LogCounter(logging.Handler):
+class _EventCounter:
+    """Counts the loader's events (an observer passed as ``events=`` to every load)."""
+
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
         self.resumes = 0
         self.failed_attempts = 0
-        self._lock2 = threading.Lock()
+        self.fallbacks = 0
+        self._lock = threading.Lock()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        with self._lock2:
-            if "resuming" in msg:
+    def __call__(self, event: Any) -> None:
+        from phaita.loader import events
+
+        with self._lock:
+            if isinstance(event, events.Resumed):
                 self.resumes += 1
-            elif record.levelno >= logging.WARNING and "attempt " in msg and "failed" in msg:
+            elif isinstance(event, events.Retried):
                 self.failed_attempts += 1
+            elif isinstance(event, events.Fallback):
+                self.fallbacks += 1
 
 
 class _LoadedFolders(threading.local):
@@ -403,7 +418,8 @@ def _run(config: ChaosConfig, work: Path, log: Callable[[str], None]) -> ChaosRe
         getattr(loaded, "folders", []).append(Path(folder))
         return real_load(folder, model_type, kwargs)
 
-    counter = _LogCounter()
+    counter = _EventCounter()
+    quiet = logging.NullHandler()
     loader_logger = logging.getLogger("phaita.model_loader")
     saved_logger = (loader_logger.level, loader_logger.propagate)
     plan = ChaosPlan(config)
@@ -412,6 +428,8 @@ def _run(config: ChaosConfig, work: Path, log: Callable[[str], None]) -> ChaosRe
         "PHAITA_BACKOFF_BASE": f"{config.backoff_base:g}",
         "PHAITA_STALL_TIMEOUT": f"{config.stall_timeout:g}",
         "PHAITA_CONNECT_TIMEOUT": "2",
+        "PHAITA_PARALLEL_THRESHOLD": str(config.parallel_threshold),
+        "PHAITA_STREAMS_PER_FILE": str(config.streams_per_file),
         "PHAITA_FRESHNESS_TIMEOUT": "0.5",
         "PHAITA_MAX_RETRY_AFTER": None,
         "PHAITA_MAX_BACKOFF": None,
@@ -426,7 +444,7 @@ def _run(config: ChaosConfig, work: Path, log: Callable[[str], None]) -> ChaosRe
     def one_load(spec: LoadSpec, cache: Path, max_retries: int) -> str | None:
         """Run one load; return the snapshot folder that was loaded (or fetched)."""
         loaded.folders = []
-        kwargs = dict(cache_dir=str(cache), max_retries=max_retries, timeout=config.timeout)
+        kwargs = dict(cache_dir=str(cache), max_retries=max_retries, timeout=config.timeout, events=counter)
         if spec.how == "model":
             model_loader.robust_model_download(spec.repo, model_type=spec.model_type, **kwargs)
         elif spec.how == "pair":
@@ -517,8 +535,7 @@ def _run(config: ChaosConfig, work: Path, log: Callable[[str], None]) -> ChaosRe
     with environment(env), LocalHub(root, faults=plan) as hub:
         os.environ["HF_ENDPOINT"] = hub.url
         api.load_snapshot = recording_load
-        loader_logger.addHandler(counter)
-        loader_logger.setLevel(logging.INFO)
+        loader_logger.addHandler(quiet)  # the counts come from events; the log stays quiet
         loader_logger.propagate = False
         try:
             # Reference loads, no faults: what each spec needs, and a check of the set-up.
@@ -550,14 +567,16 @@ def _run(config: ChaosConfig, work: Path, log: Callable[[str], None]) -> ChaosRe
                 needed = sum(pool.map(lambda g: run_group(*g), enumerate(groups)))
             plan.enabled = False
             served = hub.bytes_sent("/resolve/")
+            segments = sum(1 for r in hub.requests("/resolve/", method="GET")
+                           if r.range and not r.range.rstrip().endswith("-"))  # bytes=a-b: a segment
         finally:
             api.load_snapshot = real_load
-            loader_logger.removeHandler(counter)
+            loader_logger.removeHandler(quiet)
             loader_logger.setLevel(saved_logger[0])
             loader_logger.propagate = saved_logger[1]
     results.sort(key=lambda r: r.index)
     return ChaosReport(config, results, Counter(plan.labels), served, needed, counter.resumes,
-                       counter.failed_attempts, time.monotonic() - started)
+                       counter.failed_attempts, time.monotonic() - started, segments, counter.fallbacks)
 
 
 # --------------------------------------------------------------------------- command line
