@@ -46,6 +46,7 @@ REQUESTS_CA_BUNDLE,                    first one set, in this order (what a site
 CURL_CA_BUNDLE                         TLS-inspecting proxy already sets for pip and curl)
 HTTPS_PROXY, HTTP_PROXY,   unset       Proxies (read by the HTTP client); credentials in them
 ALL_PROXY, NO_PROXY                    are redacted from every message
+PHAITA_FULL                unset       ``1``: the long chaos run and slow tests (tools only)
 =========================  ==========  =====================================================
 """
 
@@ -262,3 +263,8 @@ class Timeouts:
     @classmethod
     def from_env(cls) -> "Timeouts":
         return cls(connect=connect_timeout(), stall=stall_timeout())
+
+
+def full_runs() -> bool:
+    """PHAITA_FULL: run the long variants (chaos --full, slow tests), for tools and tests only."""
+    return os.environ.get("PHAITA_FULL", "").strip().lower() in ("1", "true", "yes")
