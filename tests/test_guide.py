@@ -482,3 +482,16 @@ def test_every_public_name_of_the_loader_is_documented():
 
     missing = sorted(n for n in model_loader.__all__ if f"`{n}" not in GUIDE_TEXT)
     assert not missing, f"public names not in {GUIDE.name}: {', '.join(missing)}"
+
+
+def test_every_component_takes_the_loader_options_the_guide_names():
+    import inspect
+
+    from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator
+    from phaita.utils.realism_scorer import RealismScorer
+
+    assert "takes `max_retries`, `timeout`,\n`allow_offline`, `token` and `loader_kwargs`" in GUIDE_TEXT
+    for component in (ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator, RealismScorer):
+        parameters = inspect.signature(component.__init__).parameters
+        for name in ("max_retries", "timeout", "allow_offline", "token", "loader_kwargs"):
+            assert name in parameters, f"{component.__name__} takes no {name}"
