@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import pytest
 
 from phaita.testing import LocalHub, publish_large_file
+from phaita.testing.digests import sha256_file as sha256_of
 from phaita.testing.env import point_huggingface_hub_at
 
 BIG = "acme/big"
@@ -41,14 +41,6 @@ def big_hub(big_root, loader_env, monkeypatch):
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         point_huggingface_hub_at(monkeypatch, hub.url)
         yield hub
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def warnings_of(caplog) -> list[str]:

@@ -47,9 +47,9 @@ def test_chaos_loads_are_exact_or_fail_cleanly(chaos_dir):
 def test_the_checks_catch_a_loader_that_skips_verification(chaos_dir, monkeypatch):
     """Positive control: with hash verification switched off and every file corrupted in transit,
     the runner must report corrupt loads (so a zero in the real run means something)."""
-    from phaita.loader import fetch
+    from phaita.loader import hashing
 
-    monkeypatch.setattr(fetch._Hasher, "ok", lambda self: True)
+    monkeypatch.setattr(hashing.StreamHasher, "matches", lambda self, expected: True)
     config = ChaosConfig.short(loads=6, kinds=("corrupt",), rate=1.0, api_rate=0.0, retries=(1,), workers=2)
     report = run_chaos(config, workdir=chaos_dir)
     assert report.corrupt > 0 and not report.ok

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from phaita.cli.main import app
 from phaita.loader import cache
-from phaita.loader.inspect import hash_file
+from phaita.loader.hashing import hash_file
 
 BERT, GPT2, DEBERTA = "phaita-test/tiny-bert", "phaita-test/tiny-gpt2", "microsoft/deberta-v3-base"
 PHAITA = str(Path(sys.executable).with_name("phaita"))

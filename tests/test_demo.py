@@ -55,7 +55,7 @@ def test_demo_exits_zero_and_runs_every_step(demo):
     assert "Traceback" not in proc.stdout + proc.stderr
     titles = ["1. Download through a flaky network", "2. Second load: from the cache", "3. Offline mode",
               "4. A model that does not exist", "5. PHAITA components", "6. Train the diagnosis head",
-              "7. Triage", "Done"]
+              "7. Triage", "8. Triage conversation", "Done"]
     positions = [flat.find(t) for t in titles]
     assert -1 not in positions, dict(zip(titles, positions))
     assert positions == sorted(positions)
@@ -110,7 +110,8 @@ def test_demo_explains_a_model_that_does_not_exist(demo):
 
 def test_demo_trains_and_reports_held_out_accuracy(demo):
     _, flat, *_ = demo
-    m = re.search(r"trained on (\d+) template complaints in [\d.]+ s; held-out top-1 (\d+)%, top-3 (\d+)%", flat)
+    m = re.search(r"trained on (\d+) varied complaints in [\d.]+ s \(features: \S+findings; calibrated, "
+                  r"temperature [\d.]+\); held-out top-1 (\d+)%, top-3 (\d+)%", flat)
     assert m, flat[flat.find("6. Train"):][:800]
     print(f"\ndemo (short): trained on {m.group(1)}, held-out top-1 {m.group(2)}%, top-3 {m.group(3)}%")
     assert int(m.group(1)) >= 50 and int(m.group(3)) >= 80
@@ -162,6 +163,20 @@ def test_demo_prints_triage_table_rows(demo):
         assert [int(p) for *_, p in ranked] == sorted((int(p) for *_, p in ranked), reverse=True)
         assert re.fullmatch(r".+\? \((lm|template), \d\.\d\d bits\)", question), question
         assert re.fullmatch(r"0\.\d\d|1\.00", realism), realism  # realism in [0, 1]
+        assert diagnoses.startswith(("URGENT: ", "no red flag stated")), diagnoses  # red flags first
+
+
+def test_demo_shows_a_triage_conversation_with_its_red_flag(demo):
+    _, flat, *_ = demo
+    part = flat[flat.index("8. Triage conversation"):]
+    assert "patient: My asthma is really bad tonight" in part
+    assert "URGENT: Too breathless to speak in sentences" in part
+    questions = re.findall(r"Q(\d) \((lm|template), [\d.]+ bits, about ([^)]+)\): (.+?\?) -> simulated answer: (yes|no)", part)
+    assert len(questions) >= 2, part[:1500]
+    about = [q[2] for q in questions]
+    assert len(set(about)) == len(about)  # never the same symptom twice
+    assert "wheezing" not in about and "shortness of breath" not in about  # the complaint said so already
+    assert re.search(r"updated diagnosis: J45\.9 Asthma, unspecified \d+%", part), part[:1500]
 
 
 def test_demo_leaves_the_user_cache_and_temp_folder_alone(demo):

@@ -10,6 +10,12 @@ to do with it::
     ```python hub="503x2"        the local hub injects these faults (the ``phaita hub serve --faults`` syntax)
     ```python hub="down"         HF_ENDPOINT points at a port where nothing listens
     ```python lacks="tree,etags" the local hub leaves out these Hub features, as a partial mirror does
+    ```python tls="acme-hospital" the local hub serves HTTPS with a certificate of that organisation's CA
+                                 (through an intermediate), whose root is written to acme-hospital-ca.pem
+    ```bash proxy="user:password" a forward proxy (proxy.py) that requires these credentials; its address
+                                 (127.0.0.1:port) is in the variable PROXY
+    ```bash mirror="corrupt@10%" a second local hub (a site mirror) with these faults; its URL is in the
+                                 variable MIRROR, and outputs show its port as MIRROR
     ```python continues          same HF_HOME (and, for Python, the same namespace) as the block before
     ```bash rc=1                 the exit status the block must end with (default 0)
     ```text output               what the code block above prints (stdout and stderr, in order)
@@ -18,7 +24,8 @@ Every other fenced block (a cache layout, a table of values) is prose, not code.
 names neither ``phaita`` nor ``hf`` is reported as skipped, with that reason.
 
 Outputs are compared after normalising only what must vary: the local hub's port (shown as
-``127.0.0.1:PORT``), the temporary HF_HOME (shown as ``/home/user/.cache/huggingface``), hex
+``127.0.0.1:PORT``), the temporary HF_HOME (shown as ``/home/user/.cache/huggingface``) and working
+folder (``/home/user/work``), hex
 hashes of 12 characters or more, millisecond timings and the (random) waits of retry lines. In
 the guide's text ``...`` matches any text within a line, and a line holding only ``...`` any
 number of lines. ``PHAITA_GUIDE_UPDATE=1`` writes the actual output into each block that differs (for the
@@ -53,6 +60,7 @@ GUIDE = ROOT / "docs" / "MODEL_LOADER_GUIDE.md"
 CONFIG = ROOT / "src" / "phaita" / "loader" / "config.py"
 README = ROOT / "README.md"
 SHOWN_HOST = "127.0.0.1:PORT"
+SHOWN_WORK = "/home/user/work"
 SHOWN_HOME = "/home/user/.cache/huggingface"
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
 # Names the guide's examples use, published on the test's hub as tiny generated models (see the
@@ -63,6 +71,8 @@ HUGE = "acme/huge-model"  # announces a 150 GB weights file: the disk-full examp
 HALF = "acme/half-mirrored"  # lists a weights file it does not serve, with no size: the bad-listing example
 # Variables the test itself sets for every block (the guide's "About the examples" names them).
 CLEARED_PREFIXES = ("HF_", "PHAITA_", "TRANSFORMERS_", "HUGGINGFACE_")
+CLEARED = {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "HTTP_PROXY",
+           "ALL_PROXY", "NO_PROXY"}
 
 
 # --------------------------------------------------------------------------- parsing the guide
@@ -164,10 +174,13 @@ CHAINS = chains(parse_blocks(GUIDE_TEXT))
 # --------------------------------------------------------------------------- comparing outputs
 
 
-def shown(text: str, home: Path) -> str:
-    """Actual output as the guide shows it: the local hub's port and the temp HF_HOME replaced."""
+def shown(text: str, home: Path, labels: dict[int, str]) -> str:
+    """Actual output as the guide shows it: the local hubs' ports and the temp HF_HOME replaced."""
+    for port, label in labels.items():
+        text = re.sub(rf"127\.0\.0\.1:{port}\b", f"127.0.0.1:{label}", text)
     text = re.sub(r"127\.0\.0\.1:\d+", SHOWN_HOST, text)
     text = text.replace(str(home), SHOWN_HOME)
+    text = text.replace(str(home.parent / "work"), SHOWN_WORK)
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # terminal colours (hf prints them to a pipe too)
     lines = [line.rstrip() for line in text.splitlines()]
     while lines and not lines[-1]:
@@ -279,8 +292,9 @@ class Runner:
         self.home = tmp / "hf-home"
         self.home.mkdir()
         self.work = tmp / "work"
-        self.work.mkdir()
         self.namespace: dict = {"__name__": "__guide__"}
+        self.extra_env: dict[str, str] = {}
+        self.port_labels: dict[int, str] = {}
 
     def endpoint(self, block: Block) -> str:
         spec = block.attrs.get("hub")
@@ -290,18 +304,18 @@ class Runner:
         return self.hub.url
 
     def env(self, endpoint: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED_PREFIXES)}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED_PREFIXES) and k.upper() not in CLEARED}
         env.update({"HF_HOME": str(self.home), "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1",
                     "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
                     "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-                    "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")})
+                    "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""), **self.extra_env})
         return env
 
     def run(self, block: Block) -> str:
         endpoint = self.endpoint(block)
         env = self.env(endpoint)
         text = self.run_shell(block, env) if block.shell else self.run_python(block, env, endpoint)
-        return shown(text, self.home)
+        return shown(text, self.home, self.port_labels)
 
     def run_shell(self, block: Block, env: dict[str, str]) -> str:
         proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=self.work, env=env,
@@ -346,16 +360,55 @@ class Runner:
         return out.getvalue()
 
 
+def organisation_ca(name: str, work: Path):
+    """A server context with a certificate of ``name``'s CA (root and intermediate); the root's PEM in ``work``."""
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    org = " ".join(word.capitalize() for word in name.split("-"))
+    root = trustme.CA(organization_name=org, organization_unit_name="Network Security")
+    root.cert_pem.write_to_path(str(work / f"{name}-ca.pem"))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    intermediate = trustme.CA(parent_cert=root, organization_name=org, organization_unit_name="TLS Inspection")
+    intermediate.issue_cert("127.0.0.1", "localhost", organization_name=org,
+                            organization_unit_name="Web Proxy").configure_cert(ctx)
+    return ctx
+
+
 @pytest.mark.parametrize("chain", CHAINS, ids=[c.id for c in CHAINS])
 def test_guide_block(chain, guide_root, tmp_path, monkeypatch):
+    from huggingface_hub.utils import close_session
+
     reason = skip_reason(chain)
     if reason:
         pytest.skip(f"{GUIDE.name}:{chain.blocks[0].line}: {reason}")
-    lacks = [f for f in chain.blocks[0].attrs.get("lacks", "").split(",") if f]
-    with LocalHub(guide_root, lacks=lacks) as hub:
-        runner = Runner(hub, tmp_path, monkeypatch)
-        for block in chain.blocks:
-            check_output(block, runner.run(block))
+    first = chain.blocks[0].attrs
+    lacks = [f for f in first.get("lacks", "").split(",") if f]
+    (tmp_path / "work").mkdir()
+    tls = organisation_ca(first["tls"], tmp_path / "work") if "tls" in first else None
+    proxy = mirror = None
+    if "mirror" in first:
+        mirror = LocalHub(guide_root, faults=first["mirror"] or None).start()
+    if "proxy" in first:
+        from test_tls_and_proxy import ForwardProxy  # proxy.py in its own process (the TLS tests' helper)
+
+        proxy = ForwardProxy(tmp_path, first["proxy"])
+    try:
+        with LocalHub(guide_root, lacks=lacks, tls=tls) as hub:
+            runner = Runner(hub, tmp_path, monkeypatch)
+            if proxy is not None:
+                runner.extra_env["PROXY"] = f"127.0.0.1:{proxy.port}"
+            if mirror is not None:
+                runner.extra_env["MIRROR"] = mirror.url
+                runner.port_labels[mirror.port] = "MIRROR"
+            for block in chain.blocks:
+                check_output(block, runner.run(block))
+    finally:
+        close_session()  # the next example's client is built from its own environment
+        if proxy is not None:
+            proxy.stop()
+        if mirror is not None:
+            mirror.stop()
 
 
 # --------------------------------------------------------------------------- coverage of the guide

@@ -268,6 +268,13 @@ def test_doctor_says_trusted_with_the_bundle_and_plain_http_has_no_certificate(t
     assert "plain HTTP" in check_tls(timeout=5).detail
 
 
+def test_doctor_checks_every_https_endpoint_of_phaita_endpoints(tls_hub, local_hub, monkeypatch):
+    hub = tls_hub("org-ca")
+    monkeypatch.setenv("PHAITA_ENDPOINTS", f"{hub.url},{local_hub.url}")  # the site mirror, then another
+    check = check_tls(timeout=5)
+    assert not check.ok and check.detail.startswith(f"{hub.url}: NOT trusted") and local_hub.url not in check.detail
+
+
 # --------------------------------------------------------------------------- forward proxy
 
 

@@ -97,6 +97,7 @@ def test_repair_of_a_shared_blob_refetches_and_leaves_the_store_alone(hf_env, mo
     from huggingface_hub import snapshot_download
 
     from phaita.loader import inspect
+    from phaita.utils.model_loader import prefetch_model
 
     monkeypatch.setenv("PHAITA_BACKOFF_BASE", "0.01")
     cache_dir = Path(hf_env["HF_HUB_CACHE"])
@@ -106,7 +107,7 @@ def test_repair_of_a_shared_blob_refetches_and_leaves_the_store_alone(hf_env, mo
     flip_byte(store_file)
 
     (report,) = inspect.verify(cache_dir, [BERT])
-    fixed = inspect.repair(cache_dir, report.bad, max_retries=1)
+    fixed = inspect.repair(cache_dir, report.bad, prefetch_model, max_retries=1)
     assert fixed.errors == [] and [j.repo_id for j in fixed.refetched] == [BERT]
     assert not shared.is_symlink() and shared.is_file()  # a fresh, whole blob of this repository
     assert store_file.exists()  # the store entry may back other repositories: not deleted here

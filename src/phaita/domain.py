@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import yaml
 
 __all__ = [
-    "Symptom", "Condition", "Domain", "load_domain", "get_domain", "validate_domain_data",
+    "Symptom", "Condition", "Domain", "RedFlag", "load_domain", "get_domain", "validate_domain_data",
     "CONDITION_CODES", "ICD10_PATTERN",
 ]
 
@@ -46,6 +46,8 @@ class Symptom:
     phrasings: tuple[str, ...]
     caregiver_phrasings: tuple[str, ...] = ()
     caregiver_question: str | None = None
+    terms: tuple[str, ...] = ()
+    cues: tuple[str, ...] = ()
 
     def phrasings_for(self, speaker: str = "patient") -> tuple[str, ...]:
         """Phrasings in the voice of ``speaker`` (caregiver falls back to patient phrasings)."""
@@ -60,6 +62,16 @@ class Symptom:
 
 
 @dataclass(frozen=True)
+class RedFlag:
+    """A sign that needs emergency care now, with the lay cues that state it (or deny it)."""
+
+    id: str
+    label: str
+    cues: tuple[str, ...]
+    absent_cues: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Condition:
     """A condition by ICD-10 code with P(symptom reported | condition) for its typical symptoms."""
 
@@ -69,6 +81,7 @@ class Condition:
     red_flags: tuple[str, ...]
     durations: tuple[str, ...] = ()
     speaker: str = "patient"
+    red_flag_ids: tuple[str, ...] = ()
 
     def symptom_ids(self) -> list[str]:
         """Symptom ids, most probable first."""
@@ -84,6 +97,7 @@ class Domain:
     absent_symptom_probability: float = 0.03
     clinical_terms: frozenset[str] = field(default_factory=frozenset)
     source: str = "<memory>"
+    red_flags: Mapping[str, RedFlag] = field(default_factory=dict)
 
     @property
     def codes(self) -> list[str]:
@@ -146,7 +160,8 @@ def validate_domain_data(data: Any, source: str = "<memory>", *, require_codes: 
     """Validate parsed YAML and build a :class:`Domain`. Raises ``ValueError`` naming the bad entry."""
     if not isinstance(data, dict):
         raise _err(source, "top level must be a mapping")
-    unknown = set(data) - {"version", "absent_symptom_probability", "clinical_terms", "symptoms", "conditions"}
+    unknown = set(data) - {"version", "absent_symptom_probability", "clinical_terms", "symptoms", "red_flags",
+                           "conditions"}
     if unknown:
         raise _err(source, f"unknown top-level keys {sorted(unknown)}")
     if data.get("version", 1) != 1:
@@ -166,7 +181,7 @@ def validate_domain_data(data: Any, source: str = "<memory>", *, require_codes: 
             raise _err(where, "symptom id must be lower_snake_case")
         if not isinstance(entry, dict):
             raise _err(where, "expected a mapping")
-        extra = set(entry) - {"name", "question", "phrasings", "caregiver_phrasings", "caregiver_question"}
+        extra = set(entry) - {"name", "question", "phrasings", "caregiver_phrasings", "caregiver_question", "terms", "cues"}
         if extra:
             raise _err(where, f"unknown keys {sorted(extra)}")
         cq = entry.get("caregiver_question")
@@ -178,7 +193,11 @@ def validate_domain_data(data: Any, source: str = "<memory>", *, require_codes: 
             caregiver_phrasings=_str_list(entry["caregiver_phrasings"], f"{where}.caregiver_phrasings")
             if "caregiver_phrasings" in entry else (),
             caregiver_question=_text(cq, f"{where}.caregiver_question") if cq is not None else None,
+            terms=_str_list(entry["terms"], f"{where}.terms") if "terms" in entry else (),
+            cues=_cues(entry["cues"], f"{where}.cues") if "cues" in entry else (),
         )
+
+    red_flags = _red_flag_catalogue(data.get("red_flags"))
 
     raw_conditions = data.get("conditions")
     if not isinstance(raw_conditions, dict) or not raw_conditions:
@@ -206,11 +225,17 @@ def validate_domain_data(data: Any, source: str = "<memory>", *, require_codes: 
                 raise _err(f"{where}.symptoms.{sid}", f"probability must be in (0, 1], got {p!r}")
             if speaker == "caregiver" and not symptoms[sid].caregiver_phrasings:
                 raise _err(f"{where}.symptoms.{sid}", "a caregiver condition needs caregiver_phrasings for each symptom")
+        flags = _str_list(entry.get("red_flags"), f"{where}.red_flags")
+        if red_flags:  # with a catalogue, a condition lists red flag ids
+            for i, fid in enumerate(flags):
+                if fid not in red_flags:
+                    raise _err(f"{where}.red_flags[{i}]", f"unknown red flag id {fid!r} (not in the red_flags catalogue)")
         conditions[code] = Condition(
             code=code,
             name=_text(entry.get("name"), f"{where}.name"),
             symptoms={k: float(v) for k, v in probs.items()},
-            red_flags=_str_list(entry.get("red_flags"), f"{where}.red_flags"),
+            red_flags=tuple(red_flags[f].label for f in flags) if red_flags else flags,
+            red_flag_ids=flags if red_flags else (),
             durations=_str_list(entry["durations"], f"{where}.durations") if "durations" in entry else (),
             speaker=speaker,
         )
@@ -219,7 +244,41 @@ def validate_domain_data(data: Any, source: str = "<memory>", *, require_codes: 
         if missing:
             raise _err("conditions", f"missing required conditions {missing}")
     return Domain(conditions=conditions, symptoms=symptoms, absent_symptom_probability=float(base),
-                  clinical_terms=terms, source=source)
+                  clinical_terms=terms, source=source, red_flags=red_flags)
+
+
+def _cues(value: Any, where: str) -> tuple[str, ...]:
+    """Cue patterns: a list of strings that each compile (see :mod:`phaita.models.findings`)."""
+    from phaita.cues import compile_cue  # the cue language (text only, no domain)
+
+    cues = _str_list(value, where)
+    for i, cue in enumerate(cues):
+        try:
+            compile_cue(cue)
+        except re.error as exc:
+            raise _err(f"{where}[{i}]", f"cue {cue!r} does not compile ({exc})") from None
+    return cues
+
+
+def _red_flag_catalogue(raw: Any) -> dict[str, RedFlag]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise _err("red_flags", "expected a non-empty mapping of red flag id -> entry")
+    out: dict[str, RedFlag] = {}
+    for fid, entry in raw.items():
+        where = f"red_flags.{fid}"
+        if not isinstance(fid, str) or not _SYMPTOM_ID.match(fid):
+            raise _err(where, "red flag id must be lower_snake_case")
+        if not isinstance(entry, dict):
+            raise _err(where, "expected a mapping")
+        extra = set(entry) - {"label", "cues", "absent_cues"}
+        if extra:
+            raise _err(where, f"unknown keys {sorted(extra)}")
+        out[fid] = RedFlag(id=fid, label=_text(entry.get("label"), f"{where}.label"),
+                           cues=_cues(entry.get("cues"), f"{where}.cues"),
+                           absent_cues=_cues(entry["absent_cues"], f"{where}.absent_cues") if entry.get("absent_cues") else ())
+    return out
 
 
 def load_domain(path: str | os.PathLike[str] | None = None) -> Domain:

@@ -22,9 +22,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Callable, Iterable, TextIO
 
-from phaita.loader import cache, expected, inspect
+from phaita.loader import expected, inspect
+from phaita.loader.cache import RepoCache
 from phaita.loader.listing import is_commit_hash
 from phaita.testing.hub import LocalHub, RepoFile
 
@@ -67,14 +68,6 @@ class CacheIndex:
     @property
     def snapshots(self) -> list[ServedSnapshot]:
         return [s for repo in sorted(self.served) for s in self.served[repo].values()]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cache_dir": str(self.cache_dir), "seconds": round(self.seconds, 3),
-                "files_hashed": self.files_hashed, "bytes_hashed": self.bytes_hashed,
-                "served": [{"name": s.repo_id, "commit": s.commit, "refs": s.refs, "files": len(s.files),
-                            "size": s.size} for s in self.snapshots],
-                "refused": [{"name": r.repo_id, "commit": r.commit, "refs": r.refs, "reason": r.reason}
-                            for r in self.refused]}
 
     # -- the repository store the hub's handlers ask
     def repo_exists(self, repo_id: str) -> bool:
@@ -160,11 +153,11 @@ def _refusal(cache_dir: Path, repo_id: str, snap: inspect.SnapshotInfo, bad: dic
     if wrong:
         return "failed verification: " + "; ".join(wrong)
     partial = "partial: " + ", ".join(snap.missing + [f"wrong size: {w}" for w in snap.wrong_size])
-    repo = cache.repo_dir(cache_dir, repo_id)
-    if cache.load_listing(repo, snap.commit) is not None:
+    repo = RepoCache(cache_dir, repo_id)
+    if repo.load_listing(snap.commit) is not None:
         return None if snap.complete else partial
-    linked = inspect.linked_files(snap.path)
-    tree = expected.load_hf_tree(repo, snap.commit)
+    linked = repo.linked_files(snap.commit)
+    tree = expected.load_hf_tree(repo.path, snap.commit)
     if tree is not None:
         missing = sorted(f.path for f in tree.files if f.path not in linked)
         return "partial: missing " + ", ".join(missing) if missing else None
@@ -175,7 +168,7 @@ def _refusal(cache_dir: Path, repo_id: str, snap: inspect.SnapshotInfo, bad: dic
     missing = missing_shards(snap.path, linked)
     if missing:
         return "partial: missing " + ", ".join(missing)
-    if any(p.name.endswith(".incomplete") for p in (repo / "blobs").iterdir()):
+    if any(p.name.endswith(".incomplete") for p in repo.blob_entries()):
         return "partial: a download into this model did not finish, and no listing says which snapshot it was for"
     return None
 
@@ -194,12 +187,12 @@ def missing_shards(snapshot: Path, linked: dict[str, Path]) -> list[str]:
 
 def _served(cache_dir: Path, repo_id: str, snap: inspect.SnapshotInfo) -> ServedSnapshot | str:
     """The snapshot's files with their hashes, or why it cannot be served."""
-    repo = cache.repo_dir(cache_dir, repo_id)
-    own = cache.load_listing(repo, snap.commit)
-    listing = expected.recorded_listing(repo, snap.commit, own)
+    repo = RepoCache(cache_dir, repo_id)
+    own = repo.load_listing(snap.commit)
+    listing = expected.recorded_listing(repo.path, snap.commit, own)
     root = os.path.realpath(cache_dir)
     files = []
-    for exp in expected.expected_files(repo, snap.commit, inspect.linked_files(snap.path), own):
+    for exp in expected.expected_files(repo.path, snap.commit, repo.linked_files(snap.commit), own):
         if exp.algorithm is None or exp.digest is None:
             return f"{exp.path}: no recorded hash ({exp.check or 'no listing, no hash-named blob'})"
         if os.path.commonpath([root, str(exp.content)]) != root:  # a link out of the cache is never served
@@ -218,31 +211,42 @@ def _served(cache_dir: Path, repo_id: str, snap: inspect.SnapshotInfo) -> Served
     return ServedSnapshot(repo_id, snap.commit, list(snap.refs), sorted(files, key=lambda f: f.path))
 
 
+class StationStore:
+    """A :class:`CacheIndex` as the LocalHub's repository store: read-only, no gating."""
+
+    def __init__(self, index: CacheIndex) -> None:
+        self.index = index
+        self._lock = threading.Lock()
+
+    def exists(self, repo_id: str) -> bool:
+        return self.index.repo_exists(repo_id)
+
+    def config(self, repo_id: str) -> dict:
+        return {}
+
+    def snapshot(self, repo_id: str, revision: str) -> tuple[list[RepoFile], str] | None:
+        with self._lock:
+            snap = self.index.resolve(repo_id, revision)
+        return (snap.files, snap.commit) if snap else None
+
+    def files(self, repo_id: str) -> list[RepoFile]:
+        snap = self.snapshot(repo_id, "main")
+        return snap[0] if snap else []
+
+    def commit(self, repo_id: str) -> str:
+        snap = self.snapshot(repo_id, "main")
+        return snap[1] if snap else ""
+
+
 class StationHub(LocalHub):
     """The LocalHub's routes and handlers over a :class:`CacheIndex`: read-only, no faults, no gating."""
 
     def __init__(self, index: CacheIndex, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(index.cache_dir, host=host, port=port)
+        super().__init__(index.cache_dir, host=host, port=port, store=StationStore(index))
         self.index = index
-        self._index_lock = threading.Lock()
 
     def _add_record(self, record) -> None:
         pass  # a mirror runs for weeks: keep no per-request records (the test hub's statistics)
-
-    def repo_exists(self, repo_id: str) -> bool:
-        return self.index.repo_exists(repo_id)
-
-    def repo_config(self, repo_id: str) -> dict:
-        return {}
-
-    def files(self, repo_id: str) -> list[RepoFile]:
-        snap = self.revision(repo_id, "main", {})
-        return snap[0] if snap else []
-
-    def revision(self, repo_id: str, revision: str, cfg: dict) -> tuple[list[RepoFile], str] | None:
-        with self._index_lock:
-            snap = self.index.resolve(repo_id, revision)
-        return (snap.files, snap.commit) if snap else None
 
 
 def summary_lines(index: CacheIndex) -> list[str]:

@@ -227,25 +227,32 @@ def check_offline() -> Check:
 
 
 def check_tls(timeout: float) -> Check:
-    """The certificate chain the endpoint presents (subject and issuer of each), and whether it is trusted."""
+    """For each https endpoint: the certificate chain it presents (subject and issuer of each), and
+    whether the loader trusts it."""
     from phaita.loader import tls
 
     name = "TLS certificate"
-    endpoint = config.endpoint()
+    endpoints = config.endpoints()
     if _offline():
-        return Check(name, True, f"{endpoint} not contacted: offline mode is on")
-    if not endpoint.startswith("https://"):
-        return Check(name, True, f"{endpoint} is plain HTTP: no certificate, traffic not encrypted")
+        return Check(name, True, f"{', '.join(endpoints)} not contacted: offline mode is on")
+    secure = [e for e in endpoints if e.startswith("https://")]
+    if not secure:
+        return Check(name, True, f"{', '.join(endpoints)} is plain HTTP: no certificate, traffic not encrypted")
     source = tls.trusted_from(config.ca_bundle())
-    report = tls.inspect_chain(endpoint + "/", timeout)
-    chain = " <- ".join(f"[{i}] {cert.describe()}" for i, cert in enumerate(report.chain))
-    if report.trusted:
-        return Check(name, True, f"trusted (CAs from {source}); chain: {chain}")
-    if report.trusted is False:
-        return Check(name, False, f"NOT trusted ({report.problem}); chain: {chain}; CAs from {source}",
-                     "trust the CA at the end of the chain: SSL_CERT_FILE=/path/ca.pem (or REQUESTS_CA_BUNDLE / "
-                     "CURL_CA_BUNDLE when SSL_CERT_FILE is unset), or add it to the system store "
-                     "(/usr/local/share/ca-certificates/, then update-ca-certificates)")
-    return Check(name, False, f"could not check the certificate of {endpoint}: {report.problem}"
-                 + (f"; chain: {chain}" if chain else ""),
-                 "see 'endpoint reachable'; a proxy in the way needs HTTPS_PROXY")
+    parts, advice = [], ""
+    for endpoint in secure:
+        report = tls.inspect_chain(endpoint + "/", timeout)
+        chain = " <- ".join(f"[{i}] {cert.describe()}" for i, cert in enumerate(report.chain))
+        where = f"{endpoint}: " if len(endpoints) > 1 else ""
+        if report.trusted:
+            parts.append(f"{where}trusted (CAs from {source}); chain: {chain}")
+        elif report.trusted is False:
+            parts.append(f"{where}NOT trusted ({report.problem}); chain: {chain}; CAs from {source}")
+            advice = ("trust the CA at the end of the chain: SSL_CERT_FILE=/path/ca.pem (or REQUESTS_CA_BUNDLE / "
+                      "CURL_CA_BUNDLE when SSL_CERT_FILE is unset), or add it to the system store "
+                      "(/usr/local/share/ca-certificates/, then update-ca-certificates)")
+        else:
+            parts.append(f"{where}could not check the certificate of {endpoint}: {report.problem}"
+                         + (f"; chain: {chain}" if chain else ""))
+            advice = advice or "see 'endpoint reachable'; a proxy in the way needs HTTPS_PROXY"
+    return Check(name, not advice, " | ".join(parts), advice)

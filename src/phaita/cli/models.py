@@ -248,9 +248,12 @@ def verify(
         from phaita.loader.fetch import NoProgress
         from phaita.loader.progress import default_progress
 
+        from phaita.utils.model_loader import prefetch_model
+
         bars = default_progress() if out.bars_enabled(json_mode) else NoProgress()
         with out.loader_logging():
-            repair_report = inspect.repair(cache_dir, bad, max_retries=max_retries, timeout=timeout, progress=bars)
+            repair_report = inspect.repair(cache_dir, bad, prefetch_model, max_retries=max_retries, timeout=timeout,
+                                           progress=bars)
         again = {r.repo_id for r in reports if r.bad}
         fixed = _verify_with_bar(cache_dir, inspect.scan_cache(cache_dir, again), json_mode)
         reports = [next((f for f in fixed if f.repo_id == r.repo_id), r) for r in reports]

@@ -216,20 +216,19 @@ class PullProgress:
             self.progress.update(self.overall, total=self.total, completed=self.already + sum(self.done.values()))
 
     def _compute_total(self) -> None:
-        from phaita.loader import cache
+        from phaita.loader.cache import RepoCache
         from phaita.loader.selection import select_files
 
-        repo = cache.repo_dir(self.cache_dir, self.repo_id)
+        repo = RepoCache(self.cache_dir, self.repo_id)
         try:
-            listings = [p for p in (repo / cache.LISTING_DIR).glob("*.json") if p.stat().st_mtime >= self.t0 - 2]
-            if not listings:
+            commits = repo.listings_since(self.t0 - 2)
+            if not commits:
                 return
-            commit = max(listings, key=lambda p: p.stat().st_mtime).stem
-            listing = cache.load_listing(repo, commit)
-            snapshot = repo / "snapshots" / commit
+            listing = repo.load_listing(commits[-1])
+            snapshot = repo.snapshot_dir(commits[-1])
             wanted = select_files(listing.files, self.needs, lambda f: (snapshot / f.path).read_bytes())
         except Exception:  # the index is not here yet: try again on the next file
             return
         self.total = sum(f.size for f in wanted)
         self.already = sum(f.size for f in wanted if f.path not in self.done
-                           and cache.blob_path(repo, f.etag).exists())
+                           and repo.blob_path(f.etag).exists())

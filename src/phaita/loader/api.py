@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
-from . import cache, config, errors, tls
+from . import config, errors, tls
+from .cache import RepoCache
 from .errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from .endpoints import fetch_from_endpoints, purge_advice
 from .fetch import FetchContext, Progress
@@ -211,15 +212,15 @@ def fetch_context(req: LoadRequest) -> FetchContext:
 def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors."""
     revision = req.revision or "main"
-    repo = cache.repo_dir(req.cache_dir, repo_id)
+    repo = RepoCache(req.cache_dir, repo_id)
     if not req.resume:
-        removed = cache.discard_partials(repo)
+        removed = repo.discard_partials()
         if removed:
             logger.info("%s: discarded %d partial download(s): resume_download is False", repo_id, len(removed))
     locked = req.lock.get(repo_id) if req.lock is not None else None
     if locked is not None:
         return _ensure_locked(repo_id, needs, req, locked)
-    status = cache.snapshot_status(req.cache_dir, repo_id, revision, needs)
+    status = repo.status(revision, needs)
     if req.offline:
         if status.complete:
             return status.path  # type: ignore[return-value]
@@ -265,8 +266,8 @@ def _ensure_locked(repo_id: str, needs: Needs, req: LoadRequest, locked: LockedM
         raise ValueError(f"{repo_id}: revision {req.revision!r} was asked for, but the lock file {source} pins "
                          f"it to commit {locked.commit} ('{locked.revision}'); leave revision unset, or pass "
                          f"lockfile=False (unset PHAITA_LOCKFILE) to load another revision")
-    repo = cache.repo_dir(req.cache_dir, repo_id)
-    status = cache.snapshot_status(req.cache_dir, repo_id, locked.commit, needs)
+    repo = RepoCache(req.cache_dir, repo_id)
+    status = repo.status(locked.commit, needs)
     if status.complete and locked.linked_in(repo, status.path, needs):  # type: ignore[arg-type]
         return status.path  # type: ignore[return-value]
     if req.offline:
@@ -288,7 +289,7 @@ def _ensure_locked(repo_id: str, needs: Needs, req: LoadRequest, locked: LockedM
             errors.locked_revision_gone_message(repo_id, locked.commit, source, ctx.endpoint),
             model_name=repo_id, models_attempted=[repo_id], attempts=exc.attempts, cache_dir=req.cache_dir,
             last_error=exc.last_error) from None
-    cache.write_ref(repo, locked.revision, locked.commit)  # plain transformers offline loads find it by name
+    repo.write_ref(locked.revision, locked.commit)  # plain transformers offline loads find it by name
     return path
 
 

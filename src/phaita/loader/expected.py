@@ -22,27 +22,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UnsafeRepository
+from .hashing import GIT, SHA256, SHA256_RE, algorithm_of
 from .listing import RemoteFile, RepoListing, check_relative_path
 
 LISTING, BLOB_NAME, SIZE_ONLY = "listing", "blob name", "size only"
-SHA256, GIT = "sha256", "git"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 HF_TREES_DIR = "trees"
-
-
-def algorithm_of(name: str) -> str | None:
-    """``sha256`` or ``git`` by the shape of a hash or blob name (None: neither)."""
-    if _SHA256.match(name):
-        return SHA256
-    if _SHA1.match(name):
-        return GIT
-    return None
 
 
 @dataclass(frozen=True)
@@ -89,7 +77,7 @@ def load_hf_tree(repo: Path, commit: str) -> RepoListing | None:
         for path, info in sorted(data["files"].items()):
             sha = info.get("lfs_sha256")
             files.append(RemoteFile(check_relative_path(path), int(info["size"]), str(info["blob_id"]),
-                                    sha if isinstance(sha, str) and _SHA256.match(sha) else None))
+                                    sha if isinstance(sha, str) and SHA256_RE.match(sha) else None))
         return RepoListing(repo.name, commit, tuple(files))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, UnsafeRepository):
         # absent, unreadable or malformed: as if not recorded

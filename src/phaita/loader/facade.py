@@ -16,9 +16,11 @@ re-export these names; the components import them from ``phaita.loader``. The la
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from . import api, cache, config
+from . import api
+from .cache import RepoCache
 from .errors import (
     AccessDeniedError,
     BadListingError,
@@ -121,9 +123,9 @@ def is_model_cached(
     req = api.prepare(model_name, model_type, 1, 1, True, False, kwargs)
     needs = api.needs_for((model_type,), req)
     for name in req.candidates:
-        if api.os.path.isdir(name):
+        if os.path.isdir(name):
             return True
-        if cache.snapshot_status(req.cache_dir, name, req.revision or "main", needs).complete:
+        if RepoCache(req.cache_dir, name).status(req.revision or "main", needs).complete:
             return True
     return False
 
@@ -150,6 +152,6 @@ def prefetch_model(
     if len(req.candidates) != 1:
         raise ValueError("prefetch_model takes one model name, not a list")
     name = req.candidates[0]
-    if api.os.path.isdir(name):
+    if os.path.isdir(name):
         return name
     return str(api.ensure_snapshot(name, api.needs_for((model_type,), req), req))

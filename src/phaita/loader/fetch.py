@@ -11,7 +11,6 @@ One file lock per blob (huggingface_hub's) makes concurrent processes transfer e
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -25,16 +24,16 @@ import httpx2
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import WeakFileLock
 
-from . import cache
+from .cache import RepoCache
 from .config import Timeouts
 from .empty_break import EmptyBreaks
 from .errors import BadResponse, ChecksumMismatch, DiskFull, LockTimeout, TransferIncomplete
+from .hashing import StreamHasher, feed
 from .listing import RemoteFile, RepoListing, fetch_listing
 from .net import Deadline, stream
 from .selection import Needs, select_files
 
 logger = logging.getLogger("phaita.model_loader")
-CHUNK = 1 << 20
 DISK_MARGIN = 64 << 20  # leave room for the filesystem itself (less for small downloads, see below)
 
 
@@ -64,29 +63,6 @@ class FetchContext:
     bytes_received: int = 0  # counted across attempts, for reports
 
 
-class _Hasher:
-    """sha256 for LFS files; git's blob sha1 for the others (what the listing's oid is)."""
-
-    def __init__(self, file: RemoteFile) -> None:
-        self.file = file
-        self.reset()
-
-    def reset(self) -> None:
-        if self.file.sha256:
-            self._h = hashlib.sha256()
-        else:
-            self._h = hashlib.sha1()
-            self._h.update(b"blob %d\x00" % self.file.size)
-
-    def update(self, data: bytes) -> None:
-        self._h.update(data)
-
-    def ok(self) -> bool:
-        if not self.file.hash_known:  # the endpoint gave no hash: the size was checked (logged once)
-            return True
-        return self._h.hexdigest() == self.file.etag
-
-
 def fetch_snapshot(
     repo_id: str,
     revision: str,
@@ -99,37 +75,37 @@ def fetch_snapshot(
     if listing is None:
         listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                 timeouts=ctx.timeouts, endpoint=ctx.endpoint)
-    repo = cache.repo_dir(ctx.cache_dir, repo_id)
-    cache.save_listing(repo, listing)
+    repo = RepoCache(ctx.cache_dir, repo_id)
+    repo.save_listing(listing)
 
     def read_index(file: RemoteFile) -> bytes:
         download_blob(repo_id, listing.commit, file, ctx, deadline)
-        return cache.link_into_snapshot(repo, listing.commit, file).read_bytes()
+        return repo.link_into_snapshot(listing.commit, file).read_bytes()
 
     wanted = select_files(listing.files, needs, read_index)
     check_disk_space(repo, wanted)
-    (repo / "snapshots" / listing.commit).mkdir(parents=True, exist_ok=True)
+    repo.snapshot_dir(listing.commit).mkdir(parents=True, exist_ok=True)
     for file in wanted:
         download_blob(repo_id, listing.commit, file, ctx, deadline)
-        cache.link_into_snapshot(repo, listing.commit, file)
-    cache.write_ref(repo, revision, listing.commit)
-    status = cache.snapshot_status(ctx.cache_dir, repo_id, listing.commit, needs)
+        repo.link_into_snapshot(listing.commit, file)
+    repo.write_ref(revision, listing.commit)
+    status = repo.check_files(listing.commit, wanted)
     if not status.complete:
         raise ChecksumMismatch(f"snapshot incomplete after fetch ({'; '.join(status.problems)})")
-    return repo / "snapshots" / listing.commit
+    return repo.snapshot_dir(listing.commit)
 
 
-def check_disk_space(repo: Path, files: list[RemoteFile]) -> None:
+def check_disk_space(repo: RepoCache, files: list[RemoteFile]) -> None:
     needed = 0
     for f in files:
-        if cache.blob_path(repo, f.etag).exists():
+        if repo.blob_path(f.etag).exists():
             continue
-        part = cache.incomplete_path(repo, f.etag)
+        part = repo.incomplete_path(f.etag)
         needed += f.size - (part.stat().st_size if part.exists() else 0)
     if needed <= 0:
         return
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(repo / "blobs").free
+    repo.blobs_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(repo.blobs_dir).free
     # Keep a margin proportional to the download (at most 64 MiB): a 100 kB tokenizer must not
     # be refused on a disk with 50 MB free, but a 5 GB model must not fill the disk to the brim.
     margin = min(DISK_MARGIN, max(1 << 20, needed // 10))
@@ -143,11 +119,11 @@ def _mb(n: int) -> str:
 
 def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext, deadline: Deadline) -> Path:
     """Make ``blobs/<etag>`` exist, whole and verified; return its path."""
-    repo = cache.repo_dir(ctx.cache_dir, repo_id)
-    blob = cache.blob_path(repo, file.etag)
+    repo = RepoCache(ctx.cache_dir, repo_id)
+    blob = repo.blob_path(file.etag)
     if _whole(blob, file):
         return blob
-    lock = cache.lock_path(ctx.cache_dir, repo_id, file.etag)
+    lock = repo.lock_path(file.etag)
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
         with WeakFileLock(lock, timeout=max(deadline.remaining(), 0.01)):
@@ -170,16 +146,17 @@ def _whole(blob: Path, file: RemoteFile) -> bool:
         return False
 
 
-def _transfer(url: str, file: RemoteFile, repo: Path, ctx: FetchContext, deadline: Deadline) -> None:
-    part = cache.incomplete_path(repo, file.etag)
+def _transfer(url: str, file: RemoteFile, repo: RepoCache, ctx: FetchContext, deadline: Deadline) -> None:
+    part = repo.incomplete_path(file.etag)
     part.parent.mkdir(parents=True, exist_ok=True)
-    hasher = _Hasher(file)
+    hasher = StreamHasher.for_blob(file.sha256, file.size)
     with open(part, "ab") as out:
         offset = out.tell()
         if offset > file.size:
             out.truncate(0)
             offset = 0
-        _hash_existing(part, offset, hasher)
+        if offset:
+            feed(hasher, part, limit=offset)
         ctx.progress.start(file.path, file.size, offset)
         empty = EmptyBreaks(deadline)
         try:
@@ -204,22 +181,15 @@ def _transfer(url: str, file: RemoteFile, repo: Path, ctx: FetchContext, deadlin
             os.fsync(out.fileno())
         finally:
             ctx.progress.close()
-    if not hasher.ok():
+    # (a file no source gave a hash for was checked by size only; that is logged once, in listing)
+    if file.hash_known and not hasher.matches(file.etag):
         part.unlink(missing_ok=True)
         raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded",
                                file.path)
-    os.replace(part, cache.blob_path(repo, file.etag))
+    os.replace(part, repo.blob_path(file.etag))
 
 
-def _hash_existing(part: Path, length: int, hasher: _Hasher) -> None:
-    if length == 0:
-        return
-    with open(part, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            hasher.update(chunk)
-
-
-def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: _Hasher,
+def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: StreamHasher,
                  ctx: FetchContext, deadline: Deadline) -> tuple[int, int]:
     """One GET from ``offset``; returns (new offset, bytes gained). Raises on transport errors."""
     headers = {**ctx.headers, "Accept-Encoding": "identity"}

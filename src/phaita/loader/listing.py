@@ -24,14 +24,13 @@ from urllib.parse import quote
 from . import config
 from .config import Timeouts
 from .errors import BadResponse, MalformedListing, UnsafeRepository
+from .hashing import GIT_OID_RE, SHA256_RE
 from .listing_sources import SOURCES, Endpoint, FileFacts, SourceUnavailable
 from .net import Deadline, get_json
 
 logger = logging.getLogger("phaita.model_loader")
 
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_OID_RE = re.compile(r"^[0-9a-f]{40}$")
+COMMIT_RE = GIT_OID_RE  # a commit hash is a git object id
 _size_only_logged: set[tuple[str, str, str]] = set()
 _log_lock = threading.Lock()
 
@@ -138,9 +137,9 @@ def _check_values(path: str, f: FileFacts, source: str) -> None:
     """A value that is there must have the right shape (absent ones are looked up elsewhere)."""
     if f.size is not None and (not isinstance(f.size, int) or isinstance(f.size, bool) or f.size < 0):
         raise MalformedListing(f"{source} gave no valid size for {path!r} (size={f.size!r})")
-    if f.blob_id is not None and (not isinstance(f.blob_id, str) or not _OID_RE.match(f.blob_id)):
+    if f.blob_id is not None and (not isinstance(f.blob_id, str) or not GIT_OID_RE.match(f.blob_id)):
         raise MalformedListing(f"{source} gave no valid object id for {path!r}")
-    if f.sha256 is not None and (not isinstance(f.sha256, str) or not _SHA256_RE.match(f.sha256)):
+    if f.sha256 is not None and (not isinstance(f.sha256, str) or not SHA256_RE.match(f.sha256)):
         raise MalformedListing(f"{source} gave no valid sha256 for LFS file {path!r}")
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import cache
+from .cache import RepoCache
 from .errors import UnsupportedWeights
 from .listing import COMMIT_RE, RemoteFile, RepoListing, check_relative_path
 from .selection import Needs, is_weight, select_files
@@ -97,7 +97,7 @@ class LockedModel:
     def get(self, path: str) -> LockedFile | None:
         return next((f for f in self.files if f.path == path), None)
 
-    def linked_in(self, repo: Path, snapshot: Path, needs: Needs) -> bool:
+    def linked_in(self, repo: RepoCache, snapshot: Path, needs: Needs) -> bool:
         """Is every locked file this load needs linked in ``snapshot`` to the blob its locked hash names?
 
         True also when the lock does not cover the load (other needs): the caller's completeness
@@ -110,7 +110,7 @@ class LockedModel:
         for f in wanted:
             try:
                 if (snapshot / f.path).stat().st_size != f.size or \
-                        not os.path.samefile(snapshot / f.path, cache.blob_path(repo, f.etag)):
+                        not os.path.samefile(snapshot / f.path, repo.blob_path(f.etag)):
                     return False
             except OSError:
                 return False

@@ -1,8 +1,11 @@
 """DiagnosisDiscriminator: a complaint in, ranked ICD-10 diagnoses with probabilities out.
 
 Features come from a pretrained text encoder (mean pooled, loaded through the model loader) or,
-with ``use_pretrained=False``, from the non-neural :class:`~phaita.models.featurizer.HashingFeaturizer`.
-A small linear (multinomial logistic regression) head is trained on CPU by :meth:`fit`.
+with ``use_pretrained=False``, from the non-neural :class:`~phaita.models.featurizer.HashingFeaturizer`
+(``combine_featurizer=True``: both), plus the symptoms the complaint states (+1) and denies (-1),
+extracted from the domain's lay cues (:mod:`phaita.models.findings`; ``use_findings``). A small linear
+(multinomial logistic regression) head is trained on CPU by :meth:`fit`; :meth:`calibrate` fits a
+temperature on held-out complaints so that the probabilities mean what they say.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from phaita.domain import Domain, get_domain
 from phaita.manifest import default_spec
 from phaita.models._common import LoaderOptions, load_or_fallback, mean_pool_embed, model_label
 from phaita.models.featurizer import HashingFeaturizer
+from phaita.models.findings import extract_symptoms
 
 log = logging.getLogger("phaita.models.discriminator")
 
@@ -26,6 +30,7 @@ __all__ = ["DiagnosisDiscriminator"]
 
 COMPONENT = "DiagnosisDiscriminator"
 FEATURIZER_LABEL = "hashing-tfidf"
+_ENCODER_SCALE = 10.0  # unit-norm embeddings: scaled up so a linear head trains quickly
 
 
 class DiagnosisDiscriminator:
@@ -37,6 +42,8 @@ class DiagnosisDiscriminator:
         fallback_to_featurizer: on a loader failure log ONE warning and use the featurizer.
         max_length, batch_size: encoder tokenization and batching.
         featurizer: a :class:`HashingFeaturizer` to use (default: a fresh one).
+        use_findings: add the stated/denied symptom features (default True).
+        combine_featurizer: with an encoder, add the hashing features too.
         max_retries, timeout, allow_offline, token, loader_kwargs: passed to the model loader.
         model, tokenizer: an already loaded encoder to share (no load happens).
         domain: the conditions (default: the packaged data).
@@ -49,14 +56,16 @@ class DiagnosisDiscriminator:
                  featurizer: HashingFeaturizer | None = None, seed: int = 0, max_retries: int = 3,
                  timeout: float = 300, allow_offline: bool = False, token: str | bool | None = None,
                  loader_kwargs: dict[str, Any] | None = None, model: Any = None, tokenizer: Any = None,
-                 domain: Domain | None = None) -> None:
+                 domain: Domain | None = None, use_findings: bool = True, combine_featurizer: bool = False) -> None:
         self.domain = domain or get_domain()
+        self.use_findings, self.combine_featurizer = use_findings, combine_featurizer
+        self.temperature = 1.0
         spec = default_spec(COMPONENT, "encoder")
         self.model_name = model_name if model_name is not None else spec.model_name
         self.max_length, self.batch_size, self.seed = max_length, batch_size, seed
         self.loader_options = LoaderOptions(max_retries, timeout, allow_offline, token, dict(loader_kwargs or {}))
         self.encoder, self.tokenizer = model, tokenizer
-        self.featurizer = featurizer or HashingFeaturizer()
+        self.featurizer = featurizer or HashingFeaturizer(n_features=2 ** 12)  # small: trains in seconds
         if model is None and use_pretrained:
             extra = spec.loader_kwargs() if model_name is None else {}
             loaded = load_or_fallback(COMPONENT, fallback_to_featurizer, "the non-neural featurizer",
@@ -89,6 +98,46 @@ class DiagnosisDiscriminator:
             raise RuntimeError(f"{COMPONENT}: the featurizer is not fitted; call fit() or load() first")
         return self.featurizer.transform(texts)
 
+    @property
+    def feature_label(self) -> str:
+        """What the head reads, e.g. ``all-MiniLM-L6-v2+hashing-tfidf+findings``."""
+        parts = [self.encoder_label]
+        if self.encoder is not None and self.combine_featurizer:
+            parts.append(FEATURIZER_LABEL)
+        if self.use_findings:
+            parts.append("findings")
+        return "+".join(parts)
+
+    def _uses_hashing(self) -> bool:
+        return self.encoder is None or self.combine_featurizer
+
+    def findings_matrix(self, complaints: Sequence[str]) -> np.ndarray:
+        """(n, n_symptoms): +1 for a stated symptom, -1 for a denied one, in domain order."""
+        ids = list(self.domain.symptoms)
+        col = {s: i for i, s in enumerate(ids)}
+        M = np.zeros((len(complaints), len(ids)), dtype=np.float32)
+        for r, text in enumerate(complaints):
+            f = extract_symptoms(text, self.domain)
+            for sid in f.stated:
+                M[r, col[sid]] = 1.0
+            for sid in f.denied:
+                M[r, col[sid]] = -1.0
+        return M
+
+    def features(self, complaints: Sequence[str]) -> np.ndarray:
+        """The head's input (n, d): encoder and/or hashing features, then the findings."""
+        texts = [complaints] if isinstance(complaints, str) else list(complaints)
+        parts = []
+        if self.encoder is not None:
+            parts.append(self.embed(texts) * _ENCODER_SCALE)
+        if self._uses_hashing():
+            if self.featurizer.idf is None:
+                raise RuntimeError(f"{COMPONENT}: the featurizer is not fitted; call fit() or load() first")
+            parts.append(self.featurizer.transform(texts))
+        if self.use_findings:
+            parts.append(self.findings_matrix(texts))
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
     # -- training -----------------------------------------------------------------------------
     def fit(self, complaints: Sequence[str], codes: Sequence[str], *, epochs: int = 200, lr: float = 0.1,
             weight_decay: float | None = None, verbose: bool = False) -> "DiagnosisDiscriminator":
@@ -102,11 +151,11 @@ class DiagnosisDiscriminator:
         if unknown:
             raise ValueError(f"unknown ICD-10 codes in training labels: {unknown}")
         t0 = time.perf_counter()
-        if self.encoder is None:
+        if self._uses_hashing():
             self.featurizer.fit(complaints)
-        X = torch.from_numpy(self.embed(complaints))
-        if self.encoder is not None:  # unit-norm embeddings: scale up so a linear head trains quickly
-            X = X * 10.0
+        X = torch.from_numpy(self.features(complaints))
+        self.temperature = 1.0
+        if not self._uses_hashing():
             Xf, Xt = X, X.T.contiguous()
         else:  # hashed features are ~2 % non-zero: sparse products make each epoch many times faster
             with warnings.catch_warnings():
@@ -116,7 +165,7 @@ class DiagnosisDiscriminator:
         index = {c: i for i, c in enumerate(self.classes)}
         y = torch.tensor([index[c] for c in codes])
         Y = torch.nn.functional.one_hot(y, len(self.classes)).to(X.dtype)
-        wd = weight_decay if weight_decay is not None else (1e-4 if self.encoder is None else 1e-3)
+        wd = weight_decay if weight_decay is not None else (1e-4 if self._uses_hashing() else 1e-3)
         gen = torch.Generator().manual_seed(self.seed)
         W = torch.randn(X.shape[1], len(self.classes), generator=gen) * 0.01
         b = torch.zeros(len(self.classes))
@@ -140,18 +189,35 @@ class DiagnosisDiscriminator:
         self.history = {"loss": loss, "train_accuracy": train_acc, "n": len(codes),
                         "seconds": time.perf_counter() - t0, "features": int(X.shape[1])}
         log.info("%s: head trained on %d complaints in %.1f s (train accuracy %.3f, %s)", COMPONENT,
-                 len(codes), self.history["seconds"], train_acc, self.encoder_label)
+                 len(codes), self.history["seconds"], train_acc, self.feature_label)
         return self
+
+    def logits(self, complaints: Sequence[str]) -> np.ndarray:
+        """The head's raw scores (n, n_classes), before the temperature."""
+        if self.weight is None or self.bias is None:
+            raise RuntimeError(f"{COMPONENT}: the classification head is not trained; call fit() or load() first")
+        return self.features(complaints) @ self.weight + self.bias
+
+    def calibrate(self, complaints: Sequence[str], codes: Sequence[str]) -> float:
+        """Fit the temperature on held-out labelled complaints (least negative log-likelihood);
+        returns it. Complaints used here must not be the ones the head was trained on."""
+        L = self.logits(list(complaints)).astype(np.float64)
+        index = {c: i for i, c in enumerate(self.classes)}
+        y = np.array([index[c] for c in codes])
+        best, best_nll = 1.0, float("inf")
+        for t in np.exp(np.linspace(np.log(0.2), np.log(10.0), 81)):
+            z = L / t
+            z -= z.max(axis=1, keepdims=True)
+            nll = float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))).mean())
+            if nll < best_nll:
+                best, best_nll = float(t), nll
+        self.temperature = best
+        return best
 
     # -- prediction -----------------------------------------------------------------------------
     def predict_proba(self, complaints: Sequence[str]) -> np.ndarray:
         """Probabilities (n, n_classes), columns in the order of :attr:`classes`."""
-        if self.weight is None or self.bias is None:
-            raise RuntimeError(f"{COMPONENT}: the classification head is not trained; call fit() or load() first")
-        X = self.embed(complaints)
-        if self.encoder is not None:
-            X = X * 10.0
-        logits = X @ self.weight + self.bias
+        logits = self.logits(complaints) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
@@ -191,7 +257,8 @@ class DiagnosisDiscriminator:
             raise RuntimeError(f"{COMPONENT}: nothing to save; call fit() first")
         state = {"format": "phaita-discriminator-head/1", "encoder": self.encoder_label, "classes": self.classes,
                  "weight": torch.from_numpy(self.weight), "bias": torch.from_numpy(self.bias),
-                 "featurizer": self.featurizer.state_dict() if self.encoder is None else None}
+                 "featurizer": self.featurizer.state_dict() if self._uses_hashing() else None,
+                 "features": self.feature_label, "temperature": self.temperature}
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         torch.save(state, path)
 
@@ -205,6 +272,9 @@ class DiagnosisDiscriminator:
         if state["encoder"] != self.encoder_label:
             raise ValueError(f"{path}: head trained on {state['encoder']!r}, but this discriminator uses "
                              f"{self.encoder_label!r}")
+        if state.get("features", self.feature_label) != self.feature_label:
+            raise ValueError(f"{path}: head trained on features {state['features']!r}, but this discriminator uses "
+                             f"{self.feature_label!r}")
         unknown = [c for c in state["classes"] if c not in self.domain.conditions]
         if unknown:
             raise ValueError(f"{path}: head has classes unknown to the domain data: {unknown}")
@@ -214,4 +284,5 @@ class DiagnosisDiscriminator:
         if state.get("featurizer") is not None:
             self.featurizer = HashingFeaturizer.from_state_dict(state["featurizer"])
         self.classes, self.weight, self.bias = list(state["classes"]), weight, state["bias"].numpy()
+        self.temperature = float(state.get("temperature", 1.0))
         return self

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from phaita.domain import Condition, Domain, get_domain
 from phaita.manifest import default_spec
 from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_causal_lm, model_label
+from phaita.models.findings import condition_fit
 
 log = logging.getLogger("phaita.models.generator")
 
@@ -210,9 +211,14 @@ class ComplaintGenerator:
                     stems.update(_SYNONYMS.get(w, ()))
         return any(w.startswith(stem) for w in words for stem in stems)
 
+    def on_condition(self, text: str, icd10_code: str) -> bool:
+        """The complaint states at least two of the condition's symptoms in lay words and nothing
+        that contradicts it (:func:`phaita.models.findings.condition_fit`)."""
+        return condition_fit(text, icd10_code, self.domain).on_condition()
+
     def _lm_complaint(self, symptoms: Sequence[str], cond: Condition, rng: random.Random,
-                      temperature: float | None = None, attempts: int = 2) -> str | None:
-        """The LM's complaint, or None when it stays off topic ``attempts`` times."""
+                      temperature: float | None = None, attempts: int = 3) -> str | None:
+        """The LM's complaint, or None when it is off topic or off its condition ``attempts`` times."""
         care = cond.speaker == "caregiver"
         for _ in range(attempts):
             raw = chat_generate(self.model, self.tokenizer, self._messages(symptoms, cond),
@@ -220,7 +226,7 @@ class ComplaintGenerator:
                                 top_p=self.top_p, seed=rng.randrange(2 ** 31),
                                 prefix=rng.choice(("My baby", "My little one")) if care else "I")
             text = clean_generation(raw, max_sentences=3)
-            if self._on_topic(text, symptoms):
+            if self._on_topic(text, symptoms) and self.on_condition(text, cond.code):
                 self.stats["lm"] += 1
                 return text
             log.debug("%s: LM output off topic (%r)", COMPONENT, raw)

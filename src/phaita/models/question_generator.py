@@ -1,10 +1,12 @@
 """QuestionGenerator: the next triage question, chosen by expected information gain.
 
-Given the current diagnosis probabilities and the symptoms already confirmed or denied, it picks
-the symptom whose answer best separates the leading conditions (largest expected reduction in
-entropy, using P(symptom | condition) from the domain data), then phrases the question: by the
-language model when one is loaded (through the model loader), from the domain's question
-templates otherwise.
+Given the current diagnosis probabilities, the complaint and the answers so far, it picks the
+symptom whose answer best separates the leading conditions (largest expected reduction in entropy,
+using P(symptom | condition) from the domain data) among the symptoms *not yet stated or denied*:
+what the complaint says (negation-aware, :mod:`phaita.models.findings`) is never asked again, and
+the answers update the probabilities by Bayes' rule. Then it phrases the question: by the language
+model when one is loaded (through the model loader) and its wording asks about that symptom in
+plain words, from the domain's question templates otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from phaita.domain import Domain, get_domain
 from phaita.manifest import default_spec
 from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_causal_lm, model_label
+from phaita.models.findings import extract_symptoms
 
 log = logging.getLogger("phaita.models.question_generator")
 
@@ -28,8 +31,6 @@ COMPONENT = "QuestionGenerator"
 _SYSTEM = "You are a paramedic asking a patient short, plain yes/no questions about one symptom at a time."
 _SHOTS = (("sore throat", "Do you have a sore throat?"), ("headache", "Have you been getting headaches?"))
 _AUX = {"do", "does", "did", "is", "are", "was", "were", "have", "has", "had", "can", "could", "would", "will", "any"}
-_NOT_TOPIC = {"have", "been", "your", "with", "when", "does", "that", "what", "like", "feel", "right", "now", "than",
-              "normal", "usual", "more", "child"}
 
 Probabilities = Mapping[str, float] | Sequence[tuple]
 
@@ -148,18 +149,19 @@ class QuestionGenerator:
         return {c: p / total for c, p in probs.items()} if total > 0 else probs
 
     def rank_symptoms(self, diagnosis: Probabilities, confirmed_symptoms: Iterable[str] = (),
-                      denied_symptoms: Iterable[str] = ()) -> list[tuple[str, float]]:
+                      denied_symptoms: Iterable[str] = (), *, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
         """(symptom id, expected information gain in bits) for every unasked symptom, best first.
 
         The gain is computed over the ``top_n`` leading conditions (renormalised, after the answers'
         Bayes update when ``update_with_answers``); ties are broken
-        by symptom order in the domain data, so the result is deterministic.
+        by symptom order in the domain data, so the result is deterministic. ``exclude``: symptoms
+        already known some other way (what the complaint stated or denied), never asked.
         """
         confirmed_symptoms, denied_symptoms = list(confirmed_symptoms), list(denied_symptoms)
         probs = (self.update_probabilities(diagnosis, confirmed_symptoms, denied_symptoms)
                  if self.update_with_answers else self._probabilities(diagnosis))
         leading = dict(sorted(probs.items(), key=lambda kv: -kv[1])[: self.top_n])
-        asked = self._known(confirmed_symptoms) | self._known(denied_symptoms)
+        asked = self._known(confirmed_symptoms) | self._known(denied_symptoms) | self._known(exclude)
         candidates = {s for c in leading for s in self.domain.condition(c).symptoms} - asked
         ranked = []
         for sid in self.domain.symptoms:  # domain order: deterministic tie-break
@@ -170,9 +172,9 @@ class QuestionGenerator:
         return ranked
 
     def select_symptom(self, diagnosis: Probabilities, confirmed_symptoms: Iterable[str] = (),
-                       denied_symptoms: Iterable[str] = ()) -> tuple[str, float] | None:
+                       denied_symptoms: Iterable[str] = (), *, exclude: Iterable[str] = ()) -> tuple[str, float] | None:
         """The best (symptom id, gain), or None when every relevant symptom has been asked."""
-        ranked = self.rank_symptoms(diagnosis, confirmed_symptoms, denied_symptoms)
+        ranked = self.rank_symptoms(diagnosis, confirmed_symptoms, denied_symptoms, exclude=exclude)
         return ranked[0] if ranked else None
 
     # -- phrasing -------------------------------------------------------------------------------
@@ -204,20 +206,32 @@ class QuestionGenerator:
         return question[0].upper() + question[1:], "lm"
 
     def _usable(self, question: str, symptom_id: str, template: str) -> bool:
-        """A yes/no question (starts with an auxiliary verb) that still names the symptom."""
+        """A short yes/no question (starts with an auxiliary verb) in plain words (no clinical term)
+        that asks about the chosen symptom, by its lay cues, and about no symptom the template
+        does not ask about."""
         words = re.findall(r"[a-z']+", question.lower())
         if len(words) < 3 or len(words) > 25 or words[0] not in _AUX:
             return False
-        sym = self.domain.symptoms[symptom_id]
-        stems = {w[:5] for t in (sym.name, template) for w in re.findall(r"[a-z]+", t.lower())
-                 if len(w) >= 4 and w not in _NOT_TOPIC}
-        return any(w[:5] in stems for w in words if len(w) >= 4)
+        if any(w in self.domain.clinical_terms for w in words):
+            return False
+        asked = extract_symptoms(question, self.domain).known
+        if symptom_id not in asked:
+            return False
+        return asked <= extract_symptoms(template, self.domain).known | {symptom_id}
 
     def generate_question(self, diagnosis_probabilities: Probabilities, confirmed_symptoms: Iterable[str] = (),
-                          denied_symptoms: Iterable[str] = ()) -> Question | None:
-        """The next question (None when nothing useful is left to ask)."""
+                          denied_symptoms: Iterable[str] = (), *, complaint: str | None = None,
+                          answers: Mapping[str, bool] | None = None) -> Question | None:
+        """The next question (None when nothing useful is left to ask).
+
+        ``complaint``: what the patient said; the symptoms it states or denies are not asked about.
+        ``answers``: {symptom id: yes/no} so far (added to the confirmed and denied symptoms).
+        """
         confirmed, denied = list(confirmed_symptoms), list(denied_symptoms)
-        best = self.select_symptom(diagnosis_probabilities, confirmed, denied)
+        for sid, yes in (answers or {}).items():
+            (confirmed if yes else denied).append(sid)
+        said = extract_symptoms(complaint, self.domain).known if complaint else frozenset()
+        best = self.select_symptom(diagnosis_probabilities, confirmed, denied, exclude=said)
         if best is None:
             return None
         sid, gain = best

@@ -12,6 +12,11 @@ Three parts, combined by weight (parts that are not available are left out):
 - **heuristics** (always, and alone with ``use_pretrained=False``): lay vocabulary, first-person
   voice, length, repetition, clinical jargon.
 
+- **consistency** (only when the condition is given: ``score(text, condition="J45.9")``): does the
+  complaint support the condition it claims? Two or more of its symptoms stated in lay words: 1;
+  halved for each contradicting symptom; 0 for text that states none (off-topic text), from
+  :func:`phaita.models.findings.condition_fit`. Reported separately in :class:`RealismScore`.
+
 The combined score is a weighted geometric mean, so one very poor part (word salad that an
 encoder still finds "close", jargon that an LM finds fluent) pulls the whole score down. Each model
 is calibrated against itself, so scores are comparable across encoders and LMs.
@@ -34,6 +39,7 @@ import numpy as np
 from phaita.domain import Domain, get_domain
 from phaita.manifest import default_spec
 from phaita.models._common import LoaderOptions, load_or_fallback, mean_pool_embed, model_label
+from phaita.models.findings import condition_fit
 
 log = logging.getLogger("phaita.realism_scorer")
 
@@ -70,6 +76,7 @@ class RealismScore:
     fluency: float | None = None
     closeness: float | None = None
     perplexity: float | None = None
+    consistency: float | None = None
 
 
 def _clip01(x: float) -> float:
@@ -134,7 +141,7 @@ class RealismScorer:
                  loader_kwargs: dict[str, Any] | None = None, encoder_loader_kwargs: dict[str, Any] | None = None,
                  fluency_loader_kwargs: dict[str, Any] | None = None, encoder: Any = None,
                  encoder_tokenizer: Any = None, fluency_lm: Any = None, fluency_tokenizer: Any = None,
-                 n_calibration: int = 20, domain: Domain | None = None) -> None:
+                 n_calibration: int = 20, domain: Domain | None = None, consistency_weight: float = 0.3) -> None:
         if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError("weights must be three non-negative numbers with a positive sum")
         self.domain = domain or get_domain()
@@ -142,6 +149,9 @@ class RealismScorer:
         self.encoder_candidates = encoder_candidates if encoder_candidates is not None else list(enc_spec.candidates)
         self.fluency_model = fluency_model if fluency_model is not None else flu_spec.model_name
         self.weights = tuple(float(w) for w in weights)
+        if consistency_weight < 0:
+            raise ValueError("consistency_weight must be >= 0")
+        self.consistency_weight = float(consistency_weight)
         self.n_calibration = n_calibration
         self.loader_options = LoaderOptions(max_retries, timeout, allow_offline, token, dict(loader_kwargs or {}))
         self.encoder, self.encoder_tokenizer = encoder, encoder_tokenizer
@@ -226,10 +236,16 @@ class RealismScorer:
         self._ppl_range = (good, bad)
 
     # -- scoring ------------------------------------------------------------------------------------
-    def score_details(self, complaint: str) -> RealismScore:
-        """The score and its parts."""
+    def consistency(self, complaint: str, condition: str) -> float:
+        """Does ``complaint`` support ``condition`` (ICD-10 code)? In [0, 1]."""
+        return condition_fit(complaint, condition, self.domain).score
+
+    def score_details(self, complaint: str, condition: str | None = None) -> RealismScore:
+        """The score and its parts (``consistency`` only when ``condition`` is given)."""
         if not isinstance(complaint, str):
             raise TypeError("complaint must be a string")
+        if condition is not None:
+            self.domain.condition(condition)  # an unknown code fails here, by name
         heur = heuristic_realism(complaint, self.domain)
         if not complaint.strip():
             return RealismScore(score=0.0, heuristic=0.0)
@@ -247,17 +263,22 @@ class RealismScorer:
             assert self._close_range is not None
             lo, hi = self._close_range
             closeness = _clip01((float(self._nearest(self._embed([complaint]))[0]) - lo) / (hi - lo))
-        parts = [(w, v) for w, v in zip(self.weights, (fluency, closeness, heur)) if v is not None and w > 0]
+        consistency = self.consistency(complaint, condition) if condition is not None else None
+        parts = [(w, v) for w, v in zip(self.weights + (self.consistency_weight,), (fluency, closeness, heur, consistency))
+                 if v is not None and w > 0]
         total = sum(w for w, _ in parts)
         score = math.exp(sum(w * math.log(max(v, _FLOOR)) for w, v in parts) / total) if total > 0 else heur
         if score <= _FLOOR + 1e-9:
             score = 0.0
         return RealismScore(score=_clip01(score), heuristic=heur, fluency=fluency, closeness=closeness,
-                            perplexity=ppl)
+                            perplexity=ppl, consistency=consistency)
 
-    def score(self, complaint: str) -> float:
-        """Realism of one complaint in [0, 1] (higher: more like a real patient)."""
-        return self.score_details(complaint).score
+    def score(self, complaint: str, condition: str | None = None) -> float:
+        """Realism of one complaint in [0, 1] (higher: more like a real patient); with ``condition``,
+        also whether it fits that condition."""
+        return self.score_details(complaint, condition).score
 
-    def score_batch(self, complaints: Sequence[str]) -> list[float]:
-        return [self.score(c) for c in complaints]
+    def score_batch(self, complaints: Sequence[str], conditions: Sequence[str] | None = None) -> list[float]:
+        if conditions is None:
+            return [self.score(c) for c in complaints]
+        return [self.score(c, code) for c, code in zip(complaints, conditions)]

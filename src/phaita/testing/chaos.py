@@ -37,7 +37,6 @@ of the distinct files each cache folder needed (what a fault-free client would t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import random
@@ -52,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .digests import git_sha1_file, sha256_file
 from .faults import FaultPlan, FaultRule, FiredFault
 from .env import environment
 from .hub import LocalHub
@@ -207,22 +207,6 @@ def publish_chaos_models(root: Path, raw_size: int) -> None:
 
 
 # --------------------------------------------------------------------------- checking
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def git_sha1_file(path: Path) -> str:
-    h = hashlib.sha1(b"blob %d\x00" % path.stat().st_size)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def snapshot_files(folder: Path) -> dict[str, Path]:
