@@ -21,12 +21,13 @@ from . import config, errors, tls
 from .cache import RepoCache
 from .errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from .endpoints import fetch_from_endpoints, purge_advice
-from .fetch import FetchContext, Progress
+from .events import Emitter, Observer, Retried, as_observer
+from .fetch import FetchContext
 from .listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
 from .lockfile import LockedModel, LockFile, resolve_lock
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
 from .net import Deadline
-from .policy import RetryPolicy, classify, log_retry, valid_jitter
+from .policy import RetryEvent, RetryPolicy, classify, log_retry, valid_jitter
 from .progress import default_progress
 from .selection import Needs
 
@@ -49,7 +50,8 @@ class LoadRequest:
     backoff_jitter: float | None
     resume: bool
     allow_pickle: bool
-    progress: Progress | None
+    progress: Observer | None = field(default=None, repr=False)  # None: a bar on a terminal
+    events: list[Observer] = field(default_factory=list, repr=False)
     kwargs: dict[str, Any] = field(default_factory=dict)
     lock: LockFile | None = None  # lockfile= or PHAITA_LOCKFILE: branch names resolve to its commits
     endpoints: tuple[str, ...] | None = None  # endpoints=; None: PHAITA_ENDPOINTS or HF_ENDPOINT, read when used
@@ -160,11 +162,22 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
         backoff_jitter=jitter,
         resume=bool(kwargs.pop("resume_download", True)),
         allow_pickle=bool(kwargs.pop("allow_pickle", False)),
-        progress=kwargs.pop("progress", None),
+        progress=as_observer(kwargs.pop("progress", None)),
+        events=_observers(kwargs.pop("events", None)),
         lock=resolve_lock(kwargs.pop("lockfile", None), config.lockfile()),
         kwargs=kwargs,
         endpoints=config.parse_endpoints(endpoints) if endpoints is not None else None,
     )
+
+
+def _observers(events: Any) -> list[Observer]:
+    """``events=``: one observer (a callable taking loader events) or a list of them."""
+    out = []
+    for observer in (events if isinstance(events, (list, tuple)) else [events]) if events is not None else []:
+        if not callable(observer):
+            raise ValueError(f"events must be a callable taking loader events, or a list of them; got {observer!r}")
+        out.append(observer)
+    return out
 
 
 def needs_for(model_types: Sequence[str], req: LoadRequest) -> Needs:
@@ -205,8 +218,9 @@ def _headers(req: LoadRequest) -> dict[str, str]:
 
 def fetch_context(req: LoadRequest) -> FetchContext:
     """Endpoint, headers (token), timeouts and progress for one call's network work."""
+    observers = [req.progress or default_progress(), *req.events]
     return FetchContext(req.cache_dir, req.endpoint_list()[0], _headers(req), config.Timeouts.from_env(),
-                        req.progress or default_progress())
+                        Emitter(observers), config.Parallelism.from_env())
 
 
 def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
@@ -309,8 +323,12 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
                                    f"file {req.lock.source if req.lock else '?'}: " + "; ".join(problems[:5]))
         return fetch_from_endpoints(repo_id, revision, needs, ctx, deadline, known, req.endpoint_list())
 
+    def on_retry(event: RetryEvent) -> None:
+        log_retry(event)
+        ctx.events.emit(Retried(event.what, event.attempt, event.max_attempts, event.failure.reason, event.wait))
+
     policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
-                         on_retry=log_retry)
+                         on_retry=on_retry)
     try:
         return policy.run(attempt, what=repo_id)
     except Exception as exc:

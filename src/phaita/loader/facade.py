@@ -70,7 +70,9 @@ def robust_model_download(
             ``trust_remote_code`` -- default False ...), plus loader options: ``backoff_base``, ``backoff_jitter``,
             ``cache_dir``, ``use_4bit``, ``allow_pickle`` (default False), ``resume_download``
             (default True; False discards this model's partial files first; never forwarded),
-            ``progress`` (an object with start/update/close), ``lockfile`` (a lock file from
+            ``progress`` (a bar for the whole snapshot: an object with start/update/close, or an
+            observer), ``events`` (an observer of :mod:`phaita.loader.events`, or a list of them:
+            plan, progress, resumes, retries, fallbacks), ``lockfile`` (a lock file from
             ``phaita models lock``, default ``PHAITA_LOCKFILE``; False for none): a model it pins
             loads at the locked commit, with no request on a warm cache; ``endpoints`` (a list of
             hub URLs tried in order, e.g. the site mirror then the Hub; default ``PHAITA_ENDPOINTS``,

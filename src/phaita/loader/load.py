@@ -26,7 +26,7 @@ MODEL_TYPES: dict[str, str] = {
 # Consumed by the fetch phase: never forwarded to from_pretrained.
 FETCH_ONLY_KWARGS = frozenset({
     "revision", "cache_dir", "token", "use_auth_token", "resume_download", "force_download",
-    "local_files_only", "proxies", "backoff_base", "backoff_jitter", "allow_pickle", "progress", "mirror",
+    "local_files_only", "proxies", "backoff_base", "backoff_jitter", "allow_pickle", "progress", "events", "mirror",
 })
 # Shared by both phases.
 BOTH_PHASES_KWARGS = frozenset({"subfolder", "gguf_file"})
