@@ -397,7 +397,7 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
 def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, ...]:
     """Try each candidate in order; return the loaded objects of the first that works."""
     failures: list[tuple[str, ModelDownloadError]] = []
-    quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False))) if any(
+    quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False)), req.kwargs) if any(
         t != "tokenizer" for t in model_types) else {}
     req.kwargs.pop("use_4bit", None)
     for name in req.lock.pinned(req.candidates) if req.lock is not None else req.candidates:
