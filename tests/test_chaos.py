@@ -36,6 +36,7 @@ def test_chaos_loads_are_exact_or_fail_cleanly(chaos_dir):
     # The faults were real: every kind fired, transfers were resumed, some loads ran out of attempts...
     assert all(report.faults[kind] > 0 for kind in CHAOS_KINDS), report.faults
     assert report.resumes > 0 and report.failed_attempts > 0
+    assert report.range_segments > 0  # files came over parallel range streams, under the same faults
     assert report.failed_cleanly > 0
     # ...and still most loads succeeded, without sending much twice.
     assert report.succeeded >= 0.8 * report.loads

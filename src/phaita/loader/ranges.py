@@ -26,6 +26,7 @@ from . import sidecar
 from .errors import BadResponse, TransferIncomplete
 from .links import crowded
 from .net import interrupt
+from .policy import classify
 
 logger = logging.getLogger("phaita.model_loader")
 
@@ -46,6 +47,7 @@ class Segment:
     began: float = field(default_factory=time.monotonic)
     last_byte: float = field(default_factory=time.monotonic)
     gained: int = 0  # bytes of the current request
+    asked_end: int = 0  # end of the current request's range
     unrecorded: int = 0  # bytes written since the last checkpoint
     response: Any = None
     cut: bool = False  # interrupted on purpose (stalled): not the stream's fault
@@ -78,14 +80,16 @@ class ParallelRanges:
             while True:
                 alive = [(t, extra) for t, extra in threads if t.is_alive()]
                 with self.cond:
-                    if self.error is not None or (not self.pending and not self.active):
+                    if self.error is not None and (not self.active or not classify(self.error).transient):
+                        break  # (after a transient error the others end their window: no bytes thrown away)
+                    if self.error is None and not self.pending and not self.active:
                         break
                     ranges_ok = self.ctx.links.ranges_ok
                     limit = self.ctx.links.streams_per_file if ranges_ok else 1
                     want = len(alive) < limit and (bool(self.pending) or self._split_slowest(dry_run=True))
                 if limit <= 1 and not alive:
                     break  # down to one stream: _run_one carries on
-                if ranges_ok and want:
+                if ranges_ok and want and self.error is None:
                     # this file's worker holds one connection of the budget; more streams need room in it
                     extra = any(not e for _, e in alive)
                     if not extra or self.ctx.budget.try_extra():
@@ -201,7 +205,12 @@ class ParallelRanges:
             self.cond.notify_all()
 
     def _split_slowest(self, dry_run: bool = False) -> bool:
-        """Give part of the range with the longest time to go to a new stream (caller holds the lock)."""
+        """Give part of the range with the longest time to go to a new stream (caller holds the lock).
+
+        The cut is at least at the end of the window the stream is fetching, so nothing in flight is
+        wasted, unless the stream is much slower than the others (a trickle): then it keeps about a
+        second's worth. The new range gets a share in proportion to the two speeds.
+        """
         now = time.monotonic()
         best, best_eta = None, 0.0
         for seg in self.active:
@@ -213,19 +222,18 @@ class ParallelRanges:
                 best, best_eta = seg, eta
         if best is None:
             return False
-        if dry_run:
-            return True
         rates = [s.rate(now) for s in self.active if s is not best]
-        typical = max(rates) if rates else best.rate(now)
-        mine = best.rate(now)
+        mine, typical = best.rate(now), max(rates, default=best.rate(now))
+        slow = typical > 0 and mine < typical / 4
+        low = best.pos + max(self.min_split, int(mine)) if slow else max(best.asked_end, best.pos + self.min_split)
         share = 0.5 if mine <= 0 or typical <= 0 else min(0.5, mine / (mine + typical))
-        left = best.end - best.pos
-        cut = best.pos + max(self.min_split, int(left * share))
-        cut = min(-(-cut // (64 << 10)) * (64 << 10), best.end - self.min_split)
-        if cut <= best.pos:
+        cut = max(low, best.pos + int((best.end - best.pos) * share))
+        cut = -(-cut // (64 << 10)) * (64 << 10)
+        if cut > best.end - self.min_split:
             return False
-        self.pending.append(Segment(cut, best.end))
-        best.end = cut
+        if not dry_run:
+            self.pending.append(Segment(cut, best.end))
+            best.end = cut
         return True
 
     def _cut_stalled(self, takeover: float) -> None:

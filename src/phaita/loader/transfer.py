@@ -63,6 +63,7 @@ class FileTransfer(ParallelRanges):
         self._cuts = 0
         threshold = ctx.parallel.threshold
         self.min_split = max(64 << 10, min(threshold // 4, 4 << 20))
+        self.window = 4 * self.min_split
         self.use_sidecar = self.size >= threshold
         self.checkpoint_every = min(CHECKPOINT_EVERY, max(64 << 10, threshold // 4))
 
@@ -175,12 +176,25 @@ class FileTransfer(ParallelRanges):
 
     # ------------------------------------------------------------------ one request
     def _fetch(self, seg: Segment, alone: bool) -> None:
-        """Fetch ``seg`` from ``seg.pos`` until its end; raise on anything short of that."""
+        """Fetch ``seg`` from ``seg.pos`` until its end; raise on anything short of that.
+
+        One stream alone asks for everything up to the end at once. Several ask in windows of
+        ``self.window`` bytes on their kept-alive connection, so that another stream can take over
+        the rest of a range at a window's end without cutting a transfer (whose bytes in flight
+        would be sent twice).
+        """
+        while seg.pos < seg.end:
+            if not alone and self.error is not None:
+                raise Stopped()  # another stream failed: finish this window, start no other
+            self._request(seg, seg.end if alone else min(seg.end, seg.pos + self.window), alone)
+
+    def _request(self, seg: Segment, end: int, alone: bool) -> None:
         headers = {**self.ctx.headers, "Accept-Encoding": "identity"}  # gzip would defeat ranges
-        ranged = not (seg.pos == 0 and seg.end == self.size)
-        asked = (seg.pos, seg.end)  # seg.end may move (another stream takes over the rest) meanwhile
+        ranged = not (seg.pos == 0 and end == self.size)
+        asked = (seg.pos, end)
+        seg.asked_end = end  # (seg.end may move meanwhile: another stream takes over the rest)
         if ranged:
-            headers["Range"] = f"bytes={seg.pos}-" + (str(seg.end - 1) if seg.end < self.size else "")
+            headers["Range"] = f"bytes={seg.pos}-" + (str(end - 1) if end < self.size else "")
         seg.gained, seg.cut = 0, False
         seg.began = seg.last_byte = time.monotonic()
         answered = False
@@ -211,7 +225,7 @@ class FileTransfer(ParallelRanges):
             raise
         finally:
             seg.response = None
-        if seg.pos < seg.end:
+        if seg.pos < min(seg.end, end):
             exc = TransferIncomplete(f"{self.file.path}: connection closed at byte {seg.pos} of {self.size}")
             exc.answered = True  # type: ignore[attr-defined]
             raise exc

@@ -14,7 +14,9 @@ What one run does
    API) draws a fault: a TCP reset or a clean close (truncation) at a random offset, HTTP
    500/502/503/504, 429 with a short ``Retry-After``, a stall after the headers or mid-body, a
    trickle, or corrupted bytes.
-3. Runs ``loads`` loads on ``workers`` threads. Loads come in groups that share one fresh cache
+3. Runs ``loads`` loads on ``workers`` threads, with parallel fetching on (a snapshot's files at
+   once, and files from ``parallel_threshold`` bytes on over several range streams, each drawing
+   its own faults). Loads come in groups that share one fresh cache
    folder (the second load of a group finds the first one's files: a warm cache, or partial files
    to resume). Each load picks a model, a way of loading it (``robust_model_download``,
    ``load_model_and_tokenizer``, or the fetch phase alone) and ``max_retries`` in 1..4.
@@ -40,7 +42,7 @@ from .audit import audit_cache, sha256_file, snapshot_files
 from .cli import main
 from .plan import CHAOS_KINDS, ChaosConfig, ChaosPlan
 from .report import ChaosReport, LoadResult
-from .runner import ChaosRunner, LoadRecorder, LogAttemptCounter, run_chaos
+from .runner import ChaosRunner, LoadRecorder, EventCounter, run_chaos
 
-__all__ = ["ChaosConfig", "ChaosPlan", "ChaosReport", "ChaosRunner", "LoadRecorder", "LoadResult", "LogAttemptCounter",
+__all__ = ["ChaosConfig", "ChaosPlan", "ChaosReport", "ChaosRunner", "LoadRecorder", "LoadResult", "EventCounter",
            "run_chaos", "audit_cache", "main", "CHAOS_KINDS", "sha256_file", "snapshot_files"]

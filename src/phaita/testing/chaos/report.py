@@ -30,6 +30,8 @@ class ChaosReport:
     resumes: int
     failed_attempts: int
     wall_seconds: float
+    range_segments: int = 0  # GETs of one segment of a file fetched over parallel range streams
+    fallbacks: int = 0  # "fewer streams / connections from now on" events
 
     def count(self, outcome: str) -> int:
         return sum(r.outcome == outcome for r in self.results)
@@ -86,6 +88,8 @@ class ChaosReport:
             ("hangs (must be 0)", f"{self.hangs}"),
             ("faults injected", f"{sum(self.faults.values())}  (" + ", ".join(
                 f"{k} {self.faults.get(k, 0)}" for k in cfg.kinds) + ")"),
+            ("range segments fetched in parallel", f"{self.range_segments}"),
+            ("fallbacks to fewer streams", f"{self.fallbacks}"),
             ("transfers resumed inside an attempt", f"{self.resumes}"),
             ("failed attempts (retried or last)", f"{self.failed_attempts}"),
             ("bytes served / bytes needed", f"{self.bytes_served:,} / {self.bytes_needed:,} = {self.ratio:.3f}"),

@@ -2,8 +2,9 @@
 
 Two seams, both injected: a :class:`LoadRecorder` says which snapshot folder a load handed to
 ``from_pretrained`` (the default reads it back from the loaded objects: nothing in the loader is
-patched), and an attempt counter counts resumed transfers and failed attempts (the default,
-:class:`LogAttemptCounter`, listens to the loader's log; an event observer can replace it).
+patched), and an attempt counter counts resumed transfers, failed attempts and fallbacks to fewer
+streams (the default, :class:`EventCounter`, is an observer of the loader's events, passed to every
+load as ``events=``).
 """
 
 from __future__ import annotations
@@ -49,45 +50,48 @@ class AttemptCounter(Protocol):
     resumes: int
     failed_attempts: int
 
+    def __call__(self, event: Any) -> None: ...
     def attach(self) -> None: ...
     def detach(self) -> None: ...
     def reset(self) -> None: ...
 
 
-class LogAttemptCounter(logging.Handler):
-    """Counts the loader's "resuming" INFO lines and its per-attempt WARNINGs."""
+class EventCounter:
+    """Counts the loader's ``Resumed``, ``Retried`` and ``Fallback`` events; keeps its log quiet meanwhile."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
         self._count_lock = threading.Lock()
-        self._saved: tuple[int, bool] | None = None
+        self._quiet = logging.NullHandler()
+        self._saved: bool | None = None
         self.reset()
 
     def reset(self) -> None:
         self.resumes = 0
         self.failed_attempts = 0
+        self.fallbacks = 0
 
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
+    def __call__(self, event: Any) -> None:
+        from phaita.loader import events
+
         with self._count_lock:
-            if "resuming" in msg:
+            if isinstance(event, events.Resumed):
                 self.resumes += 1
-            elif record.levelno >= logging.WARNING and "attempt " in msg and "failed" in msg:
+            elif isinstance(event, events.Retried):
                 self.failed_attempts += 1
+            elif isinstance(event, events.Fallback):
+                self.fallbacks += 1
 
     def attach(self) -> None:
         logger = logging.getLogger("phaita.model_loader")
-        self._saved = (logger.level, logger.propagate)
-        logger.addHandler(self)
-        logger.setLevel(logging.INFO)
+        self._saved = logger.propagate
+        logger.addHandler(self._quiet)
         logger.propagate = False
 
     def detach(self) -> None:
         logger = logging.getLogger("phaita.model_loader")
-        logger.removeHandler(self)
+        logger.removeHandler(self._quiet)
         if self._saved is not None:
-            logger.setLevel(self._saved[0])
-            logger.propagate = self._saved[1]
+            logger.propagate = self._saved
 
 
 def _environment(config: ChaosConfig, endpoint: str) -> dict[str, str | None]:
@@ -96,6 +100,8 @@ def _environment(config: ChaosConfig, endpoint: str) -> dict[str, str | None]:
         "PHAITA_BACKOFF_BASE": f"{config.backoff_base:g}",
         "PHAITA_STALL_TIMEOUT": f"{config.stall_timeout:g}",
         "PHAITA_CONNECT_TIMEOUT": "2",
+        "PHAITA_PARALLEL_THRESHOLD": str(config.parallel_threshold),
+        "PHAITA_STREAMS_PER_FILE": str(config.streams_per_file),
         "PHAITA_FRESHNESS_TIMEOUT": "0.5",
         "PHAITA_MAX_RETRY_AFTER": None,
         "PHAITA_MAX_BACKOFF": None,
@@ -118,7 +124,7 @@ class ChaosRunner:
         self.work = Path(work)
         self.log = log or (lambda s: None)
         self.recorder = recorder or LoadedFrom()
-        self.counter = counter or LogAttemptCounter()
+        self.counter = counter or EventCounter()
         self.root = self.work / "hub"
         self.truth: dict[tuple[str, str], str] = {}  # (repo, path) -> the hub's sha256
         self.sizes: dict[tuple[str, str], int] = {}
@@ -150,11 +156,14 @@ class ChaosRunner:
                     needed = sum(pool.map(lambda g: self._run_group(*g), enumerate(groups)))
                 plan.enabled = False
                 served = hub.bytes_sent("/resolve/")
+                segments = sum(1 for r in hub.requests("/resolve/", method="GET")
+                               if r.range and not r.range.rstrip().endswith("-"))  # bytes=a-b: one range stream
             finally:
                 self.counter.detach()
         self.results.sort(key=lambda r: r.index)
         return ChaosReport(self.config, self.results, Counter(plan.labels), served, needed, self.counter.resumes,
-                           self.counter.failed_attempts, time.monotonic() - started)
+                           self.counter.failed_attempts, time.monotonic() - started, segments,
+                           getattr(self.counter, "fallbacks", 0))
 
     def _publish(self) -> None:
         if not (self.root / RAW / "config.json").exists():
@@ -215,7 +224,8 @@ class ChaosRunner:
         """Run one load through the public functions; return the snapshot folder it used."""
         from phaita.loader import load_model_and_tokenizer, prefetch_model, robust_model_download
 
-        kwargs = dict(cache_dir=str(cache), max_retries=max_retries, timeout=self.config.timeout)
+        kwargs = dict(cache_dir=str(cache), max_retries=max_retries, timeout=self.config.timeout,
+                      events=self.counter)
         if spec.how == "model":
             returned = robust_model_download(spec.repo, model_type=spec.model_type, **kwargs)
         elif spec.how == "pair":
