@@ -168,7 +168,7 @@ class ParallelRanges:
         the streams finish together instead of a few long last ranges holding the file."""
         seg = self.pending.popleft()
         streams = max(1, self.ctx.links.streams_per_file)
-        share = max(self.min_split, sum(s.end - s.start for s in self.pending) // (2 * streams))
+        share = max(self.min_split, sum(s.end - s.start for s in self.pending) // streams)
         cut = -(-(seg.start + share) // (64 << 10)) * (64 << 10)
         if cut + self.min_split < seg.end:
             self.pending.appendleft(Segment(cut, seg.end))
