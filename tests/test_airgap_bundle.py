@@ -193,16 +193,28 @@ def test_export_names_models_and_refuses_what_it_cannot_verify(machine_a, local_
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.partial-*"))  # nothing half-written
 
 
-def test_a_cache_filled_by_snapshot_download_can_be_bundled(machine_a, local_hub, tmp_path):
+def test_a_cache_filled_by_snapshot_download_with_shared_blobs_can_be_bundled(machine_a, local_hub, tmp_path):
+    """No listing at all (huggingface_hub's trees/ removed) and huggingface_hub 2.x's shared-blob layout:
+    every file is verified by its blob's name, read from the snapshot link's first hop."""
+    pytest.importorskip("hf_xet")
     from huggingface_hub import snapshot_download
 
-    snapshot_download(BERT, cache_dir=machine_a["HF_HUB_CACHE"])  # no phaita listing: verified by blob names
-    data = phaita_json(["models", "export", str(tmp_path / "hf.tar"), BERT], machine_a)
+    from phaita.testing.cache_layouts import share_blobs
+
+    cache_a = Path(machine_a["HF_HUB_CACHE"])
+    snapshot_download(BERT, cache_dir=cache_a)
+    shutil.rmtree(cache.repo_dir(cache_a, BERT) / "trees", ignore_errors=True)
+    assert share_blobs(cache_a, BERT)  # blobs/<sha256> -> <cache>/blobs/<2 hex>/<xet hash>
+    offline_a = dict(machine_a, HF_HUB_OFFLINE="1", HF_ENDPOINT=dead_endpoint())
+    data = phaita_json(["models", "export", str(tmp_path / "hf.tar"), BERT], offline_a)
     b = machine(tmp_path, "b", machine_a)
-    assert phaita_json(["models", "import", str(tmp_path / "hf.tar")], b)["models"][0]["commit"] == \
-        data["models"][0]["commit"]
-    with tarfile.open(tmp_path / "hf.tar") as tar:
-        tar.extract("phaita.lock", tmp_path, filter="data")  # the lock export made from the cache
+    imported = phaita_json(["models", "import", str(tmp_path / "hf.tar")], b)["models"][0]
+    assert imported["commit"] == data["models"][0]["commit"] == local_hub.commit_sha(BERT)
+    subprocess.run(["tar", "-xf", str(tmp_path / "hf.tar"), "phaita.lock"], cwd=tmp_path, check=True)
+    made = json.loads((tmp_path / "phaita.lock").read_text())["models"][0]["files"]
+    from_hub = phaita_json(["models", "lock", BERT, "-o", str(tmp_path / "hub.lock")], machine_a)["models"][0]["files"]
+    hub_files = {f["path"]: f for f in from_hub}
+    assert all(hub_files[f["path"]] == f for f in made)  # sizes, sha256 and git oids (LFS pointers too) as the hub's
     kinds = [(BERT, "auto", None)]
     assert digests_on(b, kinds, tmp_path / "phaita.lock") == digests_on_a(kinds, tmp_path / "phaita.lock")
 

@@ -6,6 +6,7 @@ olah caching a corrupted upstream transfer.
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -120,3 +121,9 @@ def test_olah_caching_a_corrupted_transfer(hub_root, tmp_path, loader_env, monke
                                   endpoints=[olah.url, upstream.url])
         assert sha256_of(Path(snapshot) / "model.safetensors") == sha
         assert any(_sentence(olah.url) in w for w in warnings_of(caplog))
+
+        # the advice works: purge the repository from olah's file cache, and olah alone serves it whole
+        assert f"delete the folder <repos-path>/files/models/{REPO}" in str(info.value)
+        shutil.rmtree(olah.repos_path / "files" / "models" / REPO)
+        snapshot = prefetch_model(REPO, max_retries=1, cache_dir=tmp_path / "after-purge")
+        assert sha256_of(Path(snapshot) / "model.safetensors") == sha

@@ -103,6 +103,7 @@ def test_several_clients_at_once_fetch_the_weights_from_upstream_once(olah, upst
     assert errors == []
     size, sha = _weights(hub_root)
     assert upstream.bytes_sent("model.safetensors") == size  # once, for four clients
+    assert len(upstream.requests("model.safetensors", method="GET")) == 1
     for i in range(4):
         blobs = tmp_path / f"client-{i}" / "models--phaita-test--tiny-bert" / "blobs"
         assert sha256_of(blobs / sha) == sha

@@ -98,8 +98,8 @@ def purge_advice(exc: BaseException, repo_id: str, endpoints: Sequence[str]) -> 
     mirrors = [e for e in endpoints if f"the mirror at {e} serves a copy" in text]
     if not mirrors:
         return []
-    steps = [f"Purge {repo_id} from the cache of the mirror at {m} (olah: delete the repository's folders "
-             "under its repos-path), then try again." for m in mirrors]
+    steps = [f"Purge {repo_id} from the cache of the mirror at {m} (olah: delete the folder "
+             f"<repos-path>/files/models/{repo_id}), then try again." for m in mirrors]
     if config.DEFAULT_ENDPOINT not in endpoints:
         steps.append(f"Or list the origin after the mirror: PHAITA_ENDPOINTS={','.join(endpoints)},"
                      f"{config.DEFAULT_ENDPOINT}")
