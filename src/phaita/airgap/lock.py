@@ -19,6 +19,7 @@ from phaita.loader.errors import ModelDownloadError, UnsafeRepository
 from phaita.loader.listing import RemoteFile, RepoListing, fetch_listing
 from phaita.loader.lockfile import LockedFile, LockedModel, LockFile, merge_models
 from phaita.loader.net import Deadline, stream
+from phaita.loader.options import LoaderOptions
 from phaita.loader.policy import RetryPolicy, log_retry
 from phaita.loader.selection import Needs, select_files
 
@@ -67,8 +68,8 @@ def lock_models(targets: Sequence[LockTarget], *, revision: str = "main", profil
     for target in targets:
         errors: list[ModelDownloadError] = []
         for name in target.candidates:  # in order, as the components' candidate chain tries them
-            req = api.prepare(name, target.model_type, max_retries, timeout, False, token,
-                              {"revision": revision, "progress": None})
+            req = api.prepare(name, model_type=target.model_type, options=LoaderOptions(
+                max_retries, timeout, False, token, {"revision": revision, "progress": None}))
             try:
                 entries.append(_resolve(name, revision, target, req, listings))
                 break
