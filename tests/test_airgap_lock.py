@@ -13,7 +13,7 @@ import pytest
 from phaita.loader import cache
 from phaita.loader.lockfile import read_lock
 from phaita.testing import LocalHub, repo_files
-from phaita.utils.model_loader import OfflineModeError, robust_model_download
+from phaita.utils.model_loader import OfflineModeError, load_model_and_tokenizer, robust_model_download
 
 BERT, GPT2, MULTI = "phaita-test/tiny-bert", "phaita-test/tiny-gpt2", "phaita-test/tiny-multiformat"
 PHAITA = str(Path(sys.executable).with_name("phaita"))
@@ -156,6 +156,9 @@ def test_a_missing_locked_model_is_fetched_at_its_locked_commit_only(env, local_
     model = robust_model_download(BERT, lockfile=str(lock_path))
     assert Path(model.config.name_or_path).name == commit
     assert local_hub.stats and {r.revision for r in local_hub.stats} == {commit}
+    local_hub.reset_stats()
+    model, tokenizer = load_model_and_tokenizer(BERT, lockfile=str(lock_path))  # the same lock, the other entry point
+    assert Path(model.config.name_or_path).name == commit and local_hub.requests() == []
     with pytest.raises(ValueError, match="pins it to commit"):
         robust_model_download(BERT, lockfile=str(lock_path), revision="other")
     with pytest.raises(ValueError, match="lockfile must be"):

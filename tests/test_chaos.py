@@ -36,6 +36,7 @@ def test_chaos_loads_are_exact_or_fail_cleanly(chaos_dir):
     # The faults were real: every kind fired, transfers were resumed, some loads ran out of attempts...
     assert all(report.faults[kind] > 0 for kind in CHAOS_KINDS), report.faults
     assert report.resumes > 0 and report.failed_attempts > 0
+    assert report.range_segments > 0  # files came over parallel range streams, under the same faults
     assert report.failed_cleanly > 0
     # ...and still most loads succeeded, without sending much twice.
     assert report.succeeded >= 0.8 * report.loads
@@ -84,3 +85,16 @@ def test_command_line_prints_the_summary(chaos_dir, capsys):
     for row in ("loads", "succeeded", "failed cleanly", "corrupt (must be 0)", "hangs (must be 0)",
                 "bytes served / bytes needed"):
         assert row in out
+
+
+def test_a_run_leaves_the_environment_and_the_loader_as_it_found_them(chaos_dir, monkeypatch):
+    from phaita.loader import api
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the caller's own endpoint
+    def ours() -> dict[str, str]:  # (torch adds variables of its own on first use)
+        return {k: v for k, v in os.environ.items() if k.startswith(("HF_", "PHAITA_", "TRANSFORMERS_"))}
+
+    environ, load_snapshot = ours(), api.load_snapshot
+    report = run_chaos(ChaosConfig.short(loads=2, rate=0.0, api_rate=0.0, workers=1), workdir=chaos_dir)
+    assert report.succeeded == 2
+    assert ours() == environ and api.load_snapshot is load_snapshot

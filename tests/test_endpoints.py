@@ -6,6 +6,8 @@ olah caching a corrupted upstream transfer.
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -120,3 +122,24 @@ def test_olah_caching_a_corrupted_transfer(hub_root, tmp_path, loader_env, monke
                                   endpoints=[olah.url, upstream.url])
         assert sha256_of(Path(snapshot) / "model.safetensors") == sha
         assert any(_sentence(olah.url) in w for w in warnings_of(caplog))
+
+        # the advice works: purge the repository from olah's file cache, and olah alone serves it whole
+        assert f"delete the folder <repos-path>/files/models/{REPO}" in str(info.value)
+        shutil.rmtree(olah.repos_path / "files" / "models" / REPO)
+        snapshot = prefetch_model(REPO, max_retries=1, cache_dir=tmp_path / "after-purge")
+        assert sha256_of(Path(snapshot) / "model.safetensors") == sha
+
+
+def test_phaita_models_pull_with_a_corrupt_mirror_then_the_origin(two_hubs, hub_root, monkeypatch):
+    from typer.testing import CliRunner
+
+    from phaita.cli.main import app
+
+    mirror, origin = two_hubs
+    mirror.set_faults(f"corrupt@1000:path={WEIGHTS}")
+    monkeypatch.setenv("PHAITA_ENDPOINTS", f"{mirror.url},{origin.url}")
+    result = CliRunner().invoke(app, ["models", "pull", REPO, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"][0]["ok"] is True
+    assert _sentence(mirror.url) in result.stderr
+    assert origin.bytes_sent("model.safetensors") == _weights(hub_root)[0]

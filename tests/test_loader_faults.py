@@ -30,7 +30,7 @@ def _served(hub) -> int:
 
 def test_503_twice_then_success_logs_each_failed_attempt(loader_env, local_hub, caplog, monkeypatch):
     monkeypatch.setenv("PHAITA_BACKOFF_JITTER", "0")  # the exact schedule
-    local_hub.set_faults(parse_faults("503x2:path=*config.json"))
+    local_hub.set_faults(parse_faults("503x2:path=*/config.json"))
     model = robust_model_download("phaita-test/tiny-bert", backoff_base=0.05)
     assert type(model).__name__ == "BertModel"
     warnings = warnings_of(caplog)

@@ -410,3 +410,20 @@ def test_olah_in_front_of_the_station(station, source, tmp_path):
         assert snapshot_file(client, repo_id, "model.safetensors") == \
             snapshot_file(source["cache"], repo_id, "model.safetensors")
     assert run([str(BIN / "phaita"), "models", "verify"], client_env(tmp_path / "client", mirror.url)).returncode == 0
+
+
+def test_airgap_doc_shows_the_commands_this_module_runs():
+    """docs/AIRGAP.md's station section lists the client commands exactly as the tests above run them."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "AIRGAP.md").read_text()
+    section = doc[doc.index("## 3. A station mirror"):]
+    blocks = [b.split("```", 1)[0].strip().splitlines() for b in section.split("```bash\n")[1:3]]
+    serve, clients = blocks
+    assert serve[-1].startswith("phaita hub serve --cache ")
+    commands = [line.split("#")[0].strip() for line in clients]
+    assert commands == [
+        "export HF_ENDPOINT=http://station:8080",
+        f"phaita models pull {DEBERTA}",  # test_phaita_loader_pulls_from_station_and_verifies
+        f"hf download {BERT}",  # test_hf_download_and_snapshot_download_fetch_from_station
+        f"python -c \"from huggingface_hub import snapshot_download; snapshot_download('{DEBERTA}')\"",
+        f"python -c \"from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained('{GPT2}')\"",
+    ]

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Callable, Iterable, TextIO
 
 from phaita.loader import expected, inspect
 from phaita.loader.cache import RepoCache
@@ -68,14 +68,6 @@ class CacheIndex:
     @property
     def snapshots(self) -> list[ServedSnapshot]:
         return [s for repo in sorted(self.served) for s in self.served[repo].values()]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cache_dir": str(self.cache_dir), "seconds": round(self.seconds, 3),
-                "files_hashed": self.files_hashed, "bytes_hashed": self.bytes_hashed,
-                "served": [{"name": s.repo_id, "commit": s.commit, "refs": s.refs, "files": len(s.files),
-                            "size": s.size} for s in self.snapshots],
-                "refused": [{"name": r.repo_id, "commit": r.commit, "refs": r.refs, "reason": r.reason}
-                            for r in self.refused]}
 
     # -- the repository store the hub's handlers ask
     def repo_exists(self, repo_id: str) -> bool:

@@ -84,3 +84,96 @@ def lock(
         raise out.fail(f"Lock file not written: {len(failures)} model(s) could not be resolved.")
     if not json_mode:
         out.err(f"Wrote {path} ({len(models)} models)")
+
+
+# --------------------------------------------------------------------------- export / import
+
+
+def _with_bar(json_mode: bool, total: Any, label: str, work: Any) -> Any:
+    """Run ``work(on_bytes, on_file)`` with a byte bar (of ``total()`` bytes) on a terminal only."""
+    if not out.bars_enabled(json_mode):
+        return work(None, None)
+    progress = out.make_progress(transfer=False)
+    with progress:
+        task = progress.add_task(label, total=total() or None)
+        return work(lambda n: progress.advance(task, n),
+                    lambda name: progress.update(task, description=f"{label} {name[-50:]}"))
+
+
+@app.command("export")
+@expected_failures
+def export_cmd(
+    path: Path = typer.Argument(..., metavar="PATH", help="The bundle to write: a folder, or a .tar file "
+                                "(must not exist)."),
+    names: list[str] = typer.Argument(None, metavar="MODEL", help="Cached models to bundle (org/name, or "
+                                      "org/name@<branch or commit>; default: the snapshot main points at)."),
+    locked: bool = typer.Option(False, "--locked", help="Bundle exactly the commits and files of the lock file."),
+    lockfile: Optional[Path] = LOCKFILE_OPT,
+    json_mode: bool = JSON_OPT,
+) -> None:
+    """Write a bundle of complete, verified snapshots from the cache (offline): blobs, snapshots, lock, manifest.
+
+    Every file is hashed while it is copied. Exit 1 when a snapshot is incomplete or a file does not verify.
+    """
+    from phaita.airgap import export
+
+    if locked == bool(names):
+        raise typer.BadParameter("give MODEL names or --locked (one of the two)", param_hint="MODEL")
+    cache_dir = _cache()
+    lock_file = read_lock_option(lockfile) if locked else None
+    sources = export.sources_from_lock(cache_dir, lock_file) if lock_file else export.sources_from_names(cache_dir, names)
+    total = lambda: sum({(s.model.repo_id, f.etag): f.size for s in sources for f in s.model.files}.values())  # noqa: E731
+    report = _with_bar(json_mode, total, "exporting",
+                       lambda on_bytes, on_file: export.export_bundle(sources, path, lock_file, on_bytes, on_file))
+    if json_mode:
+        out.emit_json({"ok": True, "cache_dir": str(cache_dir), **report.to_dict()})
+        return
+    for m in report.models:
+        out.echo(f"EXPORTED  {m['repo_id']}  {m['commit'][:12]}  {m['files']} files  {out.human_size(m['bytes'])}")
+    out.err(f"Wrote {report.path} ({report.blobs} blobs, {out.human_size(report.bytes)}, every file verified)")
+
+
+@app.command("import")
+@expected_failures
+def import_cmd(
+    path: Path = typer.Argument(..., metavar="PATH", help="A bundle folder or .tar written by `phaita models export`."),
+    json_mode: bool = JSON_OPT,
+) -> None:
+    """Verify a bundle and add its snapshots to the cache: nothing becomes visible before every byte matched.
+
+    A damaged bundle is refused with the file named and the cache left as it was; an interrupted
+    import resumes. Exit 1 when the bundle is refused.
+    """
+    from phaita.airgap.importing import import_bundle
+
+    cache_dir = _cache()
+    report = _with_bar(json_mode, lambda: _bundle_bytes(path), "importing",
+                       lambda on_bytes, on_file: import_bundle(path, cache_dir, on_bytes, on_file))
+    if json_mode:
+        out.emit_json({"ok": True, **report.to_dict()})
+        return
+    for m in report.models:
+        refs = ", ".join(f"{r} -> {m['commit'][:12]}" for r in m["refs"]) or "no refs"
+        where = "new snapshot" if m["new_snapshot"] else "added to the cached snapshot"
+        out.echo(f"IMPORTED  {m['repo_id']}  {m['commit'][:12]}  {m['files']} files, {m['blobs_added']} new blobs, "
+                 f"{where}; {refs}")
+    out.err(f"Added {report.blobs_added} blobs ({out.human_size(report.bytes_added)}) to {report.cache_dir}; "
+            f"{report.blobs_present} already present, {report.blobs_resumed} from an interrupted import")
+
+
+def _cache() -> Path:
+    from phaita.loader import config
+
+    return config.cache_dir()
+
+
+def _bundle_bytes(path: Path) -> int:
+    """Bytes the import reads (for the bar); 0 when the bundle cannot be read yet (the import says why)."""
+    from phaita.airgap.bundle import BundleError, BundleReader
+
+    try:
+        with BundleReader(path) as reader:
+            manifest, _ = reader.read_manifest(reader.entries())
+    except (BundleError, OSError):
+        return 0
+    return sum(f.size for _, f in manifest.blobs().values())

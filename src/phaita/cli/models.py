@@ -46,8 +46,7 @@ def _targets(names: list[str], all_models: bool, profile: Optional[str], model_t
 def _pull_one(target: dict[str, Any], index: int, count: int, bar: out.PullProgress | None,
               opts: dict[str, Any]) -> dict[str, Any]:
     from phaita.loader.errors import ModelDownloadError
-    from phaita.loader.fetch import NoProgress
-    from phaita.loader.selection import Needs
+    from phaita.loader.progress import no_progress
     from phaita.utils.model_loader import prefetch_model
 
     mtype, gguf = target["model_type"], target["gguf_file"]
@@ -61,11 +60,10 @@ def _pull_one(target: dict[str, Any], index: int, count: int, bar: out.PullProgr
         if gguf:
             kwargs["gguf_file"] = gguf
         if bar is not None:
-            needs = Needs(weights=mtype != "tokenizer", tokenizer=mtype == "tokenizer", gguf_file=gguf)
-            bar.begin_model(f"[{index}/{count}] {name}", name, needs)
+            bar.begin_model(f"[{index}/{count}] {name}")
             kwargs["progress"] = bar
         else:  # not the loader's default either (tqdm on a terminal): no bars means none
-            kwargs["progress"] = NoProgress()
+            kwargs["progress"] = no_progress
         try:
             path = prefetch_model(name, mtype, **kwargs)
         except (ModelDownloadError, ValueError) as exc:
@@ -125,7 +123,7 @@ def pull(
     results = []
     if out.bars_enabled(json_mode):
         progress = out.make_progress()
-        bar = out.PullProgress(progress, cache_dir)
+        bar = out.PullProgress(progress)
         with progress, out.loader_logging(progress.console):
             for i, target in enumerate(targets, 1):
                 results.append(_pull_one(target, i, len(targets), bar, opts))
@@ -245,12 +243,11 @@ def verify(
     bad = [b for r in reports for b in r.bad]
     repair_report = None
     if repair and bad:
-        from phaita.loader.fetch import NoProgress
-        from phaita.loader.progress import default_progress
+        from phaita.loader.progress import default_progress, no_progress
 
         from phaita.utils.model_loader import prefetch_model
 
-        bars = default_progress() if out.bars_enabled(json_mode) else NoProgress()
+        bars = default_progress() if out.bars_enabled(json_mode) else no_progress
         with out.loader_logging():
             repair_report = inspect.repair(cache_dir, bad, prefetch_model, max_retries=max_retries, timeout=timeout,
                                            progress=bars)

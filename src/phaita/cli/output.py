@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -114,7 +113,9 @@ def expected_failures(func: F) -> F:
 def bars_enabled(json_mode: bool) -> bool:
     if json_mode:
         return False
-    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() in {"1", "true", "yes", "on"}:
+    from phaita.loader import config
+
+    if config.progress_bars_disabled():
         return False
     return sys.stdout.isatty() and sys.stderr.isatty()
 
@@ -152,83 +153,63 @@ def make_progress(transfer: bool = True) -> Progress:
 
 
 class PullProgress:
-    """The loader's ``Progress`` protocol as rich bars: one for the file in flight, one per model.
+    """The loader's events as rich bars: one per model (its total from the plan), one per file in flight.
 
-    The model's total comes from the listing the fetch stores in the cache before transferring
-    (``.phaita/<commit>.json``) and the files the load needs; until it is known the overall bar
-    counts bytes without a total.
+    Files and range streams arrive concurrently; the loader hands events over one at a time, and
+    each file has its own line, so the bars stay readable.
     """
 
-    def __init__(self, progress: Progress, cache_dir: Path) -> None:
-        self.progress = progress
-        self.cache_dir = Path(cache_dir)
-        self.overall: TaskID | None = None
-        self.file_task: TaskID | None = None
-        self.current: str | None = None
+    MAX_FILE_LINES = 6
 
-    def begin_model(self, label: str, repo_id: str, needs: Any) -> None:
+    def __init__(self, progress: Progress, cache_dir: Path | None = None) -> None:
+        self.progress = progress
+        self.overall: TaskID | None = None
+        self.files: dict[str, TaskID] = {}
+        self.total: int | None = None
+        self.completed = 0
+
+    def begin_model(self, label: str, repo_id: str | None = None, needs: Any = None) -> None:
         from rich.markup import escape
 
-        label = escape(label)
-        self.repo_id, self.needs, self.t0, self.label = repo_id, needs, time.time(), label
-        self.done: dict[str, int] = {}
-        self.already = 0
-        self.total: int | None = None
-        self.overall = self.progress.add_task(label, total=None)
+        self.label = escape(label)
+        self.total, self.completed = None, 0
+        self.overall = self.progress.add_task(self.label, total=None)
 
     def end_model(self, ok: bool) -> None:
-        self.close()
+        self._close_files()
         if self.overall is not None:
             if ok:
-                total = self.total if self.total is not None else self.already + sum(self.done.values())
+                total = self.total if self.total is not None else self.completed
                 self.progress.update(self.overall, total=total, completed=total)
             else:
                 self.progress.update(self.overall, description=f"{self.label}  [red]failed[/]",
                                      total=self.total or 1)  # a still bar, not a pulsing one
             self.overall = None
 
-    # -- loader Progress protocol
-    def start(self, name: str, total: int, initial: int) -> None:
-        self.close()
-        self.current = name
-        self.done[name] = initial
-        self.file_task = self.progress.add_task(f"  {name}"[-40:], total=total, completed=initial)
-        if self.total is None:
-            self._compute_total()
-        self._refresh()
+    def __call__(self, event: Any) -> None:
+        from phaita.loader import events
 
-    def update(self, n: int) -> None:
-        if self.current is None:
+        if isinstance(event, events.Plan):
+            self._close_files()
+            self.total, self.completed = event.total_bytes, event.cached_bytes
+        elif isinstance(event, events.FileStarted):
+            if len(self.files) < self.MAX_FILE_LINES:
+                self.files[event.path] = self.progress.add_task(f"  {event.path}"[-40:], total=event.size,
+                                                                completed=event.initial)
+        elif isinstance(event, events.Progress):
+            self.completed += event.n
+            if event.path in self.files:
+                self.progress.advance(self.files[event.path], event.n)
+        elif isinstance(event, events.FileDone):
+            task = self.files.pop(event.path, None)
+            if task is not None:
+                self.progress.remove_task(task)
+        else:
             return
-        self.done[self.current] += n
-        if self.file_task is not None:
-            self.progress.advance(self.file_task, n)
-        self._refresh()
-
-    def close(self) -> None:
-        if self.file_task is not None:
-            self.progress.remove_task(self.file_task)
-            self.file_task = None
-        self.current = None
-
-    def _refresh(self) -> None:
         if self.overall is not None:
-            self.progress.update(self.overall, total=self.total, completed=self.already + sum(self.done.values()))
+            self.progress.update(self.overall, total=self.total, completed=self.completed)
 
-    def _compute_total(self) -> None:
-        from phaita.loader.cache import RepoCache
-        from phaita.loader.selection import select_files
-
-        repo = RepoCache(self.cache_dir, self.repo_id)
-        try:
-            commits = repo.listings_since(self.t0 - 2)
-            if not commits:
-                return
-            listing = repo.load_listing(commits[-1])
-            snapshot = repo.snapshot_dir(commits[-1])
-            wanted = select_files(listing.files, self.needs, lambda f: (snapshot / f.path).read_bytes())
-        except Exception:  # the index is not here yet: try again on the next file
-            return
-        self.total = sum(f.size for f in wanted)
-        self.already = sum(f.size for f in wanted if f.path not in self.done
-                           and repo.blob_path(f.etag).exists())
+    def _close_files(self) -> None:
+        for task in self.files.values():
+            self.progress.remove_task(task)
+        self.files.clear()

@@ -23,6 +23,10 @@ PHAITA_STALL_TIMEOUT       10          Silence on an open connection before it i
                                        as broken and resumed, seconds
 PHAITA_CONNECT_TIMEOUT     10          TCP/TLS connect timeout, seconds
 PHAITA_MAX_FILE_SIZE       200 GB      Largest single file accepted from a hub, bytes
+PHAITA_MAX_WORKERS         8           Files of a snapshot fetched at once
+PHAITA_MAX_CONNECTIONS     16          Connections one snapshot fetch opens at once, in all
+PHAITA_STREAMS_PER_FILE    8           Parallel range streams for one large file (1 = off)
+PHAITA_PARALLEL_THRESHOLD  16 MiB      Files at least this large are fetched in ranges, bytes
 HF_ENDPOINT                hub         The Hub or any compatible mirror
 PHAITA_ENDPOINTS           unset       Endpoints in order, comma-separated, e.g. the site
                                        mirror then the Hub: a file missing, failing or
@@ -42,6 +46,9 @@ REQUESTS_CA_BUNDLE,                    first one set, in this order (what a site
 CURL_CA_BUNDLE                         TLS-inspecting proxy already sets for pip and curl)
 HTTPS_PROXY, HTTP_PROXY,   unset       Proxies (read by the HTTP client); credentials in them
 ALL_PROXY, NO_PROXY                    are redacted from every message
+PHAITA_FULL                unset       ``1``: the long chaos run and slow tests (tools only)
+(progress bars)            on          ``HF_HUB_DISABLE_PROGRESS_BARS=1`` (huggingface_hub's
+                                       switch) turns them off, in the loader and the CLI
 =========================  ==========  =====================================================
 """
 
@@ -51,6 +58,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from .errors import BadEnvironment
 
@@ -114,6 +122,36 @@ def connect_timeout() -> float:
 
 def max_file_size() -> int:
     return int(_env_float("PHAITA_MAX_FILE_SIZE", 200e9, minimum=1))
+
+
+def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number; unset it or set e.g. {name}={default}") from None
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} must be >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """How much of a snapshot is fetched at once; see the table above."""
+
+    workers: int = 8
+    connections: int = 16
+    streams_per_file: int = 8
+    threshold: int = 16 << 20
+
+    @classmethod
+    def from_env(cls) -> "Parallelism":
+        connections = _env_int("PHAITA_MAX_CONNECTIONS", 16)
+        return cls(workers=min(_env_int("PHAITA_MAX_WORKERS", 8), connections), connections=connections,
+                   streams_per_file=_env_int("PHAITA_STREAMS_PER_FILE", 8),
+                   threshold=_env_int("PHAITA_PARALLEL_THRESHOLD", 16 << 20))
 
 
 def endpoint() -> str:
@@ -228,3 +266,31 @@ class Timeouts:
     @classmethod
     def from_env(cls) -> "Timeouts":
         return cls(connect=connect_timeout(), stall=stall_timeout())
+
+
+def full_runs() -> bool:
+    """PHAITA_FULL: run the long variants (chaos --full, slow tests), for tools and tests only."""
+    return os.environ.get("PHAITA_FULL", "").strip().lower() in ("1", "true", "yes")
+
+
+def progress_bars_disabled() -> bool:
+    """HF_HUB_DISABLE_PROGRESS_BARS set to a true value (huggingface_hub's switch, honoured here too)."""
+    return os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() in _TRUE
+
+
+def env_token() -> str | None:
+    """HF_TOKEN as set (stripped), or None. (huggingface_hub reads it too; here: to redact and to advise.)"""
+    return os.environ.get("HF_TOKEN", "").strip() or None
+
+
+def endpoint_as_set() -> str:
+    """HF_ENDPOINT exactly as set (stripped, no trailing '/'), '' when unset: for messages about it.
+
+    :func:`endpoint` is the validated value to connect to.
+    """
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+
+
+def variables_set(names: Iterable[str]) -> dict[str, str]:
+    """``{name: value}`` of the variables among ``names`` that are set and not blank (for reports)."""
+    return {name: os.environ[name] for name in names if os.environ.get(name, "").strip()}

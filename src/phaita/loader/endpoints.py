@@ -24,14 +24,14 @@ from .errors import ChecksumMismatch
 from .fetch import FetchContext, fetch_snapshot
 from .listing import RepoListing, fetch_listing
 from .net import Deadline
-from .policy import classify
+from .policy import FailureKind, classify
 from .selection import Needs
 
 logger = logging.getLogger("phaita.model_loader")
 
 # Failures another endpoint may not have. Not: a full disk, the cache itself, unsafe content.
-NEXT_ENDPOINT_KINDS = frozenset({"network", "http", "not_found", "revision_not_found", "bad_listing",
-                                 "access_denied"})
+NEXT_ENDPOINT_KINDS = frozenset({FailureKind.NETWORK, FailureKind.HTTP, FailureKind.NOT_FOUND,
+                                 FailureKind.REVISION_NOT_FOUND, FailureKind.BAD_LISTING, FailureKind.ACCESS_DENIED})
 
 
 def describe(endpoint: str) -> str:
@@ -98,8 +98,8 @@ def purge_advice(exc: BaseException, repo_id: str, endpoints: Sequence[str]) -> 
     mirrors = [e for e in endpoints if f"the mirror at {e} serves a copy" in text]
     if not mirrors:
         return []
-    steps = [f"Purge {repo_id} from the cache of the mirror at {m} (olah: delete the repository's folders "
-             "under its repos-path), then try again." for m in mirrors]
+    steps = [f"Purge {repo_id} from the cache of the mirror at {m} (olah: delete the folder "
+             f"<repos-path>/files/models/{repo_id}), then try again." for m in mirrors]
     if config.DEFAULT_ENDPOINT not in endpoints:
         steps.append(f"Or list the origin after the mirror: PHAITA_ENDPOINTS={','.join(endpoints)},"
                      f"{config.DEFAULT_ENDPOINT}")

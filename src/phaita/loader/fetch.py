@@ -1,12 +1,16 @@
 """Fetch: bring one commit of a repository into the cache, whole and verified, within a deadline.
 
-One call of :func:`fetch_snapshot` is one *attempt*. Inside it, a transfer that breaks after
-making progress (TCP reset, early close, stall) resumes at once with an HTTP Range request; only
-a break with no progress, or the attempt's deadline, ends the attempt (the retry policy then
-decides about the next one). Bytes land in ``blobs/<etag>.incomplete``, are hashed as they
-arrive, and become ``blobs/<etag>`` only after size and hash match the hub's listing and the data
-is on disk (fsync), so a crash or power cut never leaves a complete-looking wrong file.
-One file lock per blob (huggingface_hub's) makes concurrent processes transfer each file once.
+One call of :func:`fetch_snapshot` is one *attempt*. Its files are fetched concurrently
+(``PHAITA_MAX_WORKERS``, smallest first), a large one over several byte-range streams
+(:mod:`.transfer`), all within one connection budget (:mod:`.links`). Inside an attempt, a
+transfer that breaks after making progress resumes at once with an HTTP Range request; only a
+break with no progress, or the attempt's deadline, ends the attempt (the retry policy then decides
+about the next one). The first failure is the attempt's error: a permanent one stops the other
+files at once (they keep what they have on disk), a transient one lets them finish first.
+Bytes land in ``blobs/<etag>.incomplete``, are hashed in order, and become ``blobs/<etag>`` only
+after size and hash match the hub's listing and the data is on disk (fsync), so a crash or power
+cut never leaves a complete-looking wrong file. One file lock per blob (huggingface_hub's) makes
+concurrent processes transfer each file once. What happens is reported as events (:mod:`.events`).
 """
 
 from __future__ import annotations
@@ -14,53 +18,55 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Mapping
 from urllib.parse import quote
 
 import filelock
-import httpx2
-from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import WeakFileLock
 
+from . import sidecar
 from .cache import RepoCache
-from .config import Timeouts
-from .empty_break import EmptyBreaks
-from .errors import BadResponse, ChecksumMismatch, DiskFull, LockTimeout, TransferIncomplete
-from .hashing import StreamHasher, feed
+from .config import Parallelism, Timeouts
+from .errors import ChecksumMismatch, DiskFull, LockTimeout
+from .events import Emitter, FileDone, Plan, PlannedFile
+from .links import ConnectionBudget, LinkState
 from .listing import RemoteFile, RepoListing, fetch_listing
-from .net import Deadline, stream
+from .net import Deadline
+from .policy import classify
 from .selection import Needs, select_files
+from .transfer import FileTransfer
 
 logger = logging.getLogger("phaita.model_loader")
 DISK_MARGIN = 64 << 20  # leave room for the filesystem itself (less for small downloads, see below)
 
 
-class Progress(Protocol):
-    """Receives byte counts as files arrive (a progress bar, a counter in a test)."""
-
-    def start(self, name: str, total: int, initial: int) -> None: ...
-    def update(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, name: str, total: int, initial: int) -> None: pass
-    def update(self, n: int) -> None: pass
-    def close(self) -> None: pass
-
-
 @dataclass
 class FetchContext:
-    """Everything an attempt needs besides the repository and the deadline."""
+    """Everything an attempt needs besides the repository and the deadline (shared by its threads)."""
 
     cache_dir: Path
     endpoint: str
     headers: Mapping[str, str] = field(repr=False)  # holds the token
     timeouts: Timeouts
-    progress: Progress = field(default_factory=NoProgress)
+    events: Emitter = field(default_factory=Emitter, repr=False)
+    parallel: Parallelism = field(default_factory=Parallelism)
     bytes_received: int = 0  # counted across attempts, for reports
+    links: LinkState = field(init=False, repr=False)
+    budget: ConnectionBudget = field(init=False, repr=False)
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.links = LinkState(self.parallel.streams_per_file, self.events)
+        self.budget = ConnectionBudget(self.parallel.connections)
+
+    def count(self, n: int) -> None:
+        with self._count_lock:
+            self.bytes_received += n
 
 
 def fetch_snapshot(
@@ -72,6 +78,7 @@ def fetch_snapshot(
     listing: RepoListing | None = None,
 ) -> Path:
     """Fetch what ``needs`` asks for at ``revision``; return the snapshot folder."""
+    ctx.cancel.clear()
     if listing is None:
         listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                 timeouts=ctx.timeouts, endpoint=ctx.endpoint)
@@ -85,9 +92,9 @@ def fetch_snapshot(
     wanted = select_files(listing.files, needs, read_index)
     check_disk_space(repo, wanted)
     repo.snapshot_dir(listing.commit).mkdir(parents=True, exist_ok=True)
-    for file in wanted:
-        download_blob(repo_id, listing.commit, file, ctx, deadline)
-        repo.link_into_snapshot(listing.commit, file)
+    ctx.events.emit(Plan(repo_id, listing.commit, tuple(
+        PlannedFile(f.path, f.size, _on_disk(repo, f)) for f in wanted)))
+    _fetch_all(repo, listing.commit, wanted, ctx, deadline)
     repo.write_ref(revision, listing.commit)
     status = repo.check_files(listing.commit, wanted)
     if not status.complete:
@@ -95,13 +102,55 @@ def fetch_snapshot(
     return repo.snapshot_dir(listing.commit)
 
 
+def _fetch_all(repo: RepoCache, commit: str, files: list[RemoteFile], ctx: FetchContext, deadline: Deadline) -> None:
+    """Every file whole and linked; several at once. The first failure is raised (see the module's text)."""
+    first_error: list[BaseException] = []
+    lock = threading.Lock()
+
+    def one(file: RemoteFile) -> None:
+        if ctx.cancel.is_set():
+            return
+        try:
+            download_blob(repo.repo_id, commit, file, ctx, deadline)
+            repo.link_into_snapshot(commit, file)
+        except BaseException as exc:
+            with lock:
+                if not first_error:
+                    first_error.append(exc)
+            # A permanent error ends the attempt at once (the others stop at their next chunk and keep
+            # what they have). After a transient one the others finish: the retry needs their bytes,
+            # and stopping them would throw away what is already in flight.
+            if not classify(exc).transient:
+                ctx.cancel.set()
+            raise
+
+    todo = sorted(files, key=lambda f: f.size)  # small files first: configs are ready early
+    if ctx.parallel.workers <= 1 or len(todo) <= 1:
+        for file in todo:
+            one(file)
+        return
+    with ThreadPoolExecutor(max_workers=min(ctx.parallel.workers, len(todo)), thread_name_prefix="phaita-fetch") as pool:
+        futures = [pool.submit(one, f) for f in todo]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        if first_error:
+            for f in futures:
+                f.cancel()
+    # (leaving the with block waited for every running file: no thread writes after we return)
+    if first_error:
+        raise first_error[0]
+
+
+def _on_disk(repo: RepoCache, file: RemoteFile) -> int:
+    """Bytes of ``file`` already in the cache: the whole blob, or what a resume will keep."""
+    if _whole(repo.blob_path(file.etag), file):
+        return file.size
+    part = repo.incomplete_path(file.etag)
+    ranges = sidecar.load(part, file.etag, file.size)
+    return sidecar.total(ranges) if ranges is not None else min(sidecar.trusted_prefix(part), file.size)
+
+
 def check_disk_space(repo: RepoCache, files: list[RemoteFile]) -> None:
-    needed = 0
-    for f in files:
-        if repo.blob_path(f.etag).exists():
-            continue
-        part = repo.incomplete_path(f.etag)
-        needed += f.size - (part.stat().st_size if part.exists() else 0)
+    needed = sum(f.size - _on_disk(repo, f) for f in files)
     if needed <= 0:
         return
     repo.blobs_dir.mkdir(parents=True, exist_ok=True)
@@ -122,20 +171,28 @@ def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext
     repo = RepoCache(ctx.cache_dir, repo_id)
     blob = repo.blob_path(file.etag)
     if _whole(blob, file):
+        ctx.events.emit(FileDone(file.path, file.size))
         return blob
     lock = repo.lock_path(file.etag)
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
         with WeakFileLock(lock, timeout=max(deadline.remaining(), 0.01)):
-            if _whole(blob, file):  # another process finished it while we waited
-                return blob
-            blob.unlink(missing_ok=True)  # wrong size: never trust it
-            # Built here, not with hf_hub_url: its template is fixed when huggingface_hub is imported,
-            # and HF_ENDPOINT may be set later.
-            url = f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}"
-            _transfer(url, file, repo, ctx, deadline)
+            if not _whole(blob, file):  # another process may have finished it while we waited
+                blob.unlink(missing_ok=True)  # wrong size: never trust it
+                # Built here, not with hf_hub_url: its template is fixed when huggingface_hub is imported,
+                # and HF_ENDPOINT may be set later.
+                url = f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}"
+                part = repo.incomplete_path(file.etag)
+                ctx.budget.enter(deadline, file.path)
+                try:
+                    FileTransfer(url, file, part, ctx, deadline).run()
+                finally:
+                    ctx.budget.leave()
+                os.replace(part, blob)
+                sidecar.remove(part)
     except filelock.Timeout:
         raise LockTimeout(f"{file.path}: another process is downloading it; waited {deadline.seconds:g} s") from None
+    ctx.events.emit(FileDone(file.path, file.size))
     return blob
 
 
@@ -144,88 +201,3 @@ def _whole(blob: Path, file: RemoteFile) -> bool:
         return blob.stat().st_size == file.size
     except OSError:
         return False
-
-
-def _transfer(url: str, file: RemoteFile, repo: RepoCache, ctx: FetchContext, deadline: Deadline) -> None:
-    part = repo.incomplete_path(file.etag)
-    part.parent.mkdir(parents=True, exist_ok=True)
-    hasher = StreamHasher.for_blob(file.sha256, file.size)
-    with open(part, "ab") as out:
-        offset = out.tell()
-        if offset > file.size:
-            out.truncate(0)
-            offset = 0
-        if offset:
-            feed(hasher, part, limit=offset)
-        ctx.progress.start(file.path, file.size, offset)
-        empty = EmptyBreaks(deadline)
-        try:
-            while offset < file.size:
-                deadline.check(file.path)
-                gained = 0
-                try:
-                    offset, gained = _one_request(url, file, out, offset, hasher, ctx, deadline)
-                    if offset < file.size:
-                        raise TransferIncomplete(f"{file.path}: connection closed at byte {offset} of {file.size}")
-                except (httpx2.TransportError, TransferIncomplete) as exc:
-                    offset = out.tell()
-                    gained = gained or getattr(exc, "gained", 0)
-                    if gained <= 0 and not deadline.expired() and empty.retry(exc, file.path):
-                        continue
-                    if gained <= 0 or deadline.expired():
-                        raise
-                    empty.progressed()
-                    logger.info("%s: transfer broke at byte %d of %d (%s); resuming", file.path, offset,
-                                file.size, type(exc).__name__)
-            out.flush()
-            os.fsync(out.fileno())
-        finally:
-            ctx.progress.close()
-    # (a file no source gave a hash for was checked by size only; that is logged once, in listing)
-    if file.hash_known and not hasher.matches(file.etag):
-        part.unlink(missing_ok=True)
-        raise ChecksumMismatch(f"{file.path}: content does not match the hub's hash; the file was discarded",
-                               file.path)
-    os.replace(part, repo.blob_path(file.etag))
-
-
-def _one_request(url: str, file: RemoteFile, out, offset: int, hasher: StreamHasher,
-                 ctx: FetchContext, deadline: Deadline) -> tuple[int, int]:
-    """One GET from ``offset``; returns (new offset, bytes gained). Raises on transport errors."""
-    headers = {**ctx.headers, "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    gained, answered = 0, False
-    try:
-        with stream("GET", url, headers=headers, deadline=deadline, timeouts=ctx.timeouts, what=file.path) as response:
-            answered = True
-            if offset and response.status_code == 200:  # server ignored Range: start over
-                out.truncate(0)
-                hasher.reset()
-                ctx.progress.update(-offset)
-                offset = 0
-            elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
-                raise BadResponse(f"{file.path}: asked for bytes from {offset}, got "
-                                  f"{response.headers.get('Content-Range')!r}")
-            for chunk in response.iter_raw():  # unbuffered: a break loses no received bytes
-                if offset + len(chunk) > file.size:
-                    raise ChecksumMismatch(f"{file.path}: the hub sent more than the {file.size} bytes it announced",
-                                           file.path)
-                out.write(chunk)
-                hasher.update(chunk)
-                offset += len(chunk)
-                gained += len(chunk)
-                ctx.bytes_received += len(chunk)
-                ctx.progress.update(len(chunk))
-                deadline.check(file.path)
-    except (httpx2.TransportError, TransferIncomplete) as exc:
-        exc.gained = gained  # type: ignore[attr-defined]
-        exc.answered = answered  # type: ignore[attr-defined]
-        raise
-    except HfHubHTTPError as exc:
-        if getattr(exc.response, "status_code", None) == 416:  # our partial file is not theirs
-            out.truncate(0)
-            hasher.reset()
-            raise TransferIncomplete(f"{file.path}: the hub refused the resume range; restarting") from None
-        raise
-    return offset, gained

@@ -150,3 +150,14 @@ def get_json(
         return json.loads(b"".join(chunks))
     except ValueError as exc:
         raise BadResponse(f"{what}: the answer is not JSON (a proxy or captive portal in the way?): {exc}") from None
+
+
+def interrupt(response: httpx2.Response) -> None:
+    """Shut a streamed response's socket from another thread: a read blocked on it returns at once."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
