@@ -6,6 +6,7 @@ olah caching a corrupted upstream transfer.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 from pathlib import Path
@@ -127,3 +128,18 @@ def test_olah_caching_a_corrupted_transfer(hub_root, tmp_path, loader_env, monke
         shutil.rmtree(olah.repos_path / "files" / "models" / REPO)
         snapshot = prefetch_model(REPO, max_retries=1, cache_dir=tmp_path / "after-purge")
         assert sha256_of(Path(snapshot) / "model.safetensors") == sha
+
+
+def test_phaita_models_pull_with_a_corrupt_mirror_then_the_origin(two_hubs, hub_root, monkeypatch):
+    from typer.testing import CliRunner
+
+    from phaita.cli.main import app
+
+    mirror, origin = two_hubs
+    mirror.set_faults(f"corrupt@1000:path={WEIGHTS}")
+    monkeypatch.setenv("PHAITA_ENDPOINTS", f"{mirror.url},{origin.url}")
+    result = CliRunner().invoke(app, ["models", "pull", REPO, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"][0]["ok"] is True
+    assert _sentence(mirror.url) in result.stderr
+    assert origin.bytes_sent("model.safetensors") == _weights(hub_root)[0]
