@@ -75,6 +75,9 @@ def comparison(row: Row, rows: list[Row], cap: float, timeout: float) -> str:
         return f"attempt cut after {m:.2f} s (timeout {timeout:g} s)" if m is not None else ""
     if s == "5":
         return f"peak RSS {statistics.median(r.rss_mb for r in row.runs):.0f} MB"
+    if s == "6-outage":
+        br = [r.bytes_ratio for r in row.runs if r.bytes_ratio is not None]
+        return f"origin sent the weights x{br[0]:.2f} for 20 clients" if br else ""
     return ""
 
 
