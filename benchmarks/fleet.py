@@ -38,6 +38,8 @@ import threading
 import time
 from pathlib import Path
 
+from scenarios import Context, scenario  # (this folder: run.py's registry, see the end of this file)
+
 HERE = Path(__file__).resolve().parent
 REPO = "fleet/weights"
 
@@ -214,6 +216,49 @@ def report(results: dict) -> str:
                      f"{'fetched' if r['ok'] else 'FAILED'} in {r['seconds']} s, {r['failed_attempts']} failed attempt(s), "
                      f"fault fired {r['fault_fired']} time(s)")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- as scenario 11 of run.py
+
+
+@scenario("11", {"11-outage": "11 fleet: 20 after mirror outage", "11-reset": "11 fleet: origin reset, olah"})
+def fleet_behind_olah(ctx: Context) -> None:
+    """Both parts (olah in front of a hub of their own) as rows of run.py's table.
+
+    One run each, of many clients at once: ``wall s`` is when the last client had the snapshot; the
+    note says how the retries spread; ``bytes`` is what the origin sent of the weights. Not in smoke
+    mode (tests/test_fleet_benchmark.py runs ``fleet.py --smoke``).
+    """
+    import resource
+
+    from harness import Row, Run
+
+    from phaita.testing.olah import find_olah_cli
+
+    b = ctx.bench
+    rows = {j: Row("11-outage", "phaita_fetch", f"jitter {j:g}") for j in (0.0, 0.5)}
+    reset_row = Row("11-reset", "phaita_fetch", "backoff 10 s, no jitter")
+    b.rows.extend([*rows.values(), reset_row])
+    skip = "skipped (smoke)" if not b.mode.heavy_everywhere else (
+        "skipped (no olah)" if find_olah_cli() is None else None)
+    if skip:
+        for row in (*rows.values(), reset_row):
+            row.skipped = skip
+        return
+    b.log("Scenario 11: 20 clients through olah after a mirror outage; an origin reset behind olah")
+    results = run_parts(clients=20, base=4.0, mb=8.0, parts={"outage", "reset"})
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for r in results["outage"]:
+        fr = r["first_retry_s"]
+        row = rows[r["jitter"]]
+        row.note += (f", retries {fr['min']:.1f}-{fr['max']:.1f} s, <= {r['most_retries_within_0_5_s']} in 0.5 s, "
+                     f"{r['upstream_requests']} origin requests")
+        row.runs.append(Run(r["ok"] == r["clients"], False, r["all_done_after_s"] or 0.0, None, rss,
+                            error="; ".join(r["failed"]) or None,
+                            bytes_ratio=r["upstream_weights_bytes"] / r["weights_size"]))
+    r = results["reset"]
+    reset_row.note += f", {r['failed_attempts']} failed attempt(s)"
+    reset_row.runs.append(Run(r["ok"], False, r["seconds"], None, rss))
 
 
 if __name__ == "__main__":

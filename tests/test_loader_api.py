@@ -174,3 +174,8 @@ def test_cached_pickle_snapshot_is_reported_but_not_loaded_without_opt_in(loader
     assert is_model_cached("phaita-test/tiny-bert-bin")
     with pytest.raises(UnsafeModelError, match="allow_pickle=True"):
         robust_model_download("phaita-test/tiny-bert-bin", allow_offline=False)
+
+
+def test_torch_dtype_is_honoured_under_its_new_name(loader_env, local_hub):
+    model = robust_model_download("phaita-test/tiny-gpt2", model_type="causal_lm", torch_dtype=torch.float16)
+    assert next(model.parameters()).dtype == torch.float16

@@ -123,3 +123,36 @@ def test_use_4bit_builds_a_4bit_config_where_cuda_and_bitsandbytes_exist(monkeyp
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
     assert kwargs["device_map"] == "auto"
     assert quantization_kwargs(False) == {}
+
+
+@pytest.mark.parametrize("bf16, half", [(True, "bfloat16"), (False, "float16")])
+def test_use_4bit_on_a_gpu_without_bitsandbytes_loads_half_precision_on_the_gpu(monkeypatch, caplog, bf16, half):
+    # No GPU here: CUDA (and its bfloat16 support) is mocked, bitsandbytes is really absent.
+    import importlib.util
+
+    import torch
+
+    from phaita.loader.load import quantization_kwargs
+
+    assert importlib.util.find_spec("bitsandbytes") is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    with caplog.at_level("WARNING", logger="phaita.model_loader"):
+        kwargs = quantization_kwargs(True)
+    assert kwargs == {"dtype": getattr(torch, half), "device_map": "auto"}
+    (warning,) = [r.getMessage() for r in caplog.records if "use_4bit" in r.getMessage()]
+    assert "bitsandbytes" in warning and f"half precision ({half}) on the GPU" in warning
+    # what the caller set wins
+    assert quantization_kwargs(True, {"dtype": torch.float32}) == {"device_map": "auto"}
+    assert quantization_kwargs(True, {"torch_dtype": torch.float32, "device_map": "cuda:0"}) == {}
+
+
+def test_torch_dtype_reaches_from_pretrained_as_dtype():
+    import torch
+
+    from phaita.loader.load import load_kwargs
+
+    assert load_kwargs({"torch_dtype": torch.float16}, "causal_lm") == {"dtype": torch.float16, "trust_remote_code": False}
+    both = load_kwargs({"torch_dtype": torch.float16, "dtype": torch.bfloat16}, "auto")
+    assert both["dtype"] == torch.bfloat16 and "torch_dtype" not in both
+    assert "dtype" not in load_kwargs({"torch_dtype": torch.float16}, "tokenizer")

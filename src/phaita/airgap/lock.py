@@ -19,6 +19,8 @@ from phaita.loader.errors import ModelDownloadError, UnsafeRepository
 from phaita.loader.listing import RemoteFile, RepoListing, fetch_listing
 from phaita.loader.lockfile import LockedFile, LockedModel, LockFile, merge_models
 from phaita.loader.net import Deadline, stream
+from phaita.loader.public_errors import public_error
+from phaita.loader.options import LoaderOptions
 from phaita.loader.policy import RetryPolicy, log_retry
 from phaita.loader.selection import Needs, select_files
 
@@ -67,8 +69,8 @@ def lock_models(targets: Sequence[LockTarget], *, revision: str = "main", profil
     for target in targets:
         errors: list[ModelDownloadError] = []
         for name in target.candidates:  # in order, as the components' candidate chain tries them
-            req = api.prepare(name, target.model_type, max_retries, timeout, False, token,
-                              {"revision": revision, "progress": None})
+            req = api.prepare(name, model_type=target.model_type, options=LoaderOptions(
+                max_retries, timeout, False, token, {"revision": revision, "progress": None}))
             try:
                 entries.append(_resolve(name, revision, target, req, listings))
                 break
@@ -87,7 +89,7 @@ def _resolve(repo_id: str, revision: str, target: LockTarget, req: api.LoadReque
     try:
         ctx = api.fetch_context(req)
     except Exception as exc:
-        raise api.public_error(exc, repo_id, req) from None
+        raise public_error(exc, repo_id, req) from None
 
     def attempt(n: int) -> LockedModel:
         deadline = Deadline.after(req.timeout)
@@ -114,7 +116,7 @@ def _resolve(repo_id: str, revision: str, target: LockTarget, req: api.LoadReque
     try:
         return policy.run(attempt, what=repo_id)
     except Exception as exc:
-        raise api.public_error(exc, repo_id, req, getattr(exc, "attempts_made", 1)) from None
+        raise public_error(exc, repo_id, req, getattr(exc, "attempts_made", 1)) from None
 
 
 def _read_small(ctx: Any, repo_id: str, commit: str, f: RemoteFile, deadline: Deadline) -> bytes:

@@ -117,7 +117,7 @@ def check_reachable(probe_model: Optional[str], timeout: float) -> Check:
 
 def check_endpoint_variable() -> Check:
     name = "endpoint variable"
-    raw = os.environ.get("HF_ENDPOINT", "").strip()
+    raw = config.endpoint_as_set()
     try:
         endpoint = config.endpoint()
     except ValueError as exc:
@@ -135,10 +135,7 @@ def check_proxies() -> Check:
     name = "proxy variables"
     found, bad = [], []
     for var in PROXY_VARS:
-        for key in (var, var.lower()):
-            value = os.environ.get(key)
-            if value is None or value.strip() == "":
-                continue
+        for key, value in config.variables_set((var, var.lower())).items():
             found.append(f"{key}={_mask(value)}")
             if var != "NO_PROXY" and "://" not in value:
                 bad.append(key)
@@ -154,7 +151,7 @@ def check_token() -> Check:
     token = get_token()
     if not token:
         return Check("token", True, "none (public models only; gated models need HF_TOKEN or `hf auth login`)")
-    source = "HF_TOKEN" if os.environ.get("HF_TOKEN", "").strip() else "stored login"
+    source = "HF_TOKEN" if config.env_token() else "stored login"
     return Check("token", True, f"present (from {source}; not shown)")
 
 
@@ -216,7 +213,8 @@ def check_disk(profile: Optional[str]) -> Check:
 
 def check_offline() -> Check:
     name = "offline mode"
-    shown = ", ".join(f"{v}={os.environ[v]}" for v in OFFLINE_VARS if v in os.environ) or f"{' and '.join(OFFLINE_VARS)} unset"
+    shown = ", ".join(f"{k}={v}" for k, v in config.variables_set(OFFLINE_VARS).items()) or \
+        f"{' and '.join(OFFLINE_VARS)} unset"
     try:
         on = config.offline_mode()
     except ValueError as exc:

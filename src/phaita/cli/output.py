@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -114,7 +113,9 @@ def expected_failures(func: F) -> F:
 def bars_enabled(json_mode: bool) -> bool:
     if json_mode:
         return False
-    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() in {"1", "true", "yes", "on"}:
+    from phaita.loader import config
+
+    if config.progress_bars_disabled():
         return False
     return sys.stdout.isatty() and sys.stderr.isatty()
 

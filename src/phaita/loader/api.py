@@ -17,18 +17,21 @@ from typing import Any, Callable, Sequence
 from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send, validate_repo_id
 
-from . import config, errors, tls
+from . import config, errors
 from .cache import RepoCache
 from .errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
-from .endpoints import fetch_from_endpoints, purge_advice
+from .endpoints import fetch_from_endpoints
 from .events import Emitter, Observer, Retried, as_observer
 from .fetch import FetchContext
 from .listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
 from .lockfile import LockedModel, LockFile, resolve_lock
 from .load import MODEL_TYPES, load_snapshot, quantization_kwargs
 from .net import Deadline
-from .policy import RetryEvent, RetryPolicy, classify, log_retry, valid_jitter
+from .options import LoaderOptions
+from .policy import (RetryEvent, RetryPolicy, check_backoff_base, check_jitter, check_max_retries, classify,
+                     log_retry)
 from .progress import default_progress
+from .public_errors import public_error
 from .selection import Needs
 
 logger = logging.getLogger("phaita.model_loader")
@@ -116,24 +119,20 @@ def _unsafe_revision(revision: str) -> bool:
             or any(ord(c) < 32 or ord(c) == 127 for c in revision))
 
 
-def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, allow_offline: Any,
-            token: Any, kwargs: dict[str, Any], model_types: Sequence[str] = ()) -> LoadRequest:
+def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
+            model_types: Sequence[str] = ()) -> LoadRequest:
     """Check every argument up front: a ValueError naming the argument, before any I/O."""
+    max_retries, timeout, allow_offline, token = (options.max_retries, options.timeout, options.allow_offline,
+                                                  options.token)
+    kwargs = dict(options.loader_kwargs)
     for t in (model_type, *model_types):
         if not isinstance(t, str) or t not in MODEL_TYPES:  # (a list is unhashable: TypeError otherwise)
             raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}; got {t!r}")
-    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
-        raise ValueError(f"max_retries must be an integer >= 1; got {max_retries!r}")
+    check_max_retries(max_retries)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not _finite(timeout) or timeout <= 0:
         raise ValueError(f"timeout must be a number of seconds > 0; got {timeout!r}")
-    backoff = kwargs.pop("backoff_base", None)
-    if backoff is not None and (isinstance(backoff, bool) or not isinstance(backoff, (int, float))
-                                or not _finite(backoff) or backoff < 0):
-        raise ValueError(f"backoff_base must be a number of seconds >= 0; got {backoff!r}")
-    jitter = kwargs.pop("backoff_jitter", None)
-    if jitter is not None and (isinstance(jitter, bool) or not isinstance(jitter, (int, float))
-                               or not valid_jitter(jitter)):
-        raise ValueError(f"backoff_jitter must be a fraction within [0, 1] (0.5: each wait +-50 %); got {jitter!r}")
+    backoff = check_backoff_base(kwargs.pop("backoff_base", None))
+    jitter = check_jitter(kwargs.pop("backoff_jitter", None))
     revision = kwargs.pop("revision", None)
     if revision is not None and (not isinstance(revision, str) or not revision.strip() or _unsafe_revision(revision)):
         raise ValueError(f"revision must be a branch, tag or commit hash (it names a file under refs/ in the "
@@ -148,7 +147,7 @@ def prepare(model_name: Any, model_type: str, max_retries: Any, timeout: Any, al
     if kwargs.pop("force_download", False):
         logger.info("force_download is not needed: every file is verified against the hub's hashes")
     register_secret(token if isinstance(token, str) else None)
-    register_secret(os.environ.get("HF_TOKEN"))
+    register_secret(config.env_token())
     endpoints = kwargs.pop("endpoints", None)
     return LoadRequest(
         candidates=_candidates(model_name),
@@ -241,13 +240,13 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
         detail = "allow_offline=True" if req.allow_offline else "HF_HUB_OFFLINE=1"
         if status.commit:
             detail += "; cached snapshot incomplete: " + ", ".join(status.problems[:5])
-        raise _public_error(OfflineMiss(detail), repo_id, req, attempts=0)
+        raise public_error(OfflineMiss(detail), repo_id, req, attempts=0)
     if status.complete and is_commit_hash(revision):
         return status.path  # type: ignore[return-value]
     try:
         ctx = fetch_context(req)
     except Exception as exc:
-        raise _public_error(exc, repo_id, req, attempts=0) from None
+        raise public_error(exc, repo_id, req, attempts=0) from None
     listing = None
     if status.complete:  # a branch we already hold: one bounded check for a newer commit
         budget = min(config.freshness_timeout(), req.timeout)
@@ -291,11 +290,11 @@ def _ensure_locked(repo_id: str, needs: Needs, req: LoadRequest, locked: LockedM
             detail += ", and the cached files of that commit are not the locked ones"
         elif status.commit and status.path:
             detail += "; cached snapshot incomplete: " + ", ".join(status.problems[:5])
-        raise _public_error(OfflineMiss(detail), repo_id, req, attempts=0)
+        raise public_error(OfflineMiss(detail), repo_id, req, attempts=0)
     try:
         ctx = fetch_context(req)
     except Exception as exc:
-        raise _public_error(exc, repo_id, req, attempts=0) from None
+        raise public_error(exc, repo_id, req, attempts=0) from None
     try:
         path = _fetch_with_retries(repo_id, locked.commit, needs, req, ctx, None, locked=locked)
     except errors.RevisionNotFoundError as exc:
@@ -332,63 +331,7 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
     try:
         return policy.run(attempt, what=repo_id)
     except Exception as exc:
-        raise _public_error(exc, repo_id, req, attempts=getattr(exc, "attempts_made", 1)) from None
-
-
-def public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: int = 0) -> ModelDownloadError:
-    """The public error, with advice, for a failure while fetching ``repo_id`` (for phaita.airgap)."""
-    return _public_error(exc, repo_id, req, attempts)
-
-
-def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: int) -> ModelDownloadError:
-    if isinstance(exc, ModelDownloadError):
-        return exc
-    failure = classify(exc)
-    try:
-        endpoints = req.endpoint_list()
-    except ValueError:  # a malformed HF_ENDPOINT / PHAITA_ENDPOINTS: name it as given
-        endpoints = (os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or config.DEFAULT_ENDPOINT,)
-    endpoint = endpoints[0]
-    has_token = bool(req.token) or (req.token is None and bool(os.environ.get("HF_TOKEN")))
-    common = dict(model_name=repo_id, models_attempted=[repo_id], attempts=attempts, cache_dir=req.cache_dir,
-                  last_error=errors.UnderlyingError(type(exc).__name__, failure.reason, failure.status_code,
-                                                    failure.transient),
-                  transient=failure.transient)
-    kind = failure.kind
-    if kind == "not_found":
-        return errors.ModelNotFoundError(errors.not_found_message(repo_id, endpoint, has_token), **common)
-    if kind == "revision_not_found":
-        return errors.RevisionNotFoundError(errors.revision_not_found_message(repo_id, req.revision, endpoint), **common)
-    if kind == "access_denied":
-        return errors.AccessDeniedError(
-            errors.access_denied_message(repo_id, endpoint, failure.status_code, has_token), **common)
-    if kind == "disk_full":
-        return errors.DiskFullError(errors.disk_full_message(repo_id, req.cache_dir, failure.reason), **common)
-    if kind == "offline":
-        return errors.OfflineModeError(
-            errors.offline_miss_message(repo_id, req.cache_dir, req.revision, failure.reason), **common)
-    if kind == "bad_listing":
-        return errors.BadListingError(errors.bad_listing_message(repo_id, endpoint, req.revision, failure.reason),
-                                      **common)
-    if kind in ("unsafe", "unsupported"):
-        return errors.UnsafeModelError(errors.unsafe_message(repo_id, failure.reason), **common)
-    if kind == "bad_environment":
-        return ModelDownloadError(errors.bad_environment_message(repo_id, failure.reason), **common)
-    if kind == "untrusted_certificate":
-        return errors.UntrustedCertificateError(tls.certificate_advice(exc, repo_id, endpoint, failure.reason),
-                                                **common)
-    if kind == "proxy_auth":
-        return errors.ProxyAuthenticationError(errors.proxy_auth_message(repo_id, endpoint, tls.shown_proxies()),
-                                               **common)
-    notes = getattr(exc, "endpoint_notes", [])
-    return ModelDownloadError(
-        errors.retries_exhausted_message(
-            repo_id, attempts=attempts,
-            last_error=failure.reason + (f" (before that: {'; '.join(notes)})" if notes else ""),
-            models_attempted=[repo_id], cache_dir=req.cache_dir, endpoint=endpoint,
-            revision=req.revision, max_retries=req.max_retries, timeout=req.timeout,
-            first_steps=purge_advice(exc, repo_id, endpoints)),
-        **common)
+        raise public_error(exc, repo_id, req, attempts=getattr(exc, "attempts_made", 1)) from None
 
 
 # --------------------------------------------------------------------------- load
@@ -397,7 +340,7 @@ def _public_error(exc: BaseException, repo_id: str, req: LoadRequest, attempts: 
 def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, ...]:
     """Try each candidate in order; return the loaded objects of the first that works."""
     failures: list[tuple[str, ModelDownloadError]] = []
-    quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False))) if any(
+    quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False)), req.kwargs) if any(
         t != "tokenizer" for t in model_types) else {}
     req.kwargs.pop("use_4bit", None)
     for name in req.lock.pinned(req.candidates) if req.lock is not None else req.candidates:

@@ -47,6 +47,8 @@ CURL_CA_BUNDLE                         TLS-inspecting proxy already sets for pip
 HTTPS_PROXY, HTTP_PROXY,   unset       Proxies (read by the HTTP client); credentials in them
 ALL_PROXY, NO_PROXY                    are redacted from every message
 PHAITA_FULL                unset       ``1``: the long chaos run and slow tests (tools only)
+(progress bars)            on          ``HF_HUB_DISABLE_PROGRESS_BARS=1`` (huggingface_hub's
+                                       switch) turns them off, in the loader and the CLI
 =========================  ==========  =====================================================
 """
 
@@ -56,6 +58,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from .errors import BadEnvironment
 
@@ -268,3 +271,26 @@ class Timeouts:
 def full_runs() -> bool:
     """PHAITA_FULL: run the long variants (chaos --full, slow tests), for tools and tests only."""
     return os.environ.get("PHAITA_FULL", "").strip().lower() in ("1", "true", "yes")
+
+
+def progress_bars_disabled() -> bool:
+    """HF_HUB_DISABLE_PROGRESS_BARS set to a true value (huggingface_hub's switch, honoured here too)."""
+    return os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() in _TRUE
+
+
+def env_token() -> str | None:
+    """HF_TOKEN as set (stripped), or None. (huggingface_hub reads it too; here: to redact and to advise.)"""
+    return os.environ.get("HF_TOKEN", "").strip() or None
+
+
+def endpoint_as_set() -> str:
+    """HF_ENDPOINT exactly as set (stripped, no trailing '/'), '' when unset: for messages about it.
+
+    :func:`endpoint` is the validated value to connect to.
+    """
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+
+
+def variables_set(names: Iterable[str]) -> dict[str, str]:
+    """``{name: value}`` of the variables among ``names`` that are set and not blank (for reports)."""
+    return {name: os.environ[name] for name in names if os.environ.get(name, "").strip()}

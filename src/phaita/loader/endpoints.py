@@ -24,14 +24,14 @@ from .errors import ChecksumMismatch
 from .fetch import FetchContext, fetch_snapshot
 from .listing import RepoListing, fetch_listing
 from .net import Deadline
-from .policy import classify
+from .policy import FailureKind, classify
 from .selection import Needs
 
 logger = logging.getLogger("phaita.model_loader")
 
 # Failures another endpoint may not have. Not: a full disk, the cache itself, unsafe content.
-NEXT_ENDPOINT_KINDS = frozenset({"network", "http", "not_found", "revision_not_found", "bad_listing",
-                                 "access_denied"})
+NEXT_ENDPOINT_KINDS = frozenset({FailureKind.NETWORK, FailureKind.HTTP, FailureKind.NOT_FOUND,
+                                 FailureKind.REVISION_NOT_FOUND, FailureKind.BAD_LISTING, FailureKind.ACCESS_DENIED})
 
 
 def describe(endpoint: str) -> str:

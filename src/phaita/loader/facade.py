@@ -35,6 +35,7 @@ from .errors import (
     UntrustedCertificateError,
 )
 from .load import MODEL_TYPES
+from .options import LoaderOptions
 from .policy import RetryPolicy
 
 __all__ = [
@@ -82,7 +83,8 @@ def robust_model_download(
         ValueError: an invalid argument, before any I/O.
         ModelDownloadError: (or a subclass) when the model cannot be fetched or loaded.
     """
-    req = api.prepare(model_name, model_type, max_retries, timeout, allow_offline, token, dict(kwargs))
+    req = api.prepare(model_name, model_type=model_type,
+                      options=LoaderOptions(max_retries, timeout, allow_offline, token, kwargs))
     return api.load_candidates(req, (model_type,))[0]
 
 
@@ -101,7 +103,8 @@ def load_model_and_tokenizer(
     """
     if model_type == "tokenizer":
         raise ValueError("model_type for load_model_and_tokenizer must be a model type, not 'tokenizer'")
-    req = api.prepare(model_name, model_type, max_retries, timeout, allow_offline, token, dict(kwargs))
+    req = api.prepare(model_name, model_type=model_type,
+                      options=LoaderOptions(max_retries, timeout, allow_offline, token, kwargs))
     model, tokenizer = api.load_candidates(req, (model_type, "tokenizer"))
     return model, tokenizer
 
@@ -122,7 +125,7 @@ def is_model_cached(
     kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "allow_pickle": True}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
-    req = api.prepare(model_name, model_type, 1, 1, True, False, kwargs)
+    req = api.prepare(model_name, model_type=model_type, options=LoaderOptions(1, 1, True, False, kwargs))
     needs = api.needs_for((model_type,), req)
     for name in req.candidates:
         if os.path.isdir(name):
@@ -150,7 +153,8 @@ def prefetch_model(
     Same retries, resume, deadline and verification as :func:`robust_model_download`; nothing is
     loaded into memory (what ``phaita models pull`` uses). ``model_type="tokenizer"`` skips weights.
     """
-    req = api.prepare(model_name, model_type, max_retries, timeout, False, token, dict(kwargs))
+    req = api.prepare(model_name, model_type=model_type,
+                      options=LoaderOptions(max_retries, timeout, False, token, kwargs))
     if len(req.candidates) != 1:
         raise ValueError("prefetch_model takes one model name, not a list")
     name = req.candidates[0]

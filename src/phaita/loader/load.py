@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 logger = logging.getLogger("phaita.model_loader")
 
@@ -44,15 +44,27 @@ def model_class(model_type: str) -> Any:
     return getattr(transformers, MODEL_TYPES[model_type])
 
 
-def quantization_kwargs(use_4bit: bool) -> dict[str, Any]:
-    """4-bit loading where CUDA and bitsandbytes exist; elsewhere one WARNING and full precision."""
+def quantization_kwargs(use_4bit: bool, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``use_4bit=True`` adds to ``from_pretrained``; one WARNING whenever it cannot be 4-bit.
+
+    CUDA and bitsandbytes: 4-bit nf4. CUDA without bitsandbytes: half precision on the GPU
+    (bfloat16 where supported, else float16), not float32 on the CPU (a 7B model would need 28 GB
+    of RAM); a ``dtype`` or ``device_map`` the caller ``given`` wins. No CUDA: full precision.
+    """
     if not use_4bit:
         return {}
     import torch
 
     has_cuda = torch.cuda.is_available()
     has_bnb = importlib.util.find_spec("bitsandbytes") is not None
-    if not (has_cuda and has_bnb):
+    if has_cuda and not has_bnb:
+        half = torch.bfloat16 if _bf16_supported(torch) else torch.float16
+        logger.warning("use_4bit=True: 4-bit quantization needs the bitsandbytes package, which is not installed; "
+                       "loading in half precision (%s) on the GPU instead.", str(half).replace("torch.", ""))
+        fallback = {"dtype": half, "device_map": "auto"}
+        given = given or {}
+        return {k: v for k, v in fallback.items() if k not in given and not (k == "dtype" and "torch_dtype" in given)}
+    if not has_cuda:
         missing = " and ".join(n for n, ok in (("a CUDA GPU", has_cuda), ("the bitsandbytes package", has_bnb)) if not ok)
         logger.warning("use_4bit=True ignored: 4-bit quantization needs %s; loading in full precision.", missing)
         return {}
@@ -66,9 +78,19 @@ def quantization_kwargs(use_4bit: bool) -> dict[str, Any]:
     }
 
 
+def _bf16_supported(torch: Any) -> bool:
+    try:
+        return bool(torch.cuda.is_bf16_supported())
+    except Exception:  # an old driver or a CPU-only build asked about CUDA: float16 is the safe choice
+        return False
+
+
 def load_kwargs(kwargs: dict[str, Any], model_type: str) -> dict[str, Any]:
     """The kwargs ``from_pretrained`` gets for this model type (fetch-only keys removed)."""
     out = {k: v for k, v in kwargs.items() if k not in FETCH_ONLY_KWARGS and k != "use_4bit"}
+    if "torch_dtype" in out:  # transformers 5 renamed it and warns on every load that uses the old name
+        torch_dtype = out.pop("torch_dtype")
+        out.setdefault("dtype", torch_dtype)
     out.setdefault("trust_remote_code", False)
     if model_type == "tokenizer":
         out = {k: v for k, v in out.items() if k not in MODEL_ONLY_KWARGS}

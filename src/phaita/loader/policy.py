@@ -22,6 +22,7 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable, TypeVar
 
 import httpx2
@@ -52,11 +53,34 @@ T = TypeVar("T")
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
+class FailureKind(str, Enum):
+    """What kind of failure an exception is: decides retrying, the next endpoint, the public error."""
+
+    NOT_FOUND = "not_found"
+    REVISION_NOT_FOUND = "revision_not_found"
+    ACCESS_DENIED = "access_denied"
+    DISK_FULL = "disk_full"
+    OFFLINE = "offline"
+    BAD_LISTING = "bad_listing"
+    UNSAFE = "unsafe"
+    UNSUPPORTED = "unsupported"
+    BAD_ENVIRONMENT = "bad_environment"
+    UNTRUSTED_CERTIFICATE = "untrusted_certificate"
+    PROXY_AUTH = "proxy_auth"
+    HTTP = "http"
+    NETWORK = "network"
+    CACHE_IO = "cache_io"
+    OTHER = "other"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Failure:
     """What went wrong, as the retry policy sees it."""
 
-    kind: str  # not_found, revision_not_found, access_denied, disk_full, offline, unsafe, http, network, ...
+    kind: FailureKind
     transient: bool
     reason: str  # one line, token-free
     status_code: int | None = None
@@ -112,57 +136,57 @@ def classify(exc: BaseException) -> Failure:
     """Map any exception raised while fetching to a :class:`Failure`."""
     name = type(exc).__name__
     if isinstance(exc, hf_errors.GatedRepoError):
-        return Failure("access_denied", False, f"gated repository ({_status(exc) or 'denied'})", _status(exc))
+        return Failure(FailureKind.ACCESS_DENIED, False, f"gated repository ({_status(exc) or 'denied'})", _status(exc))
     if isinstance(exc, hf_errors.RevisionNotFoundError):
-        return Failure("revision_not_found", False, "revision not found (HTTP 404)", 404)
+        return Failure(FailureKind.REVISION_NOT_FOUND, False, "revision not found (HTTP 404)", 404)
     if isinstance(exc, hf_errors.RepositoryNotFoundError):
-        return Failure("not_found", False, "repository not found (HTTP 404)", _status(exc) or 404)
+        return Failure(FailureKind.NOT_FOUND, False, "repository not found (HTTP 404)", _status(exc) or 404)
     if isinstance(exc, hf_errors.OfflineModeIsEnabled):
-        return Failure("offline", False, "offline mode is enabled (HF_HUB_OFFLINE)")
+        return Failure(FailureKind.OFFLINE, False, "offline mode is enabled (HF_HUB_OFFLINE)")
     if isinstance(exc, hf_errors.HfHubHTTPError):
         status = _status(exc)
         reason = f"HTTP {status} from the hub" if status else _one_line(exc)
         if status in (401, 403):
-            return Failure("access_denied", False, reason, status)
+            return Failure(FailureKind.ACCESS_DENIED, False, reason, status)
         if status == 404:  # a file the listing announced is missing: the repo may be mid-push
-            return Failure("http", True, f"{reason} (file announced but missing)", status)
+            return Failure(FailureKind.HTTP, True, f"{reason} (file announced but missing)", status)
         if status == 429:
             note, wait = _rate_limited(exc)
-            return Failure("http", True, reason + note, status, wait)
+            return Failure(FailureKind.HTTP, True, reason + note, status, wait)
         if status in TRANSIENT_STATUS:
-            return Failure("http", True, reason, status)
-        return Failure("http", False, reason, status)
+            return Failure(FailureKind.HTTP, True, reason, status)
+        return Failure(FailureKind.HTTP, False, reason, status)
     if isinstance(exc, BadEnvironment):
-        return Failure("bad_environment", False, _one_line(exc))
+        return Failure(FailureKind.BAD_ENVIRONMENT, False, _one_line(exc))
     cert_error = verification_error(exc)
     if cert_error is not None:  # an unknown CA or a wrong host name does not pass by itself
-        return Failure("untrusted_certificate", False,
+        return Failure(FailureKind.UNTRUSTED_CERTIFICATE, False,
                        f"untrusted TLS certificate: {describe_verification_error(cert_error)}")
     if isinstance(exc, httpx2.ProxyError) and "407" in str(exc):
-        return Failure("proxy_auth", False, "the proxy refused the credentials (HTTP 407)", 407)
+        return Failure(FailureKind.PROXY_AUTH, False, "the proxy refused the credentials (HTTP 407)", 407)
     if isinstance(exc, httpx2.TimeoutException):
-        return Failure("network", True, f"network timeout ({name})")
+        return Failure(FailureKind.NETWORK, True, f"network timeout ({name})")
     if isinstance(exc, httpx2.TransportError):
-        return Failure("network", True, f"connection error ({name}): {_one_line(exc)}")
+        return Failure(FailureKind.NETWORK, True, f"connection error ({name}): {_one_line(exc)}")
     if isinstance(exc, MalformedListing):
-        return Failure("bad_listing", False, _one_line(exc))
+        return Failure(FailureKind.BAD_LISTING, False, _one_line(exc))
     if isinstance(exc, (TransferIncomplete, ChecksumMismatch, DeadlineExceeded, LockTimeout, BadResponse)):
-        return Failure("network", True, _one_line(exc))
+        return Failure(FailureKind.NETWORK, True, _one_line(exc))
     if isinstance(exc, DiskFull):
-        return Failure("disk_full", False, _one_line(exc))
+        return Failure(FailureKind.DISK_FULL, False, _one_line(exc))
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return Failure("disk_full", False, f"no space left on device ({_one_line(exc)})")
+        return Failure(FailureKind.DISK_FULL, False, f"no space left on device ({_one_line(exc)})")
     if isinstance(exc, (socket.timeout, ConnectionError)):
-        return Failure("network", True, f"connection error ({name}): {_one_line(exc)}")
+        return Failure(FailureKind.NETWORK, True, f"connection error ({name}): {_one_line(exc)}")
     if isinstance(exc, UnsafeRepository):
-        return Failure("unsafe", False, _one_line(exc))
+        return Failure(FailureKind.UNSAFE, False, _one_line(exc))
     if isinstance(exc, UnsupportedWeights):
-        return Failure("unsupported", False, _one_line(exc))
+        return Failure(FailureKind.UNSUPPORTED, False, _one_line(exc))
     if isinstance(exc, OfflineMiss):
-        return Failure("offline", False, _one_line(exc))
+        return Failure(FailureKind.OFFLINE, False, _one_line(exc))
     if isinstance(exc, OSError):
-        return Failure("cache_io", False, f"cannot write the cache ({name}): {_one_line(exc)}")
-    return Failure("other", False, f"{name}: {_one_line(exc)}")
+        return Failure(FailureKind.CACHE_IO, False, f"cannot write the cache ({name}): {_one_line(exc)}")
+    return Failure(FailureKind.OTHER, False, f"{name}: {_one_line(exc)}")
 
 
 @dataclass(frozen=True)
@@ -201,6 +225,29 @@ def valid_jitter(value: object) -> bool:
     return _finite_non_negative(value) and float(value) <= 1  # type: ignore[arg-type]
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# The one check of each retry argument: the facade runs them before any I/O, RetryPolicy on creation.
+def check_max_retries(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"max_retries must be an integer >= 1; got {value!r}")
+    return value
+
+
+def check_backoff_base(value: object) -> float | None:
+    if value is not None and not (_number(value) and _finite_non_negative(value)):
+        raise ValueError(f"backoff_base must be a number of seconds >= 0; got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_jitter(value: object) -> float | None:
+    if value is not None and not (_number(value) and valid_jitter(value)):
+        raise ValueError(f"backoff_jitter must be a fraction within [0, 1] (0.5: each wait +-50 %); got {value!r}")
+    return value  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """At most ``max_attempts`` attempts with jittered exponential backoff between them.
@@ -220,12 +267,9 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.SystemRandom, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or self.max_attempts < 1:
-            raise ValueError(f"max_retries must be an integer >= 1, got {self.max_attempts!r}")
-        if self.backoff_base is not None and not _finite_non_negative(self.backoff_base):
-            raise ValueError(f"backoff_base must be a finite number >= 0, got {self.backoff_base!r}")
-        if self.jitter is not None and not valid_jitter(self.jitter):
-            raise ValueError(f"backoff_jitter must be a number within [0, 1], got {self.jitter!r}")
+        check_max_retries(self.max_attempts)
+        check_backoff_base(self.backoff_base)
+        check_jitter(self.jitter)
 
     def wait_before(self, retry_index: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retry_index`` (0 = before the 2nd attempt).

@@ -7,10 +7,10 @@ files and range streams arriving at once never garble each other.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
+from . import config
 from .events import Event, FileDone, FileStarted, LegacyProgress, Plan, Progress
 
 MAX_FILE_LINES = 4
@@ -73,7 +73,6 @@ def no_progress(event: Event) -> None:
 
 
 def default_progress():
-    disabled = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() in {"1", "true", "yes", "on"}
-    if disabled or not sys.stderr.isatty():
+    if config.progress_bars_disabled() or not sys.stderr.isatty():
         return no_progress
     return TerminalProgress()

@@ -8,25 +8,15 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
+from phaita.loader.options import LoaderOptions  # the loader's own options object, passed through
+
 log = logging.getLogger("phaita.models")
 
 __all__ = ["LoaderOptions", "load_pretrained", "component_error", "mean_pool_embed", "chat_generate"]
-
-
-@dataclass
-class LoaderOptions:
-    """Loader options a component passes through (see ``robust_model_download``)."""
-
-    max_retries: int = 3
-    timeout: float = 300
-    allow_offline: bool = False
-    token: str | bool | None = field(default=None, repr=False)
-    loader_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def component_error(component: str, err: Exception) -> Exception:
