@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from phaita.loader import config
-from phaita.loader.errors import redact
+from phaita.loader import redact
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -184,7 +184,7 @@ def check_cache_writable() -> Check:
 
 def check_disk(profile: Optional[str]) -> Check:
     from phaita.manifest import load_manifest
-    from phaita.utils.model_loader import is_model_cached
+    from phaita.loader import is_model_cached
 
     from .output import human_size
 
