@@ -111,7 +111,7 @@ def pull(
                                      "not with --all or --revision", param_hint="--locked")
         from phaita.airgap.lock import pull_targets
 
-        from .airgap import read_lock_option
+        from .lockfile_option import read_lock_option
 
         opts["lockfile"] = lock_file = read_lock_option(lockfile)
         targets = pull_targets(lock_file, names or [])
