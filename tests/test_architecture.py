@@ -32,3 +32,17 @@ def test_the_checks_see_a_cycle_and_an_upward_import():
                                                            "line": 3, "layers": "0 -> 4"}],
               "over_limit": [{"file": "big.py", "lines": 900, "reason": None}]}
     assert len(tool.problems(report)) == 3
+
+
+def test_the_public_names_the_architecture_page_lists_are_importable_from_phaita_loader():
+    import re
+
+    import phaita.loader
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text()
+    bullet = page.split("- `phaita.loader`:", 1)[1].split("\n- ", 1)[0]
+    names = [n for n in re.findall(r"`([A-Za-z_][A-Za-z0-9_.]*)`", bullet) if "." not in n]
+    assert len(names) >= 15
+    assert sorted(n for n in names if n not in phaita.loader.__all__) == []
+    for name in names:
+        getattr(phaita.loader, name)
