@@ -18,6 +18,9 @@ Operations (``spec["op"]``):
 ``hub``             ``snapshot_download(repo)`` then ``AutoModel.from_pretrained(folder)``
 ``hub_fetch``       ``snapshot_download(repo)`` alone
 ``transformers``    ``AutoModel.from_pretrained(repo)`` alone
+``hf_transfer``     ``hf_transfer.download`` of every file of the repo (listed by the tree API), one
+                    file at a time (the call holds the GIL), ``spec["streams"]`` range streams each,
+                    10 MB chunks, 5 retries per chunk; no hash check (it has none)
 ``floor``           a minimal client: the weights file alone over raw HTTP/1.1, resumed at once
                     with a Range request after any break, sha256 and fsync like phaita -- what
                     the hub's faults cost a client that adds nothing of its own
@@ -64,6 +67,27 @@ def _transformers(spec: dict) -> str:
     model = AutoModel.from_pretrained(spec["repo"], cache_dir=spec["cache_dir"],
                                       local_files_only=spec.get("local_only", False))
     return type(model).__name__
+
+
+def _hf_transfer(spec: dict) -> str:
+    import os
+    import urllib.request
+    from pathlib import Path
+
+    import hf_transfer
+
+    endpoint = os.environ["HF_ENDPOINT"].rstrip("/")
+    repo = spec["repo"]
+    with urllib.request.urlopen(f"{endpoint}/api/models/{repo}/tree/main?recursive=true", timeout=30) as answer:
+        entries = [e for e in json.load(answer) if e["type"] == "file"]
+    out = Path(spec["cache_dir"]) / "hf_transfer" / repo
+    streams = spec.get("streams", 8)
+    for entry in entries:
+        dest = out / entry["path"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        hf_transfer.download(f"{endpoint}/{repo}/resolve/main/{entry['path']}", str(dest), max_files=streams,
+                             chunk_size=10 * 1024 * 1024, parallel_failures=streams, max_retries=5)
+    return f"{len(entries)} files"
 
 
 def floor(spec: dict) -> str:
@@ -150,6 +174,8 @@ def main(argv: list[str]) -> int:
             result["what"] = _hub(spec, fetch_only=True)
         elif op == "transformers":
             result["what"] = _transformers(spec)
+        elif op == "hf_transfer":
+            result["what"] = _hf_transfer(spec)
         elif op == "floor":
             result["what"] = floor(spec)
         elif op == "import_phaita":

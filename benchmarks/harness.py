@@ -34,6 +34,7 @@ LABELS = {
     "hub_fetch": "hub fetch",
     "transformers": "transformers",
     "floor": "minimal client (floor)",
+    "hf_transfer": "hf_transfer.download",
     "import_phaita": "import phaita only",
     "import_hub": "import hub only",
 }
@@ -140,6 +141,7 @@ class Row:
     cache: Path | None = None  # None: a fresh, empty cache for every run
     hub: object | None = None  # the LocalHub whose bytes are counted
     file_size: int | None = None
+    count: str = WEIGHTS  # which requests' bytes the bytes ratio counts (a path part)
     faults: Callable[[], object] | None = None  # a fresh FaultPlan for every run
     cap: float | None = None  # None: the run's cap (``--cap``)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the client
@@ -207,7 +209,7 @@ class Bench:
         if row.hub is not None and row.file_size:
             if run.capped:
                 time.sleep(0.2)  # let the hub notice the killed client
-            run.bytes_ratio = row.hub.bytes_sent(WEIGHTS) / row.file_size
+            run.bytes_ratio = row.hub.bytes_sent(row.count) / row.file_size
             if row.faults is not None:
                 row.hub.set_faults(None)
         if fresh:

@@ -16,6 +16,7 @@ from pathlib import Path
 from harness import FULL, LABELS, SMOKE, Mode, Row, Run
 from chart import chart
 from scenarios import SCENARIO_TITLES
+import parallel  # noqa: E402  (scenarios 6-10: their rows, comparisons and goals)
 
 
 def fmt_s(v: float | None) -> str:
@@ -75,6 +76,8 @@ def comparison(row: Row, rows: list[Row], cap: float, timeout: float) -> str:
         return f"attempt cut after {m:.2f} s (timeout {timeout:g} s)" if m is not None else ""
     if s == "5":
         return f"peak RSS {statistics.median(r.rss_mb for r in row.runs):.0f} MB"
+    if s in ("6", "7", "8", "9", "10"):
+        return parallel.comparison(row, rows)
     return ""
 
 
@@ -184,7 +187,7 @@ def goals(rows: list[Row], mode: Mode, cap: float) -> list[Goal]:
                         f"phaita fetch {peak:.0f} MB worst; "
                         + ", ".join(f"{x.label} {max(r.rss_mb for r in x.runs):.0f} MB"
                                     for x in rows if x.scenario == "5" and x is not row and x.runs)))
-    return out
+    return out + parallel.goals(rows)
 
 
 def machine() -> dict[str, str]:

@@ -56,6 +56,7 @@ from fixtures import make_model, publish
 from harness import FULL, HERE, REPO_MODEL, SMOKE, WEIGHTS, Bench
 from report import machine, report
 from scenarios import SCENARIOS, Context
+import parallel  # noqa: F401,E402  (registers scenarios 6-10: parallel transfers)
 
 
 def main(argv: list[str] | None = None) -> int:

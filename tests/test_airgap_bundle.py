@@ -331,6 +331,21 @@ def test_import_draws_a_bar_on_a_terminal_only(good_bundle, hf_env, tmp_path):
     assert piped.returncode == 0 and "━" not in piped.stderr and "importing" not in piped.stderr
 
 
+def test_two_imports_of_one_bundle_at_once_copy_each_blob_once(good_bundle, hf_env, tmp_path):
+    b = machine(tmp_path, "b", hf_env)
+    procs = [subprocess.Popen([PHAITA, "models", "import", str(good_bundle), "--json"], env=b,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        reports.append(json.loads(out))
+    total = len(json.loads((good_bundle / "phaita-bundle.json").read_text())["models"][0]["files"])
+    assert sorted(r["blobs_added"] for r in reports) == [0, total]  # the second waited, then found them all
+    assert not (Path(b["HF_HUB_CACHE"]) / ".phaita-import").exists()
+    assert phaita_json(["models", "verify"], b)["ok"]
+
+
 # --------------------------------------------------------------------------- SIGKILL halfway
 
 
@@ -369,7 +384,8 @@ def test_an_import_killed_halfway_resumes_and_nothing_partial_is_ever_visible(ma
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if staging.is_dir() and any(not p.name.endswith(".part") for p in staging.rglob("*") if p.is_file()):
+            if staging.is_dir() and any(not p.name.endswith((".part", ".lock")) for p in staging.rglob("*")
+                                        if p.is_file()):
                 break  # at least one blob verified and staged, others still to come
             time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)

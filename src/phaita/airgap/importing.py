@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import filelock
+
 from phaita.loader.cache import RepoCache
 from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of
 from phaita.loader.listing import RemoteFile, RepoListing, check_relative_path
@@ -73,15 +75,19 @@ def import_bundle(path: str | os.PathLike[str], cache_dir: Path, on_bytes: Hashe
         manifest, raw = reader.read_manifest(entries)
         listings = {(m.repo_id, m.commit): _listing(m) for m in manifest.models}
         staging = cache_dir / STAGING / hashlib.sha256(raw).hexdigest()[:16]
-        blobs = _plan(manifest, {e.name: e for e in entries}, cache_dir, staging)
         created = _missing_parents(staging)
-        try:
-            _stage(reader, blobs, staging, report, on_bytes, on_file)
-        except BundleError:
-            _discard(staging, created)
-            raise
-    _publish(manifest, blobs, listings, staging, report)
-    _discard(staging, created)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        lock = staging.with_name(staging.name + ".lock")
+        # One import of a bundle at a time per cache: a second one waits, then finds everything there.
+        with filelock.FileLock(str(lock)):
+            try:
+                blobs = _plan(manifest, {e.name: e for e in entries}, cache_dir, staging)
+                _stage(reader, blobs, staging, report, on_bytes, on_file)
+            except BundleError:
+                _discard(staging, lock, created)
+                raise
+            _publish(manifest, blobs, listings, staging, report)
+            _discard(staging, lock, created)
     return report
 
 
@@ -94,8 +100,9 @@ def _missing_parents(staging: Path) -> list[Path]:
     return out
 
 
-def _discard(staging: Path, created: list[Path]) -> None:
+def _discard(staging: Path, lock: Path, created: list[Path]) -> None:
     shutil.rmtree(staging, ignore_errors=True)
+    lock.unlink(missing_ok=True)  # (a process waiting on it holds the file open: it still gets the lock)
     for folder in [staging.parent, *created]:
         try:
             folder.rmdir()  # only when empty: another bundle's staging stays

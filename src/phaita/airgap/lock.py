@@ -19,6 +19,7 @@ from phaita.loader.errors import ModelDownloadError, UnsafeRepository
 from phaita.loader.listing import RemoteFile, RepoListing, fetch_listing
 from phaita.loader.lockfile import LockedFile, LockedModel, LockFile, merge_models
 from phaita.loader.net import Deadline, stream
+from phaita.loader.public_errors import public_error
 from phaita.loader.options import LoaderOptions
 from phaita.loader.policy import RetryPolicy, log_retry
 from phaita.loader.selection import Needs, select_files
@@ -88,7 +89,7 @@ def _resolve(repo_id: str, revision: str, target: LockTarget, req: api.LoadReque
     try:
         ctx = api.fetch_context(req)
     except Exception as exc:
-        raise api.public_error(exc, repo_id, req) from None
+        raise public_error(exc, repo_id, req) from None
 
     def attempt(n: int) -> LockedModel:
         deadline = Deadline.after(req.timeout)
@@ -115,7 +116,7 @@ def _resolve(repo_id: str, revision: str, target: LockTarget, req: api.LoadReque
     try:
         return policy.run(attempt, what=repo_id)
     except Exception as exc:
-        raise api.public_error(exc, repo_id, req, getattr(exc, "attempts_made", 1)) from None
+        raise public_error(exc, repo_id, req, getattr(exc, "attempts_made", 1)) from None
 
 
 def _read_small(ctx: Any, repo_id: str, commit: str, f: RemoteFile, deadline: Deadline) -> bytes:

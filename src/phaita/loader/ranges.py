@@ -1,6 +1,7 @@
 """Several byte-range streams for one file (the part of :class:`.transfer.FileTransfer` that runs them).
 
-The file's missing ranges are queued as segments; up to the link's streams-per-file take them,
+The file's missing ranges are queued as window-sized segments, in file order (so the contiguous
+prefix, and the hash over it, grow with the download); up to the link's streams-per-file take them,
 each on its own connection (the first is the file worker's, more only while the snapshot's
 connection budget has room). A coordinator loop (the file worker's thread) starts streams, hashes
 the growing prefix, cuts a stream silent for :func:`takeover_after` seconds (its range goes back to
@@ -70,7 +71,10 @@ class ParallelRanges:
 
     def _run_many(self, streams: int) -> None:
         gaps = sidecar.missing(self.done, self.size)
-        piece = max(self.min_split, -(-sum(b - a for a, b in gaps) // streams))
+        # Window-sized pieces taken in file order (stream k has the k-th window in flight), so the
+        # contiguous prefix, and the hash over it, keep up with the download instead of waiting for
+        # the first of a few long segments; smaller pieces when the file has fewer windows than streams.
+        piece = min(self.window, max(self.min_split, -(-sum(b - a for a, b in gaps) // streams)))
         for a, b in gaps:
             for start in range(a, b, piece):
                 self.pending.append(Segment(start, min(b, start + piece)))
@@ -134,8 +138,7 @@ class ParallelRanges:
                         return
                     if not self.ctx.links.ranges_ok:
                         return
-                    seg = self.pending.popleft()
-                    self.active.add(seg)
+                    seg = self._take()
                 try:
                     self._fetch(seg, alone=False)
                     self._settle(seg)
@@ -159,6 +162,19 @@ class ParallelRanges:
                 self.ctx.budget.leave()
             with self.cond:
                 self.cond.notify_all()
+
+    def _take(self) -> Segment:
+        """The next queued range (caller holds the lock), cut to a fair share of what is left, so that
+        the streams finish together instead of a few long last ranges holding the file."""
+        seg = self.pending.popleft()
+        streams = max(1, self.ctx.links.streams_per_file)
+        share = max(self.min_split, sum(s.end - s.start for s in self.pending) // streams)
+        cut = -(-(seg.start + share) // (64 << 10)) * (64 << 10)
+        if cut + self.min_split < seg.end:
+            self.pending.appendleft(Segment(cut, seg.end))
+            seg.end = cut
+        self.active.add(seg)
+        return seg
 
     def _carry_on(self, seg: Segment, exc: BaseException) -> bool:
         """After a failed request: True to take the next range, False to end this stream."""

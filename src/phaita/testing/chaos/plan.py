@@ -34,7 +34,7 @@ class ChaosConfig:
     raw_size: int = 2_000_000
     # Files from this size on come over several range streams (PHAITA_PARALLEL_THRESHOLD): the raw
     # weights file, in up to ``streams_per_file`` segments at once, each drawing its own faults.
-    parallel_threshold: int = 500_000
+    parallel_threshold: int = 1_000_000
     streams_per_file: int = 4
     slack: float = 6.0
     keep: bool = False  # keep the work folder (caches of failed loads) for inspection
