@@ -14,7 +14,6 @@ index as its repository store. Restart the mirror to pick up models added to the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ from typing import Callable, Iterable, TextIO
 
 from phaita.loader import expected, inspect
 from phaita.loader.cache import RepoCache
+from phaita.loader.hashing import lfs_pointer_oid
 from phaita.loader.listing import is_commit_hash
 from phaita.testing.hub import LocalHub, RepoFile
 
@@ -103,12 +103,6 @@ class CacheIndex:
             self.served.pop(snap.repo_id, None)
         self.refused.append(RefusedSnapshot(snap.repo_id, snap.commit, snap.refs, reason))
         print(f"# withdrawn: {snap.repo_id} {snap.commit}: {reason}", file=sys.stderr, flush=True)
-
-
-def lfs_pointer_oid(sha256: str, size: int) -> tuple[str, int]:
-    """Git blob id and length of the LFS pointer file the Hub lists as an LFS file's ``blobId``."""
-    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-    return hashlib.sha1(b"blob %d\x00" % len(pointer) + pointer).hexdigest(), len(pointer)
 
 
 def build_index(cache_dir: str | os.PathLike[str], names: Iterable[str] | None = None,

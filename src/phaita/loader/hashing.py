@@ -94,3 +94,9 @@ def hash_file(path: Path, algorithm: str, size: int, on_bytes: Hashed | None = N
     except OSError:
         pass
     return hasher.hexdigest()
+
+
+def lfs_pointer_oid(sha256: str, size: int) -> tuple[str, int]:
+    """Git blob id and length of the LFS pointer file of a file (what the Hub lists as its ``blobId``)."""
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+    return hashlib.sha1(b"blob %d\x00" % len(pointer) + pointer).hexdigest(), len(pointer)
