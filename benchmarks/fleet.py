@@ -38,6 +38,8 @@ import threading
 import time
 from pathlib import Path
 
+from scenarios import Context, scenario  # (this folder: run.py's registry, see the end of this file)
+
 HERE = Path(__file__).resolve().parent
 REPO = "fleet/weights"
 
@@ -135,34 +137,23 @@ def reset(upstream, olah, scratch: Path) -> dict:
             "fault_fired": fired}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="4 clients, base backoff 1 s, 1 MB of weights")
-    parser.add_argument("--clients", type=int, default=None, help="clients at once (default 20; smoke 4)")
-    parser.add_argument("--base", type=float, default=None, help="PHAITA_BACKOFF_BASE for the outage (default 4)")
-    parser.add_argument("--mb", type=float, default=None, help="size of the weights, MB (default 8; smoke 1)")
-    parser.add_argument("--only", default="outage,reset", help="parts to run: outage, reset")
-    parser.add_argument("--out", type=Path, default=HERE / "out")
-    args = parser.parse_args(argv)
-    clients = args.clients or (4 if args.smoke else 20)
-    base = args.base or (1.0 if args.smoke else 4.0)
-    mb = args.mb or (1.0 if args.smoke else 8.0)
-    parts = {p.strip() for p in args.only.split(",")}
-
+def run_parts(clients: int, base: float, mb: float, parts: set[str]) -> dict:
+    """Both parts (or those in ``parts``) on a fresh local hub and olah; the results as a dict."""
     from phaita.testing import LocalHub, publish_large_file
     from phaita.testing.olah import OlahMirror
 
     scratch = Path(tempfile.mkdtemp(prefix="phaita-fleet-"))
+    saved = {k: os.environ.get(k) for k in ENV_KEYS}
     _env({"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
           "HF_HOME": str(scratch / "home"), "HF_HUB_OFFLINE": None, "HF_TOKEN": None, "PHAITA_ENDPOINTS": None,
           "PHAITA_STALL_TIMEOUT": "30"})
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("phaita.model_loader").setLevel(logging.WARNING)  # the retry records (not printed)
-    logging.getLogger("phaita.model_loader").propagate = False
+    loader_log = logging.getLogger("phaita.model_loader")
+    level, propagate = loader_log.level, loader_log.propagate
+    loader_log.setLevel(logging.WARNING)  # the retry records (not printed)
+    loader_log.propagate = False
     publish_large_file(scratch / "root", REPO, int(mb * 1e6))
     (scratch / "root" / REPO / "config.json").write_text('{"model_type": "bert"}')
-    results: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-                     "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+    results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
                      "weights_mb": mb}
     try:
         with LocalHub(scratch / "root") as upstream:
@@ -176,6 +167,30 @@ def main(argv: list[str] | None = None) -> int:
                 olah.stop()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        _env(saved)
+        loader_log.setLevel(level)
+        loader_log.propagate = propagate
+    return results
+
+
+ENV_KEYS = ("HF_HUB_DISABLE_XET", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_HOME",
+            "HF_HUB_OFFLINE", "HF_TOKEN", "PHAITA_ENDPOINTS", "PHAITA_STALL_TIMEOUT", "HF_ENDPOINT",
+            "PHAITA_BACKOFF_JITTER", "PHAITA_BACKOFF_BASE")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="4 clients, base backoff 1 s, 1 MB of weights")
+    parser.add_argument("--clients", type=int, default=None, help="clients at once (default 20; smoke 4)")
+    parser.add_argument("--base", type=float, default=None, help="PHAITA_BACKOFF_BASE for the outage (default 4)")
+    parser.add_argument("--mb", type=float, default=None, help="size of the weights, MB (default 8; smoke 1)")
+    parser.add_argument("--only", default="outage,reset", help="parts to run: outage, reset")
+    parser.add_argument("--out", type=Path, default=HERE / "out")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    results = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+               **run_parts(args.clients or (4 if args.smoke else 20), args.base or (1.0 if args.smoke else 4.0),
+                           args.mb or (1.0 if args.smoke else 8.0), {p.strip() for p in args.only.split(",")})}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "fleet.json").write_text(json.dumps(results, indent=1))
     print(report(results))
@@ -201,6 +216,49 @@ def report(results: dict) -> str:
                      f"{'fetched' if r['ok'] else 'FAILED'} in {r['seconds']} s, {r['failed_attempts']} failed attempt(s), "
                      f"fault fired {r['fault_fired']} time(s)")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- as scenario 11 of run.py
+
+
+@scenario("11", {"11-outage": "11 fleet: 20 after mirror outage", "11-reset": "11 fleet: origin reset, olah"})
+def fleet_behind_olah(ctx: Context) -> None:
+    """Both parts (olah in front of a hub of their own) as rows of run.py's table.
+
+    One run each, of many clients at once: ``wall s`` is when the last client had the snapshot; the
+    note says how the retries spread; ``bytes`` is what the origin sent of the weights. Not in smoke
+    mode (tests/test_fleet_benchmark.py runs ``fleet.py --smoke``).
+    """
+    import resource
+
+    from harness import Row, Run
+
+    from phaita.testing.olah import find_olah_cli
+
+    b = ctx.bench
+    rows = {j: Row("11-outage", "phaita_fetch", f"jitter {j:g}") for j in (0.0, 0.5)}
+    reset_row = Row("11-reset", "phaita_fetch", "backoff 10 s, no jitter")
+    b.rows.extend([*rows.values(), reset_row])
+    skip = "skipped (smoke)" if not b.mode.heavy_everywhere else (
+        "skipped (no olah)" if find_olah_cli() is None else None)
+    if skip:
+        for row in (*rows.values(), reset_row):
+            row.skipped = skip
+        return
+    b.log("Scenario 11: 20 clients through olah after a mirror outage; an origin reset behind olah")
+    results = run_parts(clients=20, base=4.0, mb=8.0, parts={"outage", "reset"})
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for r in results["outage"]:
+        fr = r["first_retry_s"]
+        row = rows[r["jitter"]]
+        row.note += (f", retries {fr['min']:.1f}-{fr['max']:.1f} s, <= {r['most_retries_within_0_5_s']} in 0.5 s, "
+                     f"{r['upstream_requests']} origin requests")
+        row.runs.append(Run(r["ok"] == r["clients"], False, r["all_done_after_s"] or 0.0, None, rss,
+                            error="; ".join(r["failed"]) or None,
+                            bytes_ratio=r["upstream_weights_bytes"] / r["weights_size"]))
+    r = results["reset"]
+    reset_row.note += f", {r['failed_attempts']} failed attempt(s)"
+    reset_row.runs.append(Run(r["ok"], False, r["seconds"], None, rss))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from harness import FULL, LABELS, SMOKE, Mode, Row, Run
 from chart import chart
 from scenarios import SCENARIO_TITLES
 import parallel  # noqa: E402  (scenarios 6-10: their rows, comparisons and goals)
+import fleet  # noqa: E402,F401  (scenario 11: its row titles)
 
 
 def fmt_s(v: float | None) -> str:
@@ -78,6 +79,9 @@ def comparison(row: Row, rows: list[Row], cap: float, timeout: float) -> str:
         return f"peak RSS {statistics.median(r.rss_mb for r in row.runs):.0f} MB"
     if s in ("6", "7", "8", "9", "10"):
         return parallel.comparison(row, rows)
+    if s == "11-outage":  # benchmarks/fleet.py
+        br = [r.bytes_ratio for r in row.runs if r.bytes_ratio is not None]
+        return f"origin sent the weights x{br[0]:.2f} for 20 clients" if br else ""
     return ""
 
 

@@ -57,6 +57,7 @@ from harness import FULL, HERE, REPO_MODEL, SMOKE, WEIGHTS, Bench
 from report import machine, report
 from scenarios import SCENARIOS, Context
 import parallel  # noqa: F401,E402  (registers scenarios 6-10: parallel transfers)
+import fleet  # noqa: F401,E402  (registers scenario 11: a fleet behind olah)
 
 
 def main(argv: list[str] | None = None) -> int:

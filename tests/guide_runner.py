@@ -41,6 +41,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -316,12 +317,21 @@ class Runner:
         return shown(text, self.home, self.port_labels)
 
     def run_shell(self, block: Block, env: dict[str, str]) -> str:
-        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=self.work, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        # Its own process group: whatever the block left running (a server started with &) is stopped.
+        proc = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=self.work, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=300)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
         expected = int(block.attrs.get("rc", "0"))
         assert proc.returncode == expected, (f"{GUIDE.name}:{block.line}: exit status {proc.returncode}, "
-                                             f"the guide expects {expected}\n{proc.stdout}")
-        return proc.stdout
+                                             f"the guide expects {expected}\n{output}")
+        return output
 
     def run_python(self, block: Block, env: dict[str, str], endpoint: str) -> str:
         saved_env = dict(os.environ)

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, TextIO
 
 from phaita.loader import expected, inspect
 from phaita.loader.cache import RepoCache
-from phaita.loader.hashing import lfs_pointer_oid
+from phaita.loader.hashing import lfs_pointer, lfs_pointer_oid
 from phaita.loader.listing import is_commit_hash
 from phaita.testing.hub import LocalHub, RepoFile
 
@@ -194,7 +194,7 @@ def _served(cache_dir: Path, repo_id: str, snap: inspect.SnapshotInfo) -> Served
         size = os.stat(exp.content).st_size
         if exp.algorithm == expected.SHA256:
             remote = listing.get(exp.path) if listing is not None else None
-            oid, pointer_size = lfs_pointer_oid(exp.digest, size)
+            oid, pointer_size = lfs_pointer_oid(exp.digest, size), len(lfs_pointer(exp.digest, size))
             if remote is not None and expected.algorithm_of(remote.blob_id) == expected.GIT:
                 oid = remote.blob_id  # the Hub's own value
             files.append(RepoFile(exp.path, str(exp.content), size, oid, exp.digest, pointer_size))

@@ -25,8 +25,7 @@ from typing import IO, Any, Callable, Iterable
 from phaita import __version__
 from phaita.loader import expected
 from phaita.loader.cache import RepoCache
-from phaita.loader import hashing
-from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of
+from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of, lfs_pointer_oid
 from phaita.loader.listing import RemoteFile, is_commit_hash
 from phaita.loader.lockfile import LockedFile, LockedModel, LockFile
 
@@ -57,11 +56,6 @@ class ExportReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "models": self.models, "blobs": self.blobs, "bytes": self.bytes}
-
-
-def lfs_pointer_oid(sha256: str, size: int) -> str:
-    """The git object id of the LFS pointer of a file (what the hub lists as its blobId)."""
-    return hashing.lfs_pointer_oid(sha256, size)[0]
 
 
 # --------------------------------------------------------------------------- what to export
