@@ -12,8 +12,19 @@ import pytest
 # The loader's fixtures (loader_env, big_root, big_hub) for every test module.
 pytest_plugins = ("loader_fixtures",)
 
+from phaita.loader.config import full_runs
 from phaita.testing import LocalHub, publish_tiny_models
 from phaita.testing.env import point_huggingface_hub_at
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.slow`` tests run only with PHAITA_FULL=1 (the marker itself is the switch)."""
+    if full_runs():
+        return
+    skip_slow = pytest.mark.skip(reason="slow: runs only with PHAITA_FULL=1")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip_slow)
 
 
 @pytest.fixture(scope="session")

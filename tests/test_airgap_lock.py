@@ -70,6 +70,15 @@ def test_lock_writes_nothing_when_a_model_cannot_be_resolved(env, local_hub, tmp
     assert "Lock file not written" in proc.stderr and not (tmp_path / "x.lock").exists()
 
 
+def test_lock_output_that_is_a_folder_is_refused_and_leaves_no_temp_file(env, local_hub, tmp_path):
+    folder = tmp_path / "locks"
+    folder.mkdir()
+    proc = phaita(["models", "lock", GPT2, "-o", str(folder)], env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "it is a folder" in proc.stderr
+    assert not list(tmp_path.glob(".locks*")) and not any(folder.iterdir())
+
+
 def test_pull_locked_fetches_the_locked_commits(env, local_hub, tmp_path):
     lock_path = tmp_path / "phaita.lock"
     phaita_json(["models", "lock", BERT, GPT2, "-o", str(lock_path)], env)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from phaita.loader.config import full_runs
 from phaita.testing.chaos import CHAOS_KINDS, ChaosConfig, audit_cache, main, run_chaos, sha256_file
 
-FULL = os.environ.get("PHAITA_FULL", "").strip() in ("1", "true", "yes")
+FULL = full_runs()
 
 
 @pytest.fixture(scope="module")

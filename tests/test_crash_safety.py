@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from loader_fixtures import BIG, BIG_SIZE, sha256_of
+from phaita.loader.config import full_runs
 from phaita.testing import FaultPlan, FaultRule, LocalHub
 from phaita.testing.chaos import audit_cache, sha256_file, snapshot_files
 from phaita.utils.model_loader import is_model_cached, load_model_and_tokenizer, prefetch_model, robust_model_download
@@ -182,7 +183,7 @@ print(json.dumps({"started": started, "ended": ended, "hashes": hashes, "complet
 # The children run the fetch phase (what robust_model_download does before from_pretrained) and the
 # parent then loads from the shared cache: four torch imports on two cores would cost ~35 s of CI.
 # PHAITA_FULL=1 also runs the variant where each child loads the model and its tokenizer itself.
-MODES = ["fetch"] + (["load"] if os.environ.get("PHAITA_FULL") == "1" else [])
+MODES = ["fetch"] + (["load"] if full_runs() else [])
 
 
 @pytest.mark.parametrize("mode", MODES)

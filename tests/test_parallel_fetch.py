@@ -134,7 +134,8 @@ def test_without_a_readable_sidecar_only_the_prefix_is_trusted(par_hub, par_env)
     sidecar.sidecar_path(part).write_text("{not json")
     snapshot = Path(prefetch_model(ONE, max_retries=1))
     assert (snapshot / "model.safetensors").read_bytes() == good
-    assert min(_starts(par_hub, ONE)) >= 1_000_000 - (1 << 20)  # the prefix (to its block) was kept
+    # the prefix was kept (up to the block before the first hole), nothing after it was trusted
+    assert 1_000_000 - 2 * 4096 <= min(_starts(par_hub, f"{ONE}/resolve/")) <= 1_000_000
     assert par_hub.bytes_sent("/resolve/") <= ONE_SIZE
 
 
@@ -225,3 +226,14 @@ def test_retries_and_the_plan_are_events(par_hub, par_env):
     assert not any(isinstance(e, ev.Progress) for e in seen)
     with pytest.raises(ValueError, match="events"):
         prefetch_model(SHARDED, events=["not callable"])
+
+
+def test_resets_before_any_byte_while_others_stream_mean_fewer_streams(par_hub, par_env, caplog):
+    par_hub.set_faults("cap:2m,reset@0x2#2:path=*one*")  # the 2nd and 3rd range requests: RST, no byte
+    seen: list = []
+    snapshot = Path(prefetch_model(ONE, max_retries=1, events=seen.append))
+    assert sha256_of(snapshot / "model.safetensors") == par_hub.files(ONE)[0].sha256
+    assert par_hub.faults.fired_kinds() == ["reset", "reset"]
+    fallbacks = [e.streams for e in seen if isinstance(e, ev.Fallback)]
+    assert fallbacks and fallbacks == sorted(fallbacks, reverse=True) and fallbacks[-1] < 4
+    assert not any(isinstance(e, ev.Retried) for e in seen)  # no attempt was lost to it

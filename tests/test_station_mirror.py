@@ -308,15 +308,19 @@ def test_a_file_changed_after_verification_is_never_served(source, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["hub", "serve", "/tmp"], ["hub", "serve", "--cache", "--faults", "503"],
-                                  ["hub", "serve", "--cache", "/nonexistent-cache-folder"]])
-def test_serve_cache_usage_errors_exit_2(argv):
+                                  ["hub", "serve", "--cache", "/nonexistent-cache-folder"],
+                                  ["hub", "serve", "--cache", "{empty}"]])
+def test_serve_cache_usage_errors_exit_2(argv, tmp_path):
     from typer.testing import CliRunner
 
     from phaita.cli.main import app
 
-    result = CliRunner().invoke(app, argv)
-    assert result.exit_code == 2 and result.exception is None or isinstance(result.exception, SystemExit)
+    (tmp_path / "hub").mkdir()  # e.g. HF_HOME given where its hub/ folder was meant: no model folders
+    result = CliRunner().invoke(app, [a.format(empty=tmp_path) for a in argv])
+    assert result.exit_code == 2, result.output
     assert "Invalid value" in result.output
+    if "{empty}" in argv:
+        assert "holds no cached model" in " ".join(result.output.replace("│", " ").split())
 
 
 # --------------------------------------------------------------------------- what is refused, and why

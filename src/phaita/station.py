@@ -14,7 +14,6 @@ index as its repository store. Restart the mirror to pick up models added to the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ from typing import Callable, Iterable, TextIO
 
 from phaita.loader import expected, inspect
 from phaita.loader.cache import RepoCache
+from phaita.loader.hashing import lfs_pointer, lfs_pointer_oid
 from phaita.loader.listing import is_commit_hash
 from phaita.testing.hub import LocalHub, RepoFile
 
@@ -103,12 +103,6 @@ class CacheIndex:
             self.served.pop(snap.repo_id, None)
         self.refused.append(RefusedSnapshot(snap.repo_id, snap.commit, snap.refs, reason))
         print(f"# withdrawn: {snap.repo_id} {snap.commit}: {reason}", file=sys.stderr, flush=True)
-
-
-def lfs_pointer_oid(sha256: str, size: int) -> tuple[str, int]:
-    """Git blob id and length of the LFS pointer file the Hub lists as an LFS file's ``blobId``."""
-    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-    return hashlib.sha1(b"blob %d\x00" % len(pointer) + pointer).hexdigest(), len(pointer)
 
 
 def build_index(cache_dir: str | os.PathLike[str], names: Iterable[str] | None = None,
@@ -200,7 +194,7 @@ def _served(cache_dir: Path, repo_id: str, snap: inspect.SnapshotInfo) -> Served
         size = os.stat(exp.content).st_size
         if exp.algorithm == expected.SHA256:
             remote = listing.get(exp.path) if listing is not None else None
-            oid, pointer_size = lfs_pointer_oid(exp.digest, size)
+            oid, pointer_size = lfs_pointer_oid(exp.digest, size), len(lfs_pointer(exp.digest, size))
             if remote is not None and expected.algorithm_of(remote.blob_id) == expected.GIT:
                 oid = remote.blob_id  # the Hub's own value
             files.append(RepoFile(exp.path, str(exp.content), size, oid, exp.digest, pointer_size))

@@ -12,7 +12,6 @@ a temporary name next to PATH and renamed at the end: PATH is either whole or ab
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -26,7 +25,7 @@ from typing import IO, Any, Callable, Iterable
 from phaita import __version__
 from phaita.loader import expected
 from phaita.loader.cache import RepoCache
-from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of
+from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of, lfs_pointer_oid
 from phaita.loader.listing import RemoteFile, is_commit_hash
 from phaita.loader.lockfile import LockedFile, LockedModel, LockFile
 
@@ -57,12 +56,6 @@ class ExportReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "models": self.models, "blobs": self.blobs, "bytes": self.bytes}
-
-
-def lfs_pointer_oid(sha256: str, size: int) -> str:
-    """The git object id of the LFS pointer of a file (what the hub lists as its blobId)."""
-    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-    return hashlib.sha1(b"blob %d\x00" % len(pointer) + pointer).hexdigest()
 
 
 # --------------------------------------------------------------------------- what to export

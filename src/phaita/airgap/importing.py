@@ -30,11 +30,11 @@ from typing import Any, Callable
 import filelock
 
 from phaita.loader.cache import RepoCache
-from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of
+from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of, lfs_pointer_oid
 from phaita.loader.listing import RemoteFile, RepoListing, check_relative_path
 
 from .bundle import BundleError, BundleFile, BundleManifest, BundleModel, BundleReader, Entry
-from .export import lfs_pointer_oid, snapshot_link
+from .export import snapshot_link
 
 STAGING = ".phaita-import"
 CHUNK = 1 << 20

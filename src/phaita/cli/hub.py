@@ -83,4 +83,9 @@ def _serve_cache(cache_dir: Optional[Path], host: str, port: int) -> int:
     folder = config.cache_dir(cache_dir)
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a directory", param_hint="DIR")
+    from phaita.loader.cache import cached_repos
+
+    if not cached_repos(folder):  # verified once at start: an empty station would serve nothing, ever
+        raise typer.BadParameter(f"{folder} holds no cached model (no models--<org>--<name> folder): name a "
+                                 "Hugging Face cache folder, e.g. ~/.cache/huggingface/hub", param_hint="DIR")
     return serve_cache(folder, host, port)

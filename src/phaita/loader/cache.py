@@ -62,12 +62,17 @@ def cached_repos(cache_dir: Path) -> list["RepoCache"]:
     return found
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a reader never sees half); no temp file is left."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # pid and thread: two threads of one process writing the same file must not share a temp file
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class RepoCache:
@@ -126,7 +131,7 @@ class RepoCache:
         path = self.refs_dir / revision
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text().strip() != commit:
-            _atomic_write(path, commit)
+            atomic_write(path, commit)
 
     def refs(self) -> dict[str, list[str]]:
         """``{commit: [ref names]}`` from ``refs/`` (branches, tags, ``pr/1``...)."""
@@ -142,7 +147,7 @@ class RepoCache:
 
     # -- the saved listing
     def save_listing(self, listing: RepoListing) -> None:
-        _atomic_write(self.listing_path(listing.commit), listing.to_json())
+        atomic_write(self.listing_path(listing.commit), listing.to_json())
 
     def load_listing(self, commit: str) -> RepoListing | None:
         try:

@@ -94,3 +94,14 @@ def hash_file(path: Path, algorithm: str, size: int, on_bytes: Hashed | None = N
     except OSError:
         pass
     return hasher.hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The git-lfs pointer file that stands in git for an LFS file of ``size`` bytes."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+def lfs_pointer_oid(sha256: str, size: int) -> str:
+    """Git blob id of an LFS file's pointer (what the Hub lists as that file's ``blobId``)."""
+    pointer = lfs_pointer(sha256, size)
+    return hashlib.sha1(b"blob %d\x00" % len(pointer) + pointer).hexdigest()

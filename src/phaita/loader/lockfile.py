@@ -32,12 +32,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .cache import RepoCache
+from .cache import RepoCache, atomic_write
 from .errors import UnsupportedWeights
 from .listing import COMMIT_RE, RemoteFile, RepoListing, check_relative_path
 from .selection import Needs, is_weight, select_files
@@ -256,10 +255,9 @@ def read_lock(path: str | os.PathLike[str]) -> LockFile:
 def write_lock(lock: LockFile, path: str | os.PathLike[str]) -> Path:
     """Write ``lock`` atomically (a reader never sees half a lock file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(lock.to_json(), encoding="utf-8")
-    os.replace(tmp, path)
+    if path.is_dir():
+        raise ValueError(f"cannot write the lock file to {path}: it is a folder (name a file, e.g. {path / 'phaita.lock'})")
+    atomic_write(path, lock.to_json())
     return path
 
 

@@ -49,7 +49,6 @@ class Segment:
     last_byte: float = field(default_factory=time.monotonic)
     gained: int = 0  # bytes of the current request
     asked_end: int = 0  # end of the current request's range
-    unrecorded: int = 0  # bytes written since the last checkpoint
     response: Any = None
     cut: bool = False  # interrupted on purpose (stalled): not the stream's fault
 
@@ -212,7 +211,7 @@ class ParallelRanges:
                 self.pending.appendleft(Segment(seg.pos, seg.end))
             self.cond.notify_all()
         if self.use_sidecar and seg.pos > seg.start:
-            self._checkpoint()
+            self._checkpoint(wait=False)
 
     def _fail(self, exc: BaseException) -> None:
         with self.cond:

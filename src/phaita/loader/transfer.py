@@ -38,7 +38,7 @@ from .ranges import ParallelRanges, RangesIgnored, Segment, Stopped
 logger = logging.getLogger("phaita.model_loader")
 CHUNK = 1 << 20
 REPORT_EVERY = 1 << 20  # progress events at most once per MiB per file
-CHECKPOINT_EVERY = 8 << 20  # fsync + sidecar after this many new bytes per stream
+CHECKPOINT_EVERY = 8 << 20  # fsync + sidecar after this many new bytes (all streams of the file)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -57,6 +57,8 @@ class FileTransfer(ParallelRanges):
         self.stopped = False
         self.fd = -1
         self._hash_lock = threading.Lock()
+        self._ckpt_lock = threading.Lock()
+        self._unrecorded = 0  # bytes written since the last checkpoint (all streams)
         self._hashed = 0
         self._hasher = self._new_hasher()
         self._unreported = 0
@@ -128,15 +130,23 @@ class FileTransfer(ParallelRanges):
                 ranges = []
         self.done = sidecar.merge(ranges)
 
-    def _checkpoint(self) -> None:
-        """fsync what was written, then record it: the sidecar never claims bytes not on disk."""
-        with self.lock:
-            ranges = self._written()
+    def _checkpoint(self, wait: bool = True) -> None:
+        """fsync what was written, then record it: the sidecar never claims bytes not on disk.
+
+        One at a time (the record is replaced whole, in order); a stream that finds one running
+        skips its own (``wait=False``): the next records what it wrote.
+        """
+        if not self._ckpt_lock.acquire(blocking=wait):
+            return
         try:
+            with self.lock:
+                ranges = self._written()
             os.fdatasync(self.fd)
             sidecar.save(self.part, self.file.etag, self.size, ranges)
         except OSError as exc:  # e.g. disk full: the bytes stay, the next run trusts the prefix only
             logger.debug("%s: could not record progress (%s)", self.file.path, exc)
+        finally:
+            self._ckpt_lock.release()
 
     def _written(self) -> sidecar.Ranges:
         return sidecar.merge(self.done + [(s.start, s.pos) for s in self.active])
@@ -252,17 +262,17 @@ class FileTransfer(ParallelRanges):
                 os.pwrite(self.fd, chunk[:n] if n < len(chunk) else chunk, seg.pos)
                 seg.pos += n
                 seg.gained += n
-                seg.unrecorded += n
                 seg.last_byte = time.monotonic()
             self._unreported += n
+            self._unrecorded += n
             more = seg.pos < seg.end
-            checkpoint = self.use_sidecar and seg.unrecorded >= self.checkpoint_every
+            checkpoint = self.use_sidecar and self._unrecorded >= self.checkpoint_every
             if checkpoint:
-                seg.unrecorded = 0
+                self._unrecorded = 0
         self.ctx.count(n)
         self._report()
         if checkpoint:
-            self._checkpoint()
+            self._checkpoint(wait=False)
         return more
 
     def _report(self, flush: bool = False) -> None:
