@@ -12,27 +12,16 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from phaita.loader import config
-from phaita.loader.errors import redact
+from phaita.loader import config, redact
+
+from .check import Check
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 DEFAULT_PROBE = "microsoft/deberta-v3-base"
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    advice: str = ""
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "status": "OK" if self.ok else "FAIL"}
 
 
 def _guard(name: str, func: Callable[[], Check]) -> Check:
@@ -201,7 +190,7 @@ def check_cache_writable() -> Check:
 
 def check_disk(profile: Optional[str]) -> Check:
     from phaita.manifest import load_manifest
-    from phaita.utils.model_loader import is_model_cached
+    from phaita.loader import is_model_cached
 
     from .output import human_size
 
