@@ -13,23 +13,10 @@ import typer
 
 from . import output as out
 from .models import JSON_OPT, ModelType, app
+from .lockfile_option import lock_path, read_lock_option
 from .output import expected_failures
 
 LOCKFILE_OPT = typer.Option(None, "--lockfile", help="The lock file (default: PHAITA_LOCKFILE, else ./phaita.lock).")
-
-
-def lock_path(option: Optional[Path]) -> Path:
-    """``--lockfile``, else PHAITA_LOCKFILE, else ``phaita.lock`` in the current folder."""
-    from phaita.loader import config
-    from phaita.loader.lockfile import DEFAULT_NAME
-
-    return Path(option) if option is not None else (config.lockfile() or Path(DEFAULT_NAME))
-
-
-def read_lock_option(option: Optional[Path]) -> Any:
-    from phaita.loader.lockfile import read_lock
-
-    return read_lock(lock_path(option))
 
 
 # --------------------------------------------------------------------------- lock

@@ -283,6 +283,11 @@ def env_token() -> str | None:
     return os.environ.get("HF_TOKEN", "").strip() or None
 
 
+def endpoints_as_set() -> str:
+    """PHAITA_ENDPOINTS exactly as set (stripped), '' when unset: for messages about it."""
+    return os.environ.get("PHAITA_ENDPOINTS", "").strip()
+
+
 def endpoint_as_set() -> str:
     """HF_ENDPOINT exactly as set (stripped, no trailing '/'), '' when unset: for messages about it.
 
