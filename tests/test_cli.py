@@ -314,6 +314,30 @@ def test_doctor_dead_endpoint_fails(cli_env, tmp_path):
     assert "->" in proc.stdout  # advice under a failed line
 
 
+@pytest.mark.parametrize("argv", [["models", "pull", "--all"], ["models", "lock"], ["models", "doctor"]])
+def test_an_unknown_manifest_profile_is_a_usage_error(cli_env, argv):
+    result = run(*argv, "--profile", "nosuch")
+    assert result.exit_code == 2, result.output
+    assert "unknown manifest profile 'nosuch'" in result.output and "small" in result.output
+
+
+def test_doctor_probes_every_endpoint_of_phaita_endpoints_and_names_a_malformed_one(cli_env, local_hub, monkeypatch):
+    dead = dead_endpoint()
+    monkeypatch.setenv("PHAITA_ENDPOINTS", f"{local_hub.url},{dead}")  # replaces HF_ENDPOINT for the loader
+    monkeypatch.setenv("HF_ENDPOINT", dead_endpoint())
+    checks = {c["name"]: c for c in run_json("models", "doctor", "--profile", "small", code=1)["checks"]}
+    reach = checks["endpoint reachable"]
+    assert not reach["ok"] and f"{local_hub.url} answered HTTP 200" in reach["detail"]
+    assert f"cannot reach {dead}" in reach["detail"] and os.environ["HF_ENDPOINT"] not in reach["detail"]
+    assert checks["endpoint variable"]["ok"] and checks["endpoint variable"]["detail"].startswith(
+        f"PHAITA_ENDPOINTS={local_hub.url},{dead}")
+    monkeypatch.setenv("PHAITA_ENDPOINTS", "ftp://mirror.local")
+    checks = {c["name"]: c for c in run_json("models", "doctor", "--profile", "small", code=1)["checks"]}
+    variable = checks["endpoint variable"]
+    assert not variable["ok"] and "PHAITA_ENDPOINTS: 'ftp://mirror.local'" in variable["detail"]
+    assert "comma-separated" in variable["advice"]
+
+
 # --------------------------------------------------------------------------- real processes
 
 

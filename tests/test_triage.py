@@ -207,3 +207,15 @@ def test_ambiguity_is_said_not_hidden(head):
 def test_expected_calibration_error():
     assert expected_calibration_error([1.0, 1.0], [True, True]) == pytest.approx(0.0)
     assert expected_calibration_error([0.9] * 10, [True] * 5 + [False] * 5) == pytest.approx(0.4)
+
+
+def test_readme_triage_example_runs():
+    import re as _re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = _re.search(r"<!-- triage-example -->\n```python\n(.+?)```", readme, _re.S).group(1)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    first = triage("my asthma is bad, I'm wheezing and I can't finish a sentence", scope["head"])
+    assert first.headline == "URGENT: Too breathless to speak in sentences" and first.ranked[0][0] == "J45.9"
+    assert scope["result"].ranked[0][0] == "J45.9"

@@ -13,23 +13,11 @@ import typer
 
 from . import output as out
 from .models import JSON_OPT, ModelType, app
+from .lockfile_option import lock_path, read_lock_option
 from .output import expected_failures
+from .profile_option import known_profile
 
 LOCKFILE_OPT = typer.Option(None, "--lockfile", help="The lock file (default: PHAITA_LOCKFILE, else ./phaita.lock).")
-
-
-def lock_path(option: Optional[Path]) -> Path:
-    """``--lockfile``, else PHAITA_LOCKFILE, else ``phaita.lock`` in the current folder."""
-    from phaita.loader import config
-    from phaita.loader.lockfile import DEFAULT_NAME
-
-    return Path(option) if option is not None else (config.lockfile() or Path(DEFAULT_NAME))
-
-
-def read_lock_option(option: Optional[Path]) -> Any:
-    from phaita.loader.lockfile import read_lock
-
-    return read_lock(lock_path(option))
 
 
 # --------------------------------------------------------------------------- lock
@@ -39,7 +27,7 @@ def read_lock_option(option: Optional[Path]) -> Any:
 @expected_failures
 def lock(
     names: list[str] = typer.Argument(None, metavar="MODEL", help="Hub model ids to lock (default: the manifest's)."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Manifest profile when no MODEL is given "
+    profile: Optional[str] = typer.Option(None, "--profile", callback=known_profile, help="Manifest profile when no MODEL is given "
                                           "(default: the manifest's default; small: the demo's models)."),
     model_type: ModelType = typer.Option("auto", "--type", help="What each MODEL is loaded as (decides the files)."),
     gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="Lock this GGUF file of each MODEL."),

@@ -12,27 +12,16 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from phaita.loader import config
-from phaita.loader.errors import redact
+from phaita.loader import config, redact
+
+from .check import Check
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 DEFAULT_PROBE = "microsoft/deberta-v3-base"
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    advice: str = ""
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "status": "OK" if self.ok else "FAIL"}
 
 
 def _guard(name: str, func: Callable[[], Check]) -> Check:
@@ -77,10 +66,19 @@ def _default_probe() -> str:
 
 
 def check_reachable(probe_model: Optional[str], timeout: float) -> Check:
+    """Probe each endpoint the loader uses (PHAITA_ENDPOINTS, else HF_ENDPOINT); OK when all answer."""
     name = "endpoint reachable"
-    endpoint = config.endpoint()
+    endpoints = config.endpoints()
     if _offline():
-        return Check(name, True, f"{endpoint} not contacted: offline mode is on")
+        return Check(name, True, f"{', '.join(endpoints)} not contacted: offline mode is on")
+    checks = [_probe_endpoint(name, url, probe_model, timeout) for url in endpoints]
+    if len(checks) == 1:
+        return checks[0]
+    return Check(name, all(c.ok for c in checks), " | ".join(c.detail for c in checks),
+                 "; ".join(dict.fromkeys(c.advice for c in checks if c.advice)))
+
+
+def _probe_endpoint(name: str, endpoint: str, probe_model: Optional[str], timeout: float) -> Check:
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import build_hf_headers
 
@@ -117,6 +115,14 @@ def check_reachable(probe_model: Optional[str], timeout: float) -> Check:
 
 def check_endpoint_variable() -> Check:
     name = "endpoint variable"
+    listed = config.endpoints_as_set()
+    if listed:  # set, it replaces HF_ENDPOINT for the loader
+        try:
+            endpoints = config.endpoints()
+        except ValueError as exc:
+            return Check(name, False, str(exc), "set PHAITA_ENDPOINTS to comma-separated base URLs, e.g. "
+                                                "http://mirror.local:8080,https://huggingface.co")
+        return Check(name, True, f"PHAITA_ENDPOINTS={','.join(endpoints)} (in this order; HF_ENDPOINT is not used)")
     raw = config.endpoint_as_set()
     try:
         endpoint = config.endpoint()
@@ -184,7 +190,7 @@ def check_cache_writable() -> Check:
 
 def check_disk(profile: Optional[str]) -> Check:
     from phaita.manifest import load_manifest
-    from phaita.utils.model_loader import is_model_cached
+    from phaita.loader import is_model_cached
 
     from .output import human_size
 

@@ -20,12 +20,12 @@ from urllib.parse import quote
 
 from phaita.loader import config
 from phaita.loader.config import Timeouts
-from phaita.loader.errors import redact
+from phaita.loader import redact
 from phaita.loader.listing import RevisionAnswer, fetch_revision
 from phaita.loader.listing_sources import SOURCES, Endpoint, SourceUnavailable
 from phaita.loader.net import Deadline, stream
 
-from .doctor import Check
+from .check import Check
 
 DEFAULT_PROBES = ("microsoft/deberta-v3-base",)
 

@@ -9,10 +9,11 @@ from typing import Any, Optional
 
 import typer
 
-from phaita.loader.load import MODEL_TYPES
+from phaita.loader import MODEL_TYPES
 
 from . import output as out
 from .output import expected_failures
+from .profile_option import known_profile
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Fetch, list, verify and diagnose the models in the Hugging Face cache.")
@@ -45,9 +46,8 @@ def _targets(names: list[str], all_models: bool, profile: Optional[str], model_t
 
 def _pull_one(target: dict[str, Any], index: int, count: int, bar: out.PullProgress | None,
               opts: dict[str, Any]) -> dict[str, Any]:
-    from phaita.loader.errors import ModelDownloadError
-    from phaita.loader.progress import no_progress
-    from phaita.utils.model_loader import prefetch_model
+    from phaita.loader import ModelDownloadError, no_progress
+    from phaita.loader import prefetch_model
 
     mtype, gguf = target["model_type"], target["gguf_file"]
     result: dict[str, Any] = {"name": target["candidates"][0], "candidates": target["candidates"],
@@ -92,7 +92,7 @@ def pull(
     timeout: float = typer.Option(300.0, "--timeout", min=0.001, help="Wall-clock limit of one attempt, seconds."),
     gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="Fetch this GGUF file (for GGUF repositories)."),
     all_models: bool = typer.Option(False, "--all", help="Also pull every model the PHAITA components use (the manifest)."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Manifest profile for --all (default: the manifest's default)."),
+    profile: Optional[str] = typer.Option(None, "--profile", callback=known_profile, help="Manifest profile for --all (default: the manifest's default)."),
     locked: bool = typer.Option(False, "--locked", help="Fetch exactly the commits and files of the lock file "
                                 "(every locked model, or the NAMEs given)."),
     lockfile: Optional[Path] = typer.Option(None, "--lockfile", help="Lock file for --locked "
@@ -112,7 +112,7 @@ def pull(
                                      "not with --all or --revision", param_hint="--locked")
         from phaita.airgap.lock import pull_targets
 
-        from .airgap import read_lock_option
+        from .lockfile_option import read_lock_option
 
         opts["lockfile"] = lock_file = read_lock_option(lockfile)
         targets = pull_targets(lock_file, names or [])
@@ -169,7 +169,7 @@ def status(
 
     No network. Exit 1 only when a NAME given is not in the cache.
     """
-    from phaita.loader.inspect import scan_cache
+    from phaita.loader import scan_cache
 
     cache_dir = _cache_dir()
     models = scan_cache(cache_dir, names or None)
@@ -232,10 +232,11 @@ def verify(
 
     Reports each bad file. Exit 1 when bad files remain (after --repair, if given).
     """
-    from phaita.loader import inspect
+    from phaita.loader import repair as repair_cache
+    from phaita.loader import scan_cache
 
     cache_dir = _cache_dir()
-    models = inspect.scan_cache(cache_dir, names or None)
+    models = scan_cache(cache_dir, names or None)
     absent = sorted(set(names or []) - {m.repo_id for m in models})
     if absent:
         raise out.fail(f"Not in the cache ({cache_dir}): {', '.join(absent)}")
@@ -243,16 +244,14 @@ def verify(
     bad = [b for r in reports for b in r.bad]
     repair_report = None
     if repair and bad:
-        from phaita.loader.progress import default_progress, no_progress
-
-        from phaita.utils.model_loader import prefetch_model
+        from phaita.loader import default_progress, no_progress, prefetch_model
 
         bars = default_progress() if out.bars_enabled(json_mode) else no_progress
         with out.loader_logging():
-            repair_report = inspect.repair(cache_dir, bad, prefetch_model, max_retries=max_retries, timeout=timeout,
-                                           progress=bars)
+            repair_report = repair_cache(cache_dir, bad, prefetch_model, max_retries=max_retries, timeout=timeout,
+                                         progress=bars)
         again = {r.repo_id for r in reports if r.bad}
-        fixed = _verify_with_bar(cache_dir, inspect.scan_cache(cache_dir, again), json_mode)
+        fixed = _verify_with_bar(cache_dir, scan_cache(cache_dir, again), json_mode)
         reports = [next((f for f in fixed if f.repo_id == r.repo_id), r) for r in reports]
     remaining = [b for r in reports for b in r.bad]
     failed = bool(remaining) or bool(repair_report and repair_report.errors)
@@ -268,17 +267,17 @@ def verify(
 
 
 def _verify_with_bar(cache_dir: Path, models: list[Any], json_mode: bool) -> list[Any]:
-    from phaita.loader import inspect
+    from phaita.loader import bytes_to_verify, verify_model
 
     if not out.bars_enabled(json_mode):
-        return [inspect.verify_model(cache_dir, m.repo_id) for m in models]
+        return [verify_model(cache_dir, m.repo_id) for m in models]
     progress = out.make_progress(transfer=False)
     reports = []
     with progress:
-        task = progress.add_task("verifying", total=inspect.bytes_to_verify(models) or None)
+        task = progress.add_task("verifying", total=bytes_to_verify(models) or None)
         for m in models:
             progress.update(task, description=f"verifying {m.repo_id}")
-            reports.append(inspect.verify_model(cache_dir, m.repo_id, on_bytes=lambda n: progress.advance(task, n)))
+            reports.append(verify_model(cache_dir, m.repo_id, on_bytes=lambda n: progress.advance(task, n)))
     return reports
 
 
@@ -319,7 +318,7 @@ def doctor(
     probe: Optional[str] = typer.Option(None, "--model", help="Model used to probe the endpoint "
                                         "(default: the manifest's smallest model the endpoint carries)."),
     timeout: float = typer.Option(5.0, "--timeout", min=0.001, help="Seconds allowed for the endpoint probe."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Manifest profile for the disk check."),
+    profile: Optional[str] = typer.Option(None, "--profile", callback=known_profile, help="Manifest profile for the disk check."),
     json_mode: bool = JSON_OPT,
 ) -> None:
     """Check the set-up: endpoint, proxies, token, cache folder, free disk, offline mode, and

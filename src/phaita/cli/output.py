@@ -92,7 +92,7 @@ def expected_failures(func: F) -> F:
     Expected: :class:`ModelDownloadError` (and subclasses), ``ValueError`` from bad input or a
     malformed environment variable, ``OSError`` on the cache folder. Ctrl-C exits 130.
     """
-    from phaita.loader.errors import ModelDownloadError, redact
+    from phaita.loader import ModelDownloadError, redact
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

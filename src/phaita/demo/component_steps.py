@@ -22,7 +22,7 @@ def components_part(demo: Demo) -> None:
 
     demo.step("5. PHAITA components, every model through the loader")
     started = time.monotonic()
-    generator = ComplaintGenerator(GENERATOR, use_4bit=True, seed=7, max_new_tokens=40,
+    generator = ComplaintGenerator(GENERATOR, use_4bit=True, seed=7, max_new_tokens=40, lm_attempts=2,
                                    loader_kwargs={**loader, "gguf_file": GGUF})
     c.print(f"  ComplaintGenerator: {GENERATOR} ({generator.mode}) in {time.monotonic() - started:.1f} s "
             "(use_4bit falls back to full precision on a CPU, with one warning)")

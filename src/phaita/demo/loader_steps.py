@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from phaita.demo.session import ENCODER, GENERATOR, GGUF, Demo, indent
-from phaita.loader.progress import TqdmProgress
+from phaita.loader import TqdmProgress
 
 
 def loader_part(demo: Demo) -> None:

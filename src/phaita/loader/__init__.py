@@ -1,24 +1,51 @@
-"""The model loader. Its public names (``robust_model_download``, ``load_model_and_tokenizer``,
-``prefetch_model``, ``is_model_cached``, ``ModelDownloadError`` and its subclasses ...) are
-importable from here; they live in :mod:`phaita.loader.facade`. They are resolved on first use,
-so importing one submodule (e.g. ``phaita.loader.config``) does not import the whole loader.
+"""The model loader's public surface. Everything a caller needs is importable from here.
+
+* Loading (the specification's names, from :mod:`phaita.loader.facade`): ``robust_model_download``,
+  ``load_model_and_tokenizer``, ``prefetch_model``, ``is_model_cached``, ``ModelDownloadError`` and
+  its subclasses, ``RetryPolicy``, ``MODEL_TYPES``; ``LoaderOptions`` (the options as one value).
+* Tools on top of the loader (the ``phaita`` CLI, the chaos runner, the demo): the cache
+  (``RepoCache``, ``scan_cache``, ``verify_model``, ``bytes_to_verify``, ``repair``), what a load
+  needs (``Needs``), progress (``default_progress``, ``no_progress``, ``TqdmProgress``), ``redact``.
+* Public modules: ``phaita.loader.config`` (every environment variable) and
+  ``phaita.loader.events`` (what observers receive).
+
+The other modules are the loader's inside (see docs/ARCHITECTURE.md). Names are resolved on first
+use, so importing one submodule (e.g. ``phaita.loader.config``) does not import the whole loader.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 _FACADE_NAMES = frozenset({
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
     "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError", "RetryPolicy",
-    "MODEL_TYPES", "UntrustedCertificateError", "ProxyAuthenticationError",
+    "UntrustedCertificateError", "ProxyAuthenticationError",
 })
+# name -> the module (under phaita.loader) that defines it
+_TOOL_NAMES = {
+    "MODEL_TYPES": "load",  # (the facade re-exports it too; from here it costs no heavy import)
+    "LoaderOptions": "options",
+    "RepoCache": "cache",
+    "Needs": "selection",
+    "scan_cache": "inspect",
+    "verify_model": "inspect",
+    "bytes_to_verify": "inspect",
+    "repair": "inspect",
+    "default_progress": "progress",
+    "no_progress": "progress",
+    "TqdmProgress": "progress",
+    "redact": "errors",
+}
+
+__all__ = sorted(_FACADE_NAMES - {"_check_cached_model"}) + sorted(_TOOL_NAMES)
 
 
 def __getattr__(name: str) -> Any:
     if name in _FACADE_NAMES:
-        from phaita.loader import facade
-
-        return getattr(facade, name)
+        return getattr(import_module("phaita.loader.facade"), name)
+    if name in _TOOL_NAMES:
+        return getattr(import_module(f"phaita.loader.{_TOOL_NAMES[name]}"), name)
     raise AttributeError(f"module 'phaita.loader' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The loader facade: validate, pick the cached snapshot or fetch one (with retries), then load.
+"""The loader's engine: validate a request, pick the cached snapshot or fetch one (with retries), then load.
 
 Data flows one way: callers -> this module -> fetch/cache -> huggingface_hub's HTTP session.
 The public functions on top of it are in ``phaita.loader.facade`` (re-exported by ``phaita.loader``

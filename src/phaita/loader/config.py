@@ -131,9 +131,9 @@ def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a whole number; unset it or set e.g. {name}={default}") from None
+        raise BadEnvironment(f"{name}={raw!r} is not a whole number; unset it or set e.g. {name}={default}") from None
     if value < minimum:
-        raise ValueError(f"{name}={raw!r} must be >= {minimum}")
+        raise BadEnvironment(f"{name}={raw!r} must be >= {minimum}")
     return value
 
 
@@ -182,7 +182,10 @@ def endpoints(explicit: object = None) -> tuple[str, ...]:
         return parse_endpoints(explicit)
     raw = os.environ.get("PHAITA_ENDPOINTS", "").strip()
     if raw:
-        return parse_endpoints(raw, "PHAITA_ENDPOINTS")
+        try:
+            return parse_endpoints(raw, "PHAITA_ENDPOINTS")
+        except ValueError as exc:  # from the environment: the loader reports it as a setting to fix
+            raise BadEnvironment(str(exc)) from None
     return (endpoint(),)
 
 
@@ -281,6 +284,11 @@ def progress_bars_disabled() -> bool:
 def env_token() -> str | None:
     """HF_TOKEN as set (stripped), or None. (huggingface_hub reads it too; here: to redact and to advise.)"""
     return os.environ.get("HF_TOKEN", "").strip() or None
+
+
+def endpoints_as_set() -> str:
+    """PHAITA_ENDPOINTS exactly as set (stripped), '' when unset: for messages about it."""
+    return os.environ.get("PHAITA_ENDPOINTS", "").strip()
 
 
 def endpoint_as_set() -> str:

@@ -31,20 +31,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from .cache import RepoCache, atomic_write
 from .errors import UnsupportedWeights
+from .hashing import GIT_OID_RE, SHA256_RE
 from .listing import COMMIT_RE, RemoteFile, RepoListing, check_relative_path
 from .selection import Needs, is_weight, select_files
 
 LOCK_VERSION = 1
 DEFAULT_NAME = "phaita.lock"
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_OID_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True)
@@ -187,9 +185,9 @@ def _file(entry: Any, where: str, source: str) -> LockedFile:
     size, oid, sha = entry.get("size"), entry.get("git_oid"), entry.get("sha256")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise _invalid(source, f"{where}.size must be an integer >= 0, got {size!r}")
-    if not isinstance(oid, str) or not _OID_RE.match(oid):
+    if not isinstance(oid, str) or not GIT_OID_RE.match(oid):
         raise _invalid(source, f"{where}.git_oid must be 40 hex digits, got {oid!r}")
-    if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
+    if sha is not None and (not isinstance(sha, str) or not SHA256_RE.match(sha)):
         raise _invalid(source, f"{where}.sha256 must be 64 hex digits, got {sha!r}")
     return LockedFile(path, size, oid, sha)
 

@@ -81,6 +81,7 @@ class ComplaintGenerator:
         max_retries, timeout, allow_offline, token, loader_kwargs: passed to the model loader.
         model, tokenizer: an already loaded LM to share (no load happens).
         domain: the conditions (default: the packaged data).
+        lm_attempts: LM tries per complaint before the template (each must be on its condition).
     Raises:
         ModelDownloadError: the LM could not be loaded (message starts with ``ComplaintGenerator:``).
     """
@@ -90,9 +91,12 @@ class ComplaintGenerator:
                  max_new_tokens: int = 48, temperature: float = 0.5, top_p: float = 0.9, min_symptoms: int = 2,
                  max_symptoms: int = 5, max_retries: int = 3, timeout: float = 300, allow_offline: bool = False,
                  token: str | bool | None = None, loader_kwargs: dict[str, Any] | None = None,
-                 model: Any = None, tokenizer: Any = None, domain: Domain | None = None) -> None:
+                 model: Any = None, tokenizer: Any = None, domain: Domain | None = None, lm_attempts: int = 3) -> None:
         if min_symptoms < 1 or max_symptoms < min_symptoms:
             raise ValueError("need 1 <= min_symptoms <= max_symptoms")
+        if lm_attempts < 1:
+            raise ValueError("lm_attempts must be >= 1")
+        self.lm_attempts = lm_attempts
         self.domain = domain or get_domain()
         spec = default_spec(COMPONENT, "generator")
         self.model_name = model_name if model_name is not None else spec.model_name
@@ -217,10 +221,10 @@ class ComplaintGenerator:
         return condition_fit(text, icd10_code, self.domain).on_condition()
 
     def _lm_complaint(self, symptoms: Sequence[str], cond: Condition, rng: random.Random,
-                      temperature: float | None = None, attempts: int = 3) -> str | None:
+                      temperature: float | None = None, attempts: int | None = None) -> str | None:
         """The LM's complaint, or None when it is off topic or off its condition ``attempts`` times."""
         care = cond.speaker == "caregiver"
-        for _ in range(attempts):
+        for _ in range(attempts or self.lm_attempts):
             raw = chat_generate(self.model, self.tokenizer, self._messages(symptoms, cond),
                                 max_new_tokens=self.max_new_tokens, temperature=temperature or self.temperature,
                                 top_p=self.top_p, seed=rng.randrange(2 ** 31),

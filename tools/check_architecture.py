@@ -1,0 +1,203 @@
+#!/usr/bin/env python
+"""Lines per file, import cycles and upward imports in ``src/phaita`` (and lines in ``benchmarks``).
+
+    python tools/check_architecture.py            # report; exit 1 on a cycle, an upward import,
+                                                   # or a file over the limit with no stated reason
+    python tools/check_architecture.py --json     # the same as JSON
+
+Imports are read with ``ast`` (nothing is imported), function-level imports included and
+``if TYPE_CHECKING:`` blocks excluded. ``from a import b`` counts as an import of ``a.b`` when that
+is a module, else of ``a``. Layers, lowest first (an import may only go to its own layer or lower):
+
+0. ``phaita`` (the version) and ``phaita.loader`` internals (config, errors, net, fetch, cache...)
+1. ``phaita.loader.api``, ``public_errors``, ``inspect``: requests, their errors, cache inspection
+2. the facade: ``phaita.loader.facade``, ``phaita.loader`` (package), ``phaita.utils.model_loader``
+3. data and tools below the components: ``phaita.domain``, ``manifest``, ``cues``, ``phaita.testing``
+4. the components: ``phaita.models``, ``phaita.utils.realism_scorer``
+5. applications: ``phaita.cli``, ``phaita.demo``, ``phaita.station``, ``phaita.airgap``
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+LIMIT = 400
+# Files allowed over the limit, with the reason (keep this short).
+REASONS: dict[str, str] = {
+    "src/phaita/loader/errors.py": "the exception hierarchy and every message with its advice, in one place "
+                                   "(the style rule: one module holds them)",
+}
+LAYERS: list[tuple[int, str]] = [  # (layer, module prefix): the longest matching prefix wins
+    (0, "phaita"),
+    (0, "phaita.loader"),
+    (1, "phaita.loader.api"), (1, "phaita.loader.public_errors"), (1, "phaita.loader.inspect"),
+    (2, "phaita.loader.facade"), (2, "phaita.loader.__init__"), (2, "phaita.utils.model_loader"),
+    (3, "phaita.domain"), (3, "phaita.manifest"), (3, "phaita.cues"), (3, "phaita.data"), (3, "phaita.testing"),
+    (4, "phaita.models"), (4, "phaita.utils.realism_scorer"), (4, "phaita.utils"),
+    (5, "phaita.cli"), (5, "phaita.demo"), (5, "phaita.station"), (5, "phaita.airgap"),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts)  # a package keeps its ".__init__": its layer may differ from its modules'
+
+
+def layer(module: str) -> int:
+    best, level = -1, 0
+    for lvl, prefix in LAYERS:
+        if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+            best, level = len(prefix), lvl
+    return level
+
+
+def _type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.AST) -> list[tuple[int, str | None, list[str], int]]:
+    """(level, module, names, line) of every import outside ``if TYPE_CHECKING:`` blocks."""
+    out = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out.append((0, alias.name, [], node.lineno))
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node.level, node.module, [a.name for a in node.names], node.lineno))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return out
+
+
+def graph(modules: dict[str, Path]) -> dict[str, dict[str, int]]:
+    """{module: {imported phaita module: line}}."""
+    known = set(modules)
+
+    def resolve(name: str) -> str | None:
+        if name in known:
+            return name
+        if name + ".__init__" in known:
+            return name + ".__init__"
+        return None
+
+    edges: dict[str, dict[str, int]] = {}
+    for mod, path in modules.items():
+        package = mod.rsplit(".", 1)[0] if not mod.endswith(".__init__") else mod[: -len(".__init__")]
+        found: dict[str, int] = {}
+        for level, base, names, line in _imports(ast.parse(path.read_text(), str(path))):
+            if level:
+                parts = package.split(".")
+                base_parts = parts[: len(parts) - (level - 1)]
+                base = ".".join(base_parts + ([base] if base else []))
+            if not base or not base.startswith("phaita"):
+                continue
+            targets = [resolve(f"{base}.{n}") for n in names] if names else []
+            targets = [t for t in targets if t] or [resolve(base)]
+            for target in targets:
+                if target and target != mod:
+                    found.setdefault(target, line)
+        edges[mod] = found
+    return edges
+
+
+def cycles(edges: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, {}):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in sorted(edges):
+        if v not in index:
+            strong(v)
+    return sorted(out)
+
+
+def measure() -> dict:
+    files = sorted(p for p in (SRC / "phaita").rglob("*.py") if "__pycache__" not in p.parts)
+    bench = sorted((ROOT / "benchmarks").glob("*.py"))
+    modules = {module_name(p): p for p in files}
+    edges = graph(modules)
+    upward = [{"from": m, "to": t, "line": line, "layers": f"{layer(m)} -> {layer(t)}"}
+              for m, targets in sorted(edges.items()) for t, line in sorted(targets.items()) if layer(t) > layer(m)]
+    lines = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in files + bench}
+    over = {f: n for f, n in lines.items() if n > LIMIT}
+    return {
+        "files": len(lines), "total_lines": sum(lines.values()),
+        "largest": sorted(lines.items(), key=lambda kv: -kv[1])[:10],
+        "over_limit": [{"file": f, "lines": n, "reason": REASONS.get(f)} for f, n in sorted(over.items())],
+        "cycles": cycles(edges),
+        "upward_imports": upward,
+    }
+
+
+def problems(report: dict) -> list[str]:
+    out = [f"import cycle: {' <-> '.join(c)}" for c in report["cycles"]]
+    out += [f"upward import ({u['layers']}): {u['from']} imports {u['to']} (line {u['line']})"
+            for u in report["upward_imports"]]
+    out += [f"{o['file']}: {o['lines']} lines (over {LIMIT}) with no stated reason in tools/check_architecture.py"
+            for o in report["over_limit"] if not o["reason"]]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    report = measure()
+    bad = problems(report)
+    if args.json:
+        print(json.dumps({**report, "problems": bad}, indent=1))
+    else:
+        print(f"{report['files']} files, {report['total_lines']} lines (src/phaita and benchmarks)")
+        print("largest: " + ", ".join(f"{f} {n}" for f, n in report["largest"][:6]))
+        for o in report["over_limit"]:
+            print(f"over {LIMIT} lines: {o['file']} ({o['lines']})" + (f": {o['reason']}" if o["reason"] else ""))
+        print(f"import cycles: {len(report['cycles'])}; upward imports: {len(report['upward_imports'])}")
+        for line in bad:
+            print("PROBLEM: " + line)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
