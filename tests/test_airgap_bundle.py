@@ -306,6 +306,20 @@ def test_a_damaged_bundle_is_refused_and_the_cache_is_unchanged(damage, as_tar, 
     assert listing(Path(b["HF_HOME"])) == before
 
 
+def test_a_cut_off_tar_is_refused_without_a_traceback(good_bundle, hf_env, tmp_path):
+    b = machine(tmp_path, "b", hf_env)
+    whole = tmp_path / "whole.tar"
+    with tarfile.open(whole, "w") as tar:
+        tar.add(good_bundle, arcname=".")
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole.read_bytes()[:3000])  # a copy to a USB stick that stopped early: inside a member
+    before = listing(Path(b["HF_HOME"]))
+    proc = phaita(["models", "import", str(cut)], b)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is not a readable .tar bundle (truncated or damaged)" in proc.stderr
+    assert listing(Path(b["HF_HOME"])) == before
+
+
 def test_a_tar_member_named_with_dotdot_is_refused(good_bundle, hf_env, tmp_path):
     b = machine(tmp_path, "b", hf_env)
     target = tmp_path / "evil.tar"

@@ -85,7 +85,7 @@ def test_jittered_retries_through_the_hub_stay_in_range_and_differ_between_clien
     clients = 6
     for client in range(clients):
         random.seed(0)  # the same application seed on every client
-        local_hub.set_faults(parse_faults("503x1:path=*config.json"))
+        local_hub.set_faults(parse_faults("503x1:path=*/config.json"))
         prefetch_model(REPO, model_type="tokenizer", cache_dir=str(tmp_path / f"client-{client}"))
     waits = [r.retry_wait for r in _retry_records(caplog)]
     assert len(waits) == clients, "one failed attempt per client"
@@ -119,7 +119,7 @@ def test_a_429_takes_its_wait_from_the_rate_limit_headers(headers, wait):
 def test_a_429_with_the_hubs_rate_limit_headers_is_honoured_with_jitter(loader_env, local_hub, caplog, monkeypatch):
     monkeypatch.setenv("PHAITA_BACKOFF_BASE", "0.01")
     monkeypatch.setenv("PHAITA_BACKOFF_JITTER", "0.5")
-    local_hub.set_faults(parse_faults("429x1:ratelimit=1:path=*config.json"))
+    local_hub.set_faults(parse_faults("429x1:ratelimit=1:path=*/config.json"))
     prefetch_model(REPO, model_type="tokenizer")
     (record,) = _retry_records(caplog)
     assert 1.0 <= record.retry_wait <= 1.5, "never before the hub's reset, at most 50 % after it"
@@ -132,7 +132,7 @@ def test_a_429_with_the_hubs_rate_limit_headers_is_honoured_with_jitter(loader_e
 def test_a_long_rate_limit_reset_is_capped_and_still_spread(loader_env, local_hub, caplog, monkeypatch):
     monkeypatch.setenv("PHAITA_BACKOFF_BASE", "0.01")
     monkeypatch.setenv("PHAITA_MAX_RETRY_AFTER", "0.2")
-    local_hub.set_faults(parse_faults("429x2:ratelimit=3600:path=*config.json"))
+    local_hub.set_faults(parse_faults("429x2:ratelimit=3600:path=*/config.json"))
     prefetch_model(REPO, model_type="tokenizer")
     waits = [r.retry_wait for r in _retry_records(caplog)]
     assert len(waits) == 2 and all(0.2 <= w <= 0.3 for w in waits), waits

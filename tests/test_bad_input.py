@@ -229,6 +229,18 @@ def test_any_endpoint(dead, value):
                names=("HF_ENDPOINT",))
 
 
+@pytest.mark.parametrize("var,value", [("PHAITA_MAX_WORKERS", "-3"), ("PHAITA_MAX_CONNECTIONS", "many"),
+                                       ("PHAITA_STREAMS_PER_FILE", "0"), ("PHAITA_PARALLEL_THRESHOLD", "16MB"),
+                                       ("PHAITA_ENDPOINTS", "ftp://mirror.local"), ("PHAITA_ENDPOINTS", ",")])
+def test_a_malformed_setting_is_reported_as_a_setting_not_as_a_network_failure(dead, var, value):
+    with _env(**{var: value}):
+        with pytest.raises(ModelDownloadError) as info:
+            robust_model_download(REPO, model_type="tokenizer", max_retries=2, timeout=2)
+    text = str(info.value)
+    assert var in text and "Fix or unset that environment variable" in text, text
+    assert "Check the connection" not in text
+
+
 @SLOW
 @given(junk=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6),
        core=st.from_regex(r"[A-Za-z0-9]{12}", fullmatch=True), where=st.sampled_from(["env", "param"]))

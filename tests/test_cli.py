@@ -314,6 +314,13 @@ def test_doctor_dead_endpoint_fails(cli_env, tmp_path):
     assert "->" in proc.stdout  # advice under a failed line
 
 
+@pytest.mark.parametrize("argv", [["models", "pull", "--all"], ["models", "lock"], ["models", "doctor"]])
+def test_an_unknown_manifest_profile_is_a_usage_error(cli_env, argv):
+    result = run(*argv, "--profile", "nosuch")
+    assert result.exit_code == 2, result.output
+    assert "unknown manifest profile 'nosuch'" in result.output and "small" in result.output
+
+
 def test_doctor_probes_every_endpoint_of_phaita_endpoints_and_names_a_malformed_one(cli_env, local_hub, monkeypatch):
     dead = dead_endpoint()
     monkeypatch.setenv("PHAITA_ENDPOINTS", f"{local_hub.url},{dead}")  # replaces HF_ENDPOINT for the loader

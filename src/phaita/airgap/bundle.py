@@ -226,7 +226,10 @@ class BundleReader:
 
     def entries(self) -> list[Entry]:
         """Every entry, names and symlinks checked; special files (devices, fifos, hard links) refused."""
-        return list(self._tar_entries() if self._tar is not None else self._folder_entries())
+        try:
+            return list(self._tar_entries() if self._tar is not None else self._folder_entries())
+        except tarfile.TarError as exc:  # headers are read here: a cut-off .tar fails on the first missing one
+            raise BundleError(f"{self.path} is not a readable .tar bundle (truncated or damaged): {exc}") from None
 
     def _tar_entries(self) -> Iterator[Entry]:
         assert self._tar is not None

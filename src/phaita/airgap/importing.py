@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import filelock
+import contextlib
+import fcntl
+from typing import Iterator
 
 from phaita.loader.cache import RepoCache
 from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of, lfs_pointer_oid
@@ -75,19 +77,20 @@ def import_bundle(path: str | os.PathLike[str], cache_dir: Path, on_bytes: Hashe
         manifest, raw = reader.read_manifest(entries)
         listings = {(m.repo_id, m.commit): _listing(m) for m in manifest.models}
         staging = cache_dir / STAGING / hashlib.sha256(raw).hexdigest()[:16]
-        created = _missing_parents(staging)
-        staging.parent.mkdir(parents=True, exist_ok=True)
-        lock = staging.with_name(staging.name + ".lock")
-        # One import of a bundle at a time per cache: a second one waits, then finds everything there.
-        with filelock.FileLock(str(lock)):
+        outer = _missing_parents(cache_dir)  # removed again if the bundle is refused
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # One import at a time per cache: a second one waits, then finds everything there.
+        with _cache_locked(cache_dir):
+            created = _missing_parents(staging) + outer
+            staging.parent.mkdir(parents=True, exist_ok=True)
             try:
                 blobs = _plan(manifest, {e.name: e for e in entries}, cache_dir, staging)
                 _stage(reader, blobs, staging, report, on_bytes, on_file)
             except BundleError:
-                _discard(staging, lock, created)
+                _discard(staging, created)
                 raise
             _publish(manifest, blobs, listings, staging, report)
-            _discard(staging, lock, created)
+            _discard(staging, created)
     return report
 
 
@@ -100,9 +103,24 @@ def _missing_parents(staging: Path) -> list[Path]:
     return out
 
 
-def _discard(staging: Path, lock: Path, created: list[Path]) -> None:
+@contextlib.contextmanager
+def _cache_locked(cache_dir: Path) -> Iterator[None]:
+    """An exclusive lock on the cache folder itself (flock on its descriptor).
+
+    A lock *file* would have to be left in the cache (a refused import must leave the cache as it
+    was) or unlinked, and unlinking a lock file that another process waits on lets a third process
+    lock a new file while the second holds the old one. The folder always exists and never moves.
+    """
+    fd = os.open(cache_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _discard(staging: Path, created: list[Path]) -> None:
     shutil.rmtree(staging, ignore_errors=True)
-    lock.unlink(missing_ok=True)  # (a process waiting on it holds the file open: it still gets the lock)
     for folder in [staging.parent, *created]:
         try:
             folder.rmdir()  # only when empty: another bundle's staging stays

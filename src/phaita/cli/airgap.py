@@ -15,6 +15,7 @@ from . import output as out
 from .models import JSON_OPT, ModelType, app
 from .lockfile_option import lock_path, read_lock_option
 from .output import expected_failures
+from .profile_option import known_profile
 
 LOCKFILE_OPT = typer.Option(None, "--lockfile", help="The lock file (default: PHAITA_LOCKFILE, else ./phaita.lock).")
 
@@ -26,7 +27,7 @@ LOCKFILE_OPT = typer.Option(None, "--lockfile", help="The lock file (default: PH
 @expected_failures
 def lock(
     names: list[str] = typer.Argument(None, metavar="MODEL", help="Hub model ids to lock (default: the manifest's)."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Manifest profile when no MODEL is given "
+    profile: Optional[str] = typer.Option(None, "--profile", callback=known_profile, help="Manifest profile when no MODEL is given "
                                           "(default: the manifest's default; small: the demo's models)."),
     model_type: ModelType = typer.Option("auto", "--type", help="What each MODEL is loaded as (decides the files)."),
     gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="Lock this GGUF file of each MODEL."),

@@ -13,6 +13,7 @@ from phaita.loader import MODEL_TYPES
 
 from . import output as out
 from .output import expected_failures
+from .profile_option import known_profile
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Fetch, list, verify and diagnose the models in the Hugging Face cache.")
@@ -91,7 +92,7 @@ def pull(
     timeout: float = typer.Option(300.0, "--timeout", min=0.001, help="Wall-clock limit of one attempt, seconds."),
     gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="Fetch this GGUF file (for GGUF repositories)."),
     all_models: bool = typer.Option(False, "--all", help="Also pull every model the PHAITA components use (the manifest)."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Manifest profile for --all (default: the manifest's default)."),
+    profile: Optional[str] = typer.Option(None, "--profile", callback=known_profile, help="Manifest profile for --all (default: the manifest's default)."),
     locked: bool = typer.Option(False, "--locked", help="Fetch exactly the commits and files of the lock file "
                                 "(every locked model, or the NAMEs given)."),
     lockfile: Optional[Path] = typer.Option(None, "--lockfile", help="Lock file for --locked "
@@ -317,7 +318,7 @@ def doctor(
     probe: Optional[str] = typer.Option(None, "--model", help="Model used to probe the endpoint "
                                         "(default: the manifest's smallest model the endpoint carries)."),
     timeout: float = typer.Option(5.0, "--timeout", min=0.001, help="Seconds allowed for the endpoint probe."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Manifest profile for the disk check."),
+    profile: Optional[str] = typer.Option(None, "--profile", callback=known_profile, help="Manifest profile for the disk check."),
     json_mode: bool = JSON_OPT,
 ) -> None:
     """Check the set-up: endpoint, proxies, token, cache folder, free disk, offline mode, and

@@ -131,9 +131,9 @@ def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a whole number; unset it or set e.g. {name}={default}") from None
+        raise BadEnvironment(f"{name}={raw!r} is not a whole number; unset it or set e.g. {name}={default}") from None
     if value < minimum:
-        raise ValueError(f"{name}={raw!r} must be >= {minimum}")
+        raise BadEnvironment(f"{name}={raw!r} must be >= {minimum}")
     return value
 
 
@@ -182,7 +182,10 @@ def endpoints(explicit: object = None) -> tuple[str, ...]:
         return parse_endpoints(explicit)
     raw = os.environ.get("PHAITA_ENDPOINTS", "").strip()
     if raw:
-        return parse_endpoints(raw, "PHAITA_ENDPOINTS")
+        try:
+            return parse_endpoints(raw, "PHAITA_ENDPOINTS")
+        except ValueError as exc:  # from the environment: the loader reports it as a setting to fix
+            raise BadEnvironment(str(exc)) from None
     return (endpoint(),)
 
 
