@@ -182,23 +182,26 @@ def test_phaita_loader_pulls_from_station_and_verifies(station, source, tmp_path
 def test_transformers_from_pretrained_through_station(station, source, tmp_path):
     """A process with only HF_ENDPOINT set loads the model and tokenizer; same weights as the station's."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    script = (
-        "import torch\n"
-        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-        f"tok = AutoTokenizer.from_pretrained({GPT2!r})\n"
-        f"model = AutoModelForCausalLM.from_pretrained({GPT2!r})\n"
-        "assert tok('hello world')['input_ids']\n"
-        "torch.save(model.state_dict(), 'weights.pt')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], env=client_env(tmp_path, station["url"]), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    loaded = torch.load(tmp_path / "weights.pt")
-    commit = source["commits"][GPT2]
-    local = AutoModelForCausalLM.from_pretrained(cache.repo_dir(source["cache"], GPT2) / "snapshots" / commit)
-    expected = local.state_dict()
+    def weights(name: str, env: dict, out: Path) -> dict:
+        # Each load in its own process: an in-process reference load was seen to pick up meta
+        # tensors left in torch's global state by earlier tests of a full run.
+        script = (
+            "import sys, torch\n"
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            "tok = AutoTokenizer.from_pretrained(sys.argv[1])\n"
+            "model = AutoModelForCausalLM.from_pretrained(sys.argv[1])\n"
+            "assert tok('hello world')['input_ids']\n"
+            "torch.save(model.state_dict(), sys.argv[2])\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", script, name, str(out)], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return torch.load(out)
+
+    loaded = weights(GPT2, client_env(tmp_path, station["url"]), tmp_path / "through-station.pt")
+    snapshot = cache.repo_dir(source["cache"], GPT2) / "snapshots" / source["commits"][GPT2]
+    expected = weights(str(snapshot), {**os.environ, "HF_HUB_OFFLINE": "1"}, tmp_path / "station-copy.pt")
     assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], expected[k]) for k in expected)
 
 
