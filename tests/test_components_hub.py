@@ -22,7 +22,7 @@ from phaita.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, Question, QuestionGenerator
 from phaita.testing import LocalHub, publish_pypi_models, write_tiny_gpt2
 from phaita.testing.env import point_huggingface_hub_at
-from phaita.utils.model_loader import ModelDownloadError, ModelNotFoundError
+from phaita.utils.model_loader import ModelDownloadError, ModelNotFoundError, robust_model_download
 from phaita.utils.realism_scorer import RealismScorer, heuristic_realism
 
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -322,3 +322,15 @@ def test_missing_model_without_fallback_raises_naming_component(hub, caplog, com
     assert MISSING in str(err) and "was not found" in str(err)
     assert not [r for r in caplog.records if "falling back" in r.getMessage()]
     assert all(r.status == 404 for r in hub.requests(MISSING)) and len(hub.requests(MISSING)) <= 2  # not retried
+
+
+def test_realism_fluency_on_a_short_context_lm_never_indexes_past_its_positions(hub):
+    """The tiny GPT-2 has 128 positions: a long complaint is cut to them, not an IndexError."""
+    model = robust_model_download(TINY_LM, model_type="causal_lm")
+    tokenizer = robust_model_download(TINY_LM, model_type="tokenizer")
+    scorer = RealismScorer([MISSING], TINY_LM, fluency_lm=model, fluency_tokenizer=tokenizer, n_calibration=4,
+                           fallback_to_heuristics=True)
+    long_text = "I have been coughing for days and my chest hurts when I breathe in. " * 40
+    assert len(tokenizer(long_text)["input_ids"]) > model.config.max_position_embeddings
+    ppl = scorer.perplexity(long_text)
+    assert math.isfinite(ppl) and ppl > 1.0

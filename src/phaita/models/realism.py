@@ -216,9 +216,12 @@ class RealismScorer:
             ids = torch.cat([torch.tensor([[bos]]), ids], dim=1)
         if ids.shape[1] < 2:
             return float("inf")
+        # at most 512 tokens, and never past a short-context model's positions (IndexError otherwise)
+        ctx = getattr(getattr(self.fluency_lm, "config", None), "max_position_embeddings", None)
+        ids = ids[:, : min(512, ctx) if isinstance(ctx, int) and ctx > 1 else 512]
         self.fluency_lm.eval()
         with torch.inference_mode():
-            loss = self.fluency_lm(input_ids=ids[:, :512], labels=ids[:, :512]).loss
+            loss = self.fluency_lm(input_ids=ids, labels=ids).loss
         return float(math.exp(min(float(loss), 50.0)))
 
     def _calibrate_fluency(self) -> None:
