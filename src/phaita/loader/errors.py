@@ -7,6 +7,9 @@ Lower down, the fetch layer raises small internal exceptions (``TransferIncomple
 ``ChecksumMismatch``, ``DeadlineExceeded``...) that say *what happened*; the retry policy decides
 whether that is worth another attempt, and the facade turns the last one into a public error with
 advice. Every message passes through :func:`redact`, so a token never reaches a log or traceback.
+
+Over ~400 lines on purpose: the whole hierarchy and every message with its advice stay in one
+place (one module holds the exceptions), so wording is reviewed and kept consistent together.
 """
 
 from __future__ import annotations
