@@ -138,23 +138,44 @@ def _questions(head: DiagnosisDiscriminator, questions: QuestionGenerator, out: 
 
 def _generation(generator: ComplaintGenerator, per_condition: int, out: dict) -> None:
     print(f"\n## On-condition LM complaints ({per_condition} per condition, SmolLM2-135M GGUF on CPU)\n")
-    print("| condition | first try on condition | after up to 3 tries (else template) |")
-    print("|---|---|---|")
+    print("A complaint is on its condition when it states at least two of the condition's symptoms in lay "
+          "words and nothing that contradicts it (`condition_fit`).\n")
+    print("| condition | first try on condition | after up to 3 tries (else template) | distinct kept |")
+    print("|---|---|---|---|")
     rng = random.Random(5)
-    rows = {}
+    rows: dict[str, dict] = {}
+    tries = 0
+    started = time.perf_counter()
     for code in get_domain().codes:
         cond = get_domain().condition(code)
         first = kept = 0
+        texts: list[str] = []
         for _ in range(per_condition):
             symptoms = generator.sample_symptoms(code, rng)
             text = generator._lm_complaint(symptoms, cond, rng, attempts=1)
+            tries += 1
             first += text is not None
-            kept += text is not None or generator._lm_complaint(symptoms, cond, rng, attempts=2) is not None
-        rows[code] = (first / per_condition, kept / per_condition)
-        print(f"| {code} | {rows[code][0]:.0%} | {rows[code][1]:.0%} |", flush=True)
-    total = len(rows)
-    print(f"| all | {sum(r[0] for r in rows.values()) / total:.0%} | {sum(r[1] for r in rows.values()) / total:.0%} |")
-    out["generation"] = {"per_condition": per_condition, "rates": rows}
+            if text is None:
+                before = generator.stats["template_fallback"]
+                text = generator._lm_complaint(symptoms, cond, rng, attempts=2)
+                tries += 1 if text is not None and generator.stats["template_fallback"] == before else 2
+            kept += text is not None
+            texts += [text] if text else []
+        rows[code] = {"first": first / per_condition, "kept": kept / per_condition, "distinct": len(set(texts)),
+                      "examples": texts[:3]}
+        print(f"| {code} | {first / per_condition:.0%} | {kept / per_condition:.0%} | {len(set(texts))} of {kept} |",
+              flush=True)
+    n = len(rows)
+    first_all = sum(r["first"] for r in rows.values()) / n
+    kept_all = sum(r["kept"] for r in rows.values()) / n
+    seconds = (time.perf_counter() - started) / max(1, tries)
+    print(f"| all | {first_all:.0%} | {kept_all:.0%} | |")
+    print(f"\n{tries} LM tries, {seconds:.2f} s each. Examples kept (first of each condition):\n")
+    for code, r in rows.items():
+        if r["examples"]:
+            print(f"- {code}: {r['examples'][0]}")
+    out["generation"] = {"per_condition": per_condition, "first": first_all, "kept": kept_all,
+                         "seconds_per_try": seconds, "rates": rows}
 
 
 def _realism(scorer: RealismScorer, out: dict, label: str) -> None:
@@ -179,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-lm", action="store_true", help="skip SmolLM2 (generation, LM question wording)")
     ap.add_argument("--no-encoder", action="store_true", help="skip MiniLM")
     ap.add_argument("--lm-questions", type=int, default=30, help="complaints whose question the LM words (default 30)")
+    ap.add_argument("--skip-questions", action="store_true", help="no question relevance part")
     ap.add_argument("--skip-diagnosis", action="store_true", help="no diagnosis table (featurizer head only)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "triage_quality.json")
     args = ap.parse_args(argv)
@@ -203,11 +225,13 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_diagnosis:
                 _diagnosis(heads, out)
             best = heads.get("MiniLM + findings, varied") or heads["featurizer + findings, varied"]
-            _questions(heads["featurizer + findings, varied"], QuestionGenerator(use_pretrained=False), out,
-                       "templates")
+            if not args.skip_questions:
+                _questions(heads["featurizer + findings, varied"], QuestionGenerator(use_pretrained=False), out,
+                           "templates")
             if generator is not None:
-                lmq = QuestionGenerator(GENERATOR, model=generator.model, tokenizer=generator.tokenizer, seed=1)
-                _questions(best, lmq, out, "SmolLM2 wording", limit=args.lm_questions)
+                if not args.skip_questions:
+                    lmq = QuestionGenerator(GENERATOR, model=generator.model, tokenizer=generator.tokenizer, seed=1)
+                    _questions(best, lmq, out, "SmolLM2 wording", limit=args.lm_questions)
                 _generation(generator, args.lm_per_condition, out)
             _realism(RealismScorer(use_pretrained=False), out, "heuristics + consistency, no model")
             if encoder is not None and generator is not None:

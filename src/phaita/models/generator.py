@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from phaita.domain import Condition, Domain, get_domain
 from phaita.manifest import default_spec
 from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_causal_lm, model_label
-from phaita.models.findings import condition_fit
+from phaita.models.findings import condition_fit, extract_symptoms
 
 log = logging.getLogger("phaita.models.generator")
 
@@ -26,15 +26,31 @@ _OPENERS = ("", "", "Hi,", "Please help,", "I don't feel well.", "Sorry to bothe
 _CARE_OPENERS = ("", "", "Please help,", "I'm really worried.", "Hi,", "Sorry to call,")
 _CLOSERS = ("", "", "", "What should I do?", "I'm really worried.", "Can someone come out?", "I don't know what to do.")
 _JOINERS = (". Also, ", ". On top of that, ", ", plus ", ". And I should say ", ", and also ", ". Oh and ")
-_SYSTEM = ("You turn symptom lists into what a patient says to a paramedic: one or two short sentences, "
-           "first person, everyday words, no medical terms, no diagnosis.")
-_SYSTEM_CARE = ("You turn symptom lists into what a worried parent says to a paramedic about their baby: one or two "
-                "short sentences, everyday words, no medical terms, no diagnosis.")
-_SHOTS = (("fever, cough, aching muscles",
+# The LM rewrites the patient's own notes (lay phrasings from the domain data) as one complaint, and
+# its reply starts with the first note. Measured on SmolLM2-135M, 40 generations each: symptom names
+# as the input 12 % on condition at the first try; lay terms 35 %; lay notes 57 %; lay notes with the
+# reply started on the first note 72-80 %. The examples are about other complaints (knee, stomach),
+# so their symptoms cannot leak into a respiratory complaint.
+_SYSTEM = ("You turn a patient's notes into what they say to a paramedic: one or two short sentences, first person, "
+           "everyday words. Mention every note.")
+_SYSTEM_CARE = ("You turn a parent's notes about their baby into what the parent says to a paramedic: one or two "
+                "short sentences, everyday words. Mention every note.")
+_SHOTS = (("burning up since yesterday, can't stop coughing, every muscle aches",
            "I've been burning up since yesterday, I can't stop coughing and every muscle in my body aches."),
-          ("sore throat, runny nose", "My throat is really sore and my nose won't stop running."))
-_SHOTS_CARE = (("my baby: temperature, crying a lot", "My little boy has had a temperature since last night and he "
-                                                      "won't stop crying."),)
+          ("throat really sore, nose won't stop running",
+           "My throat is really sore and my nose just won't stop running, it's been two days."),
+          ("knee swollen, hurts to walk", "My knee has swollen right up and it hurts to walk on it."),
+          ("head pounding, feel sick, bright lights hurt",
+           "Hi, my head is pounding, I feel sick and the lights hurt my eyes."),
+          ("stomach cramps, been sick twice", "I've got bad stomach cramps and I've been sick twice since lunch."),
+          ("back aches, can't sleep", "My back has been aching for days and now I can't sleep with it."),
+          ("ear hurts, feel hot", "My ear really hurts and I feel hot, what should I do?"))
+_SHOTS_CARE = (("a temperature, crying a lot, not taking his bottle",
+                "My little boy has had a temperature since last night, he's crying a lot and he won't take his "
+                "bottle."),
+               ("rash on her tummy, sleepy", "My baby girl has a rash on her tummy and she's very sleepy today."),
+               ("being sick after feeds, grizzly", "My son keeps being sick after his feeds and he's so grizzly."),
+               ("pulling at her ear, won't settle", "My daughter keeps pulling at her ear and she just won't settle."))
 _GENERIC = {"with", "more", "than", "usual", "known", "when", "over", "slowly", "getting", "worse", "months", "came",
             "using", "brought", "each", "unintended", "rounded", "swollen", "pulling", "breath", "feeling"}
 _SYNONYMS = {  # everyday words for the commonest symptoms (stems)
@@ -82,6 +98,7 @@ class ComplaintGenerator:
         model, tokenizer: an already loaded LM to share (no load happens).
         domain: the conditions (default: the packaged data).
         lm_attempts: LM tries per complaint before the template (each must be on its condition).
+        lm_max_notes: at most this many of the symptoms go to the LM (a 135M model drops the rest).
     Raises:
         ModelDownloadError: the LM could not be loaded (message starts with ``ComplaintGenerator:``).
     """
@@ -91,12 +108,13 @@ class ComplaintGenerator:
                  max_new_tokens: int = 48, temperature: float = 0.5, top_p: float = 0.9, min_symptoms: int = 2,
                  max_symptoms: int = 5, max_retries: int = 3, timeout: float = 300, allow_offline: bool = False,
                  token: str | bool | None = None, loader_kwargs: dict[str, Any] | None = None,
-                 model: Any = None, tokenizer: Any = None, domain: Domain | None = None, lm_attempts: int = 3) -> None:
+                 model: Any = None, tokenizer: Any = None, domain: Domain | None = None, lm_attempts: int = 3,
+                 lm_max_notes: int = 3) -> None:
         if min_symptoms < 1 or max_symptoms < min_symptoms:
             raise ValueError("need 1 <= min_symptoms <= max_symptoms")
         if lm_attempts < 1:
             raise ValueError("lm_attempts must be >= 1")
-        self.lm_attempts = lm_attempts
+        self.lm_attempts, self.lm_max_notes = lm_attempts, lm_max_notes
         self.domain = domain or get_domain()
         spec = default_spec(COMPONENT, "generator")
         self.model_name = model_name if model_name is not None else spec.model_name
@@ -187,24 +205,43 @@ class ComplaintGenerator:
         return re.sub(r"(^|[.!?] )([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
 
     # -- language model -----------------------------------------------------------------------
-    def _messages(self, symptoms: Sequence[str], cond: Condition) -> list[dict[str, str]]:
-        # Plain symptom names, in the few-shot format: what a 135M model follows best (measured).
-        names = [text for text, sid in self._resolve(symptoms) if sid != "infant"]
+    def _notes(self, symptoms: Sequence[str], cond: Condition, rng: random.Random) -> list[str]:
+        """The patient's own notes for the LM: a lay phrasing per symptom (free text as given), at most
+        ``lm_max_notes``; "infant" says who, not what, and is left out."""
+        care = cond.speaker == "caregiver"
+        female = rng.random() < 0.5
+        notes = []
+        for text, sid in self._resolve(symptoms):
+            if sid == "infant":
+                continue
+            if sid is not None:
+                text = rng.choice(self.domain.symptoms[sid].phrasings_for(cond.speaker))
+            notes.append(_gender(text, female) if care else text)
+        return notes[: self.lm_max_notes]
+
+    def _messages(self, notes: Sequence[str], cond: Condition, rng: random.Random) -> list[dict[str, str]]:
         care = cond.speaker == "caregiver"
         msgs = [{"role": "system", "content": _SYSTEM_CARE if care else _SYSTEM}]
-        for q, a in (_SHOTS_CARE if care else _SHOTS):
-            msgs += [{"role": "user", "content": f"Symptoms: {q}"}, {"role": "assistant", "content": a}]
-        msgs.append({"role": "user", "content": "Symptoms: " + ("my baby: " if care else "") + ", ".join(names)})
+        for q, a in rng.sample(_SHOTS_CARE if care else _SHOTS, 2 if care else 3):
+            msgs += [{"role": "user", "content": f"Notes: {q}"}, {"role": "assistant", "content": a}]
+        msgs.append({"role": "user", "content": "Notes: " + ", ".join(notes)})
         return msgs
+
+    @staticmethod
+    def _speaks_as_patient(text: str) -> bool:
+        """At least four words, and more first person (or about the child) than second person: a small
+        model otherwise drifts into answering the patient ("I'm so sorry to hear about your ...")."""
+        words = re.findall(r"[a-z']+", text.lower())
+        second = sum(w in ("you", "your", "you're", "you've") for w in words)
+        first = sum(w in ("i", "i'm", "i've", "my", "me", "she", "he", "her", "his", "baby") for w in words)
+        return len(words) >= 4 and second <= first
 
     def _on_topic(self, text: str, symptoms: Sequence[str]) -> bool:
         """Speaks as the patient (or parent) and names one of the symptoms (stems of the symptom
         names, plus everyday synonyms of the commonest ones)."""
-        words = re.findall(r"[a-z']+", text.lower())
-        second = sum(w in ("you", "your", "you're", "you've") for w in words)
-        first = sum(w in ("i", "i'm", "i've", "my", "me", "she", "he", "her", "his", "baby") for w in words)
-        if len(words) < 4 or second > first:
+        if not self._speaks_as_patient(text):
             return False
+        words = re.findall(r"[a-z']+", text.lower())
         stems: set[str] = set()
         for name, sid in self._resolve(symptoms):
             if sid == "infant":  # who it is about, not a symptom
@@ -215,6 +252,15 @@ class ComplaintGenerator:
                     stems.update(_SYNONYMS.get(w, ()))
         return any(w.startswith(stem) for w in words for stem in stems)
 
+    def _trim(self, text: str) -> str:
+        """Drop trailing sentences that state no symptom: where a small model wanders off ("I'm afraid
+        of the dark", "He loves ice cream") once it has said what matters."""
+        sentences = re.findall(r"[^.!?]+[.!?]*", text)
+        keep = len(sentences)
+        while keep > 1 and not extract_symptoms(sentences[keep - 1], self.domain).stated:
+            keep -= 1
+        return "".join(sentences[:keep]).strip()
+
     def on_condition(self, text: str, icd10_code: str) -> bool:
         """The complaint states at least two of the condition's symptoms in lay words and nothing
         that contradicts it (:func:`phaita.models.findings.condition_fit`)."""
@@ -222,18 +268,22 @@ class ComplaintGenerator:
 
     def _lm_complaint(self, symptoms: Sequence[str], cond: Condition, rng: random.Random,
                       temperature: float | None = None, attempts: int | None = None) -> str | None:
-        """The LM's complaint, or None when it is off topic or off its condition ``attempts`` times."""
-        care = cond.speaker == "caregiver"
+        """The LM's complaint, or None when it is off its condition ``attempts`` times.
+
+        The LM rewrites the patient's notes, its reply started on the first note; a reply is kept only
+        when it speaks as the patient and :meth:`on_condition` holds (after :meth:`_trim`).
+        """
         for _ in range(attempts or self.lm_attempts):
-            raw = chat_generate(self.model, self.tokenizer, self._messages(symptoms, cond),
+            notes = self._notes(symptoms, cond, rng)
+            prefix = _cap(notes[0]) if notes else ("My baby" if cond.speaker == "caregiver" else "I")
+            raw = chat_generate(self.model, self.tokenizer, self._messages(notes, cond, rng),
                                 max_new_tokens=self.max_new_tokens, temperature=temperature or self.temperature,
-                                top_p=self.top_p, seed=rng.randrange(2 ** 31),
-                                prefix=rng.choice(("My baby", "My little one")) if care else "I")
-            text = clean_generation(raw, max_sentences=3)
-            if self._on_topic(text, symptoms) and self.on_condition(text, cond.code):
+                                top_p=self.top_p, seed=rng.randrange(2 ** 31), prefix=prefix)
+            text = self._trim(clean_generation(raw, max_sentences=3))
+            if self._speaks_as_patient(text) and self.on_condition(text, cond.code):
                 self.stats["lm"] += 1
                 return text
-            log.debug("%s: LM output off topic (%r)", COMPONENT, raw)
+            log.debug("%s: LM output off its condition (%r)", COMPONENT, raw)
         self.stats["template_fallback"] += 1
         return None
 
