@@ -5,9 +5,10 @@ trained on varied generated complaints (``phaita.models.training_data``) and cal
 generated ones, it prints:
 
 - top-1 / top-3, calibration (ECE), per-condition recall and the confusion table on the hand-written
-  evaluation set ``tests/data/handwritten_eval.yaml`` (130 complaints, never trained on) and on the
-  older 40 of ``tests/data/handwritten_complaints.yaml``; the template-trained heads of the earlier
-  demo as the baseline;
+  evaluation set ``tests/data/handwritten_eval.yaml`` (130 complaints, never trained on), on the
+  older 40 of ``tests/data/handwritten_complaints.yaml``, and on ``handwritten_dev2.yaml`` (80) and
+  ``handwritten_holdout2.yaml`` (100), written by someone who never saw the lay cues (dev2 was read
+  while fixing cues; holdout2 never was); the template-trained heads of the earlier demo as the baseline;
 - question relevance: the share of next questions about a symptom the complaint did not already
   state or deny (before: questions chosen without the complaint; now: with it), and how many LM
   wordings were kept;
@@ -49,6 +50,9 @@ from phaita.testing import LocalHub, publish_pypi_models  # noqa: E402
 
 EVAL = ROOT / "tests" / "data" / "handwritten_eval.yaml"
 DEV = ROOT / "tests" / "data" / "handwritten_complaints.yaml"
+# by a writer who never saw the lay cues; DEV2 was looked at while fixing cues, HOLDOUT2 never
+DEV2 = ROOT / "tests" / "data" / "handwritten_dev2.yaml"
+HOLDOUT2 = ROOT / "tests" / "data" / "handwritten_holdout2.yaml"
 OFF_TOPIC = ("Quarterly revenue increased by four percent compared with last year.",
              "Preheat the oven to 180 degrees and grease a round cake tin.",
              "Click the button below to reset your account password.",
@@ -59,7 +63,7 @@ OFF_TOPIC = ("Quarterly revenue increased by four percent compared with last yea
 
 def _load(path: Path) -> tuple[list[str], list[str]]:
     items = yaml.safe_load(path.read_text())["complaints"]
-    return [i["text"] for i in items], [i["code"] for i in items]
+    return [i["text"] for i in items], [str(i["code"]) for i in items]
 
 
 def _heads(encoder, tokenizer, n: int) -> dict[str, DiagnosisDiscriminator]:
@@ -93,7 +97,8 @@ def _heads(encoder, tokenizer, n: int) -> dict[str, DiagnosisDiscriminator]:
 
 
 def _diagnosis(heads: dict[str, DiagnosisDiscriminator], out: dict) -> None:
-    sets = {"eval (130)": _load(EVAL), "older 40": _load(DEV)}
+    sets = {"eval (130)": _load(EVAL), "older 40": _load(DEV), "dev2 (80)": _load(DEV2),
+            "holdout2 (100)": _load(HOLDOUT2)}
     print("\n## Diagnosis on hand-written complaints (never trained on)\n")
     print("| head | set | top-1 | top-3 | ECE | lowest recall (condition) | train s |")
     print("|---|---|---|---|---|---|---|")
@@ -105,9 +110,9 @@ def _diagnosis(heads: dict[str, DiagnosisDiscriminator], out: dict) -> None:
                   f"{r['recall'][low]:.0%} ({low}) | {head.history['train_seconds']:.0f} |")
             out.setdefault("diagnosis", {}).setdefault(name, {})[set_name] = r
     for name in [n for n in heads if "before" not in n]:
-        r = out["diagnosis"][name]["eval (130)"]
+        r = out["diagnosis"][name]["holdout2 (100)"]
         codes = get_domain().codes
-        print(f"\n{name}, eval set: per-condition recall and confusion (rows: true, columns: top-1)\n")
+        print(f"\n{name}, holdout2 (written without seeing the cues): per-condition recall and confusion (rows: true, columns: top-1)\n")
         print("| true \\ predicted | " + " | ".join(codes) + " | recall |")
         print("|---" * (len(codes) + 2) + "|")
         for true in codes:
