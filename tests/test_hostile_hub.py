@@ -198,7 +198,7 @@ def test_a_body_shorter_than_the_listing_fails_cleanly_and_is_never_linked(fs_gu
     _clone(root, "acme/short", {"content_length_override": {"model.safetensors": 1000}})
     serve()
     with pytest.raises(ModelDownloadError) as info:
-        robust_model_download("acme/short", max_retries=2, timeout=10)
+        robust_model_download("acme/short", max_retries=2, timeout=10, backoff_base=0.2)
     assert info.value.transient and info.value.attempts == 2
     assert not is_model_cached("acme/short")
     assert audit_cache(fs_guard, lambda r, p: sha256_file(root / r / p) if (root / r / p).is_file() else None) == []

@@ -44,7 +44,11 @@ def head() -> DiagnosisDiscriminator:
     ("Never smoked.", set(), {"smoking_history"}),
     ("no fever yesterday, but now I'm burning up", {"fever"}, set()),
     ("Not short of breath, just a sore throat", {"sore_throat"}, {"shortness_of_breath"}),
-    ("she isn't feeding and her nose is snotty", {"runny_nose"}, {"feeding_difficulty"}),
+    # "isn't feeding" is the poor feeding a parent reports, not its denial
+    ("she isn't feeding and her nose is snotty", {"runny_nose", "feeding_difficulty"}, set()),
+    ("no problems feeding, but her nose is snotty", {"runny_nose"}, {"feeding_difficulty"}),
+    ("cough wont quit throat sore nose runnin", {"sore_throat", "runny_nose"}, set()),  # "won't quit" states
+    ("Nae temperature, ah checked", set(), {"fever"}),
     ("my nose is running", {"runny_nose"}, set()),
 ])
 def test_extraction_states_and_denies(text, stated, denied):

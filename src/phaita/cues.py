@@ -26,11 +26,12 @@ __all__ = ["compile_cue", "normalize", "find", "CueMatch", "NEGATORS"]
 NEGATORS = frozenset({
     "no", "not", "never", "without", "dont", "doesnt", "didnt", "havent", "hasnt", "hadnt", "isnt", "arent",
     "wasnt", "werent", "wont", "cant", "cannot", "couldnt", "denies", "deny", "denied", "nor", "none", "neither",
-    "free", "nothing",
+    "free", "nothing", "nae", "cannae", "dinnae", "didnae", "aint", "havnt",
 })
 # "can't stop coughing", "can't seem to get a breath": the negator belongs to the verb that follows.
 _ABILITY = frozenset({"stop", "stopping", "catch", "get", "seem", "keep", "help", "shake", "shift", "settle", "sleep",
-                      "breathe", "breath", "walk", "talk", "speak", "finish", "swallow"})
+                      "breathe", "breath", "walk", "talk", "speak", "finish", "swallow",
+                      "quit", "feed", "eat", "drink", "climb", "manage", "lie", "move"})
 _CLAUSE_WORDS = frozenset({"but", "though", "although", "however", "except", "yet", "apart", "and", "now", "then"})
 _WINDOW = 5
 _TOKEN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?|[.,;!?]")
