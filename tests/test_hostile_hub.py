@@ -196,10 +196,14 @@ def test_content_length_far_larger_than_the_body_changes_nothing(fs_guard, root,
 def test_a_body_shorter_than_the_listing_fails_cleanly_and_is_never_linked(fs_guard, root, serve):
     """Content-Length (and body) smaller than the listing's size: a transient failure, nothing loaded."""
     _clone(root, "acme/short", {"content_length_override": {"model.safetensors": 1000}})
-    serve()
+    hub = serve()
     with pytest.raises(ModelDownloadError) as info:
         robust_model_download("acme/short", max_retries=2, timeout=10, backoff_base=0.2)
     assert info.value.transient and info.value.attempts == 2
+    # each attempt asks from byte 0 once more after the refused resume, then stops: no loop until the deadline
+    assert "refuses the rest (HTTP 416)" in str(info.value)
+    weights = [r for r in hub.requests("/resolve/") if r.path.endswith("model.safetensors")]
+    assert len(weights) <= 2 * 4, [r.status for r in weights]
     assert not is_model_cached("acme/short")
     assert audit_cache(fs_guard, lambda r, p: sha256_file(root / r / p) if (root / r / p).is_file() else None) == []
 

@@ -60,6 +60,7 @@ class FileTransfer(ParallelRanges):
         self._ckpt_lock = threading.Lock()
         self._unrecorded = 0  # bytes written since the last checkpoint (all streams)
         self._hashed = 0
+        self._refused_resumes = 0  # 416s: the second one in a transfer ends the attempt (see _request)
         self._hasher = self._new_hasher()
         self._unreported = 0
         self._cuts = 0
@@ -230,7 +231,15 @@ class FileTransfer(ParallelRanges):
             raise
         except HfHubHTTPError as exc:
             if getattr(exc.response, "status_code", None) == 416:  # our partial file is not theirs
+                had = seg.pos
                 self._restart()
+                self._refused_resumes += 1
+                if self._refused_resumes > 1:  # it serves fewer bytes than it announces, every time
+                    short = TransferIncomplete(
+                        f"{self.file.path}: the hub announces {self.size} bytes but its answers end at byte "
+                        f"{had} and it refuses the rest (HTTP 416)")
+                    short.answered = False  # type: ignore[attr-defined]  # not an empty break: end the attempt
+                    raise short from None
                 raise TransferIncomplete(f"{self.file.path}: the hub refused the resume range; restarting") from None
             raise
         finally:
