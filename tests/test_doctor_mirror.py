@@ -89,6 +89,26 @@ def test_every_endpoint_of_phaita_endpoints_is_checked(endpoint, monkeypatch):
     assert partial.requests("/tree/") and full.requests("/revision/")
 
 
+def test_an_unreachable_endpoint_gets_reachability_advice_not_feature_advice(endpoint, monkeypatch):
+    """A dead endpoint's features are unknown: the advice points at reaching it, and names only the
+    endpoint whose feature is really missing."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    no_range = endpoint(faults="ignore_range")
+    monkeypatch.setenv("PHAITA_ENDPOINTS", f"{dead},{no_range.url}")
+    code, checks = doctor("--model", PROBE, "--timeout", "3")
+    listing, resume = checks["mirror listing"], checks["mirror resume"]
+    assert code == 1 and not listing["ok"] and not resume["ok"]
+    assert f"{dead} could not be probed: make it reachable first" in listing["advice"]
+    assert "lacks Hub listing features" not in listing["advice"]  # the live one lists fine
+    assert f"{dead} could not be probed" in resume["advice"]
+    assert f"{no_range.url} does not honour Range" in resume["advice"]
+    assert f"{dead} does not honour Range" not in resume["advice"]
+
+
 def test_doctor_through_olah(hub_root, hf_env, tmp_path, monkeypatch):
     cli = find_olah_cli()
     if cli is None:

@@ -136,25 +136,30 @@ def check_listing(timeout: float, models: Optional[list[str]] = None,
     endpoints = config.endpoints()
     if config.offline_mode():
         return Check(name, True, "not contacted: offline mode is on")
-    verdicts = [_listing_verdict(probe(e, models or probe_models(), timeout)) for e in endpoints]
+    probes = [probe(e, models or probe_models(), timeout) for e in endpoints]
+    verdicts = [_listing_verdict(p) for p in probes]
     ok = all(v[0] for v in verdicts)
-    return Check(name, ok, " | ".join(v[1] for v in verdicts),
-                 "" if ok else "the mirror lacks Hub listing features the loader needs for verified downloads: "
-                 "update it, or list the Hub after it (PHAITA_ENDPOINTS=mirror,https://huggingface.co)")
+    if ok:
+        return Check(name, True, " | ".join(v[1] for v in verdicts))
+    lacking = [p.endpoint for p, v in zip(probes, verdicts) if not v[0] and p.answer is not None]
+    return Check(name, False, " | ".join(v[1] for v in verdicts), _advice(
+        lacking, [p.endpoint for p in probes if p.answer is None],
+        "lacks Hub listing features the loader needs for verified downloads: update it, or list the Hub after "
+        "it (PHAITA_ENDPOINTS=mirror,https://huggingface.co)"))
 
 
-def _resume_verdict(endpoint: str, models: list[str], timeout: float) -> tuple[bool, str]:
+def _resume_verdict(endpoint: str, models: list[str], timeout: float) -> tuple[bool, str, bool]:
     from phaita.loader.listing import complete_listing
 
     p = probe_endpoint(endpoint, models, timeout)
     if p.answer is None:
-        return False, f"{endpoint}: {p.problem}"
+        return False, f"{endpoint}: {p.problem}", False
     deadline, timeouts = Deadline.after(timeout), Timeouts(timeout, timeout)
     listing = complete_listing(p.answer, endpoint=endpoint, headers=_headers(), deadline=deadline,
                                timeouts=timeouts)
     files = sorted((f for f in listing.files if f.size >= 2), key=lambda f: f.size)
     if not files:
-        return True, f"{endpoint}: {p.model} has no file to probe"
+        return True, f"{endpoint}: {p.model} has no file to probe", True
     f = files[0]
     url = f"{endpoint}/{p.model}/resolve/{listing.commit}/{quote(f.path)}"
     headers = {**_headers(), "Range": "bytes=1-", "Accept-Encoding": "identity"}
@@ -162,22 +167,35 @@ def _resume_verdict(endpoint: str, models: list[str], timeout: float) -> tuple[b
         got = r.read()
         status, content_range = r.status_code, r.headers.get("Content-Range", "")
     if status == 206 and content_range.startswith("bytes 1-") and len(got) == f.size - 1:
-        return True, f"{endpoint}: Range honoured (206, {content_range}) on {f.path}"
+        return True, f"{endpoint}: Range honoured (206, {content_range}) on {f.path}", True
     return False, (f"{endpoint}: asked {f.path} from byte 1, got HTTP {status} {content_range or 'no Content-Range'} "
-                   f"({len(got)} bytes) (missing feature: Range) -> a broken transfer restarts from byte 0")
+                   f"({len(got)} bytes) (missing feature: Range) -> a broken transfer restarts from byte 0"), True
 
 
 def check_resume(timeout: float, models: Optional[list[str]] = None) -> Check:
     name = "mirror resume"
     if config.offline_mode():
         return Check(name, True, "not contacted: offline mode is on")
-    verdicts = []
+    verdicts, lacking, unreachable = [], [], []
     for endpoint in config.endpoints():
         try:
-            verdicts.append(_resume_verdict(endpoint, models or probe_models(), timeout))
+            ok, text, reached = _resume_verdict(endpoint, models or probe_models(), timeout)
         except Exception as exc:
-            verdicts.append((False, f"{endpoint}: the probe failed ({_reason(exc)})"))
+            ok, text, reached = False, f"{endpoint}: the probe failed ({_reason(exc)})", False
+        verdicts.append((ok, text))
+        if not ok:
+            (lacking if reached else unreachable).append(endpoint)
     ok = all(v[0] for v in verdicts)
-    return Check(name, ok, " | ".join(v[1] for v in verdicts),
-                 "" if ok else "without Range a broken transfer of a large model starts over: configure the mirror "
-                 "(or the proxy in front of it) to pass Range requests through")
+    return Check(name, ok, " | ".join(v[1] for v in verdicts), "" if ok else _advice(
+        lacking, unreachable, "does not honour Range: a broken transfer of a large model starts over; configure "
+        "the mirror (or the proxy in front of it) to pass Range requests through"))
+
+
+def _advice(lacking: list[str], unreachable: list[str], feature: str) -> str:
+    """Advice for what failed: a missing feature, or an endpoint that could not be probed at all (its
+    reachability, not its features, is the problem: see the "endpoint reachable" check)."""
+    parts = [f"{', '.join(lacking)} {feature}"] if lacking else []
+    if unreachable:
+        parts.append(f"{', '.join(unreachable)} could not be probed: make it reachable first (see the "
+                     "\"endpoint reachable\" check); its features are unknown")
+    return "; ".join(parts)
