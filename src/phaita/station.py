@@ -9,13 +9,15 @@ nothing is hashed again. Partial snapshots, files without a recorded hash and ``
 downloads are invisible. Branches and tags resolve through ``refs/`` to the cached commit.
 
 The HTTP side is the LocalHub's (same routes, headers, Range, HEAD, Hub error codes), given this
-index as its repository store. Restart the mirror to pick up models added to the cache later.
+index as its repository store; with a certificate and key (:func:`station_tls_context`) it serves
+HTTPS. Restart the mirror to pick up models added to the cache later.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -235,8 +237,9 @@ class StationStore:
 class StationHub(LocalHub):
     """The LocalHub's routes and handlers over a :class:`CacheIndex`: read-only, no faults, no gating."""
 
-    def __init__(self, index: CacheIndex, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(index.cache_dir, host=host, port=port, store=StationStore(index))
+    def __init__(self, index: CacheIndex, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(index.cache_dir, host=host, port=port, store=StationStore(index), tls=tls)
         self.index = index
 
     def _add_record(self, record) -> None:
@@ -258,10 +261,54 @@ def summary_lines(index: CacheIndex) -> list[str]:
 
 
 def serve_cache(cache_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0, *,
-                out: TextIO | None = None, stop_event: threading.Event | None = None) -> int:
-    """Verify ``cache_dir`` once, then serve it until SIGINT/SIGTERM; the URL is the first line of ``out``."""
+                out: TextIO | None = None, stop_event: threading.Event | None = None,
+                tls: ssl.SSLContext | None = None) -> int:
+    """Verify ``cache_dir`` once, then serve it until SIGINT/SIGTERM; the URL is the first line of ``out``.
+
+    ``tls``: a server-side context (:func:`station_tls_context`): serve HTTPS instead of HTTP.
+    """
     from phaita.testing.__main__ import run_until_stopped
 
     out = out or sys.stdout
     index = build_index(cache_dir)
-    return run_until_stopped(StationHub(index, host=host, port=port), summary_lines(index), out, stop_event)
+    hub = StationHub(index, host=host, port=port, tls=tls)
+    return run_until_stopped(hub, summary_lines(index), out, stop_event)
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _refuse_passphrase() -> bytes:
+    raise _Encrypted  # instead of OpenSSL prompting on the terminal of a service
+
+
+def station_tls_context(cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:
+    """A server-side context (TLS 1.2 or later) presenting ``cert`` (PEM, the server's certificate
+    first, then any intermediates) with its unencrypted PEM private ``key``.
+
+    Raises ValueError with a message naming the file and what is wrong with it.
+    """
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise ValueError(f"{option} {path}: cannot read it: {exc.strerror or exc}") from None
+    try:  # the certificate alone first, to tell which of the two files is wrong
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=os.fspath(cert))
+    except ssl.SSLError:
+        raise ValueError(f"--tls-cert {cert}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(os.fspath(cert), os.fspath(key), password=_refuse_passphrase)
+    except _Encrypted:
+        raise ValueError(f"--tls-key {key}: the key is encrypted (has a passphrase): give the mirror an "
+                         "unencrypted key, readable only by its user (openssl pkey -in KEY -out KEY.plain)") from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ValueError(f"--tls-key {key} is not the key of --tls-cert {cert} (they do not match)") from None
+        raise ValueError(f"--tls-key {key}: holds no PEM private key the certificate can use "
+                         f"({exc.reason or exc})") from None
+    return ctx

@@ -9,6 +9,7 @@ For trying the loader (or ``hf download``) against a flaky hub by hand::
 For the machines of one site loading from the one that holds the models::
 
     phaita hub serve --cache --host 0.0.0.0 --port 8080
+    phaita hub serve --cache --host 0.0.0.0 --port 8443 --tls-cert station.pem --tls-key station.key
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     pypi: bool = typer.Option(False, "--pypi", help="Also publish the real small models shipped on PyPI "
                                                     "(without --root)."),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", metavar="FILE", help="Serve HTTPS with this "
+                                            "certificate (PEM: the server's, then any intermediates); needs --tls-key."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", metavar="FILE", help="The certificate's private key "
+                                           "(PEM, unencrypted); needs --tls-cert."),
 ) -> None:
     """Serve a local hub until Ctrl-C / SIGTERM. The URL is the first line printed.
 
@@ -62,13 +67,14 @@ def serve(
     if cache and (root is not None or faults or pypi):
         raise typer.BadParameter("--cache serves a cache as it is: it takes no --root, --faults or --pypi",
                                  param_hint="--cache")
+    tls = _tls_context(tls_cert, tls_key)
     try:
         if cache:
-            code = _serve_cache(cache_dir, host, port)
+            code = _serve_cache(cache_dir, host, port, tls)
         else:
             from phaita.testing.__main__ import serve as run
 
-            code = run(root, faults, host, port, pypi=pypi)
+            code = run(root, faults, host, port, pypi=pypi, tls=tls)
     except OSError as exc:  # port in use, address not available
         from .output import fail
 
@@ -76,7 +82,23 @@ def serve(
     raise typer.Exit(code)
 
 
-def _serve_cache(cache_dir: Optional[Path], host: str, port: int) -> int:
+def _tls_context(cert: Optional[Path], key: Optional[Path]):
+    """The server-side TLS context of --tls-cert/--tls-key, or None (plain HTTP)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        raise typer.BadParameter(f"{given} needs {missing} too: HTTPS takes the certificate and its private key",
+                                 param_hint=missing)
+    from phaita.station import station_tls_context
+
+    try:
+        return station_tls_context(cert, key)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tls-cert / --tls-key") from None
+
+
+def _serve_cache(cache_dir: Optional[Path], host: str, port: int, tls=None) -> int:
     from phaita.loader import config
     from phaita.station import serve_cache
 
@@ -88,4 +110,4 @@ def _serve_cache(cache_dir: Optional[Path], host: str, port: int) -> int:
     if not cached_repos(folder):  # verified once at start: an empty station would serve nothing, ever
         raise typer.BadParameter(f"{folder} holds no cached model (no models--<org>--<name> folder): name a "
                                  "Hugging Face cache folder, e.g. ~/.cache/huggingface/hub", param_hint="DIR")
-    return serve_cache(folder, host, port)
+    return serve_cache(folder, host, port, tls=tls)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -48,8 +49,12 @@ def serve(
     pypi: bool = False,
     out: TextIO | None = None,
     stop_event: threading.Event | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> int:
-    """Run a hub until SIGINT/SIGTERM (or ``stop_event``); the URL is the first line written to ``out``."""
+    """Run a hub until SIGINT/SIGTERM (or ``stop_event``); the URL is the first line written to ``out``.
+
+    ``tls``: a server-side context: serve HTTPS instead of HTTP.
+    """
     out = out or sys.stdout
     plan = parse_faults(faults)  # fail early on a bad spec
     tmp = None
@@ -68,7 +73,7 @@ def serve(
         repos = sorted(f"{o.name}/{n.name}" for o in root.iterdir() if o.is_dir() for n in o.iterdir() if n.is_dir())
     try:
         lines = [f"# root: {root}", f"# faults: {plan!r}", *(f"# repo: {repo}" for repo in repos)]
-        return run_until_stopped(LocalHub(root, faults=plan, host=host, port=port), lines, out, stop_event)
+        return run_until_stopped(LocalHub(root, faults=plan, host=host, port=port, tls=tls), lines, out, stop_event)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
