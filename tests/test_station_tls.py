@@ -8,7 +8,6 @@ the CA through ``SSL_CERT_FILE``, or do not and must fail at once, naming the is
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import subprocess
 from pathlib import Path
@@ -103,6 +102,8 @@ def test_hf_download_through_the_https_station_with_the_site_ca(https_station, s
     run([str(BIN / "hf"), "download", BERT], env)
     assert snapshot_sha256(tmp_path / "hub", BERT, "model.safetensors") == \
         snapshot_sha256(source, BERT, "model.safetensors")
+    proc = run([str(BIN / "hf"), "download", BERT], tls_client_env(tmp_path / "no-ca", https_station, None), code=1)
+    assert "CERTIFICATE_VERIFY_FAILED" in proc.stderr  # it was the CA bundle that made it trust the station
 
 
 def test_without_the_site_ca_the_loader_fails_at_once_naming_the_issuer(https_station, source, tmp_path,
@@ -190,3 +191,19 @@ def test_station_tls_context_is_tls_1_2_or_later(pki):
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     with pytest.raises(ValueError, match="do not match"):
         station_tls_context(pki.cert, pki.other_key)
+
+
+def test_airgap_doc_shows_the_commands_this_module_runs():
+    """docs/AIRGAP.md's HTTPS part of the station section: the commands exactly as the tests above run them."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "AIRGAP.md").read_text()
+    section = doc[doc.index("**HTTPS.**"):doc.index("**Larger fleets.**")]
+    serve, clients = ([line.split("#")[0].strip() for line in b.split("```", 1)[0].strip().splitlines()]
+                      for b in section.split("```bash\n")[1:3])
+    assert serve == ['phaita hub serve --cache "$HF_HOME/hub" --host 0.0.0.0 --port 8443 '
+                     '--tls-cert station.pem --tls-key station.key']  # the https_station fixture
+    assert clients == [
+        "export HF_ENDPOINT=https://station:8443",
+        "export SSL_CERT_FILE=site-ca.pem",  # tls_client_env
+        f"phaita models pull {BERT}",  # test_phaita_pulls_through_the_https_station_with_the_site_ca
+        f"hf download {BERT}",  # test_hf_download_through_the_https_station_with_the_site_ca
+    ]

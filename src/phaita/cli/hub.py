@@ -61,6 +61,7 @@ def serve(
     """Serve a local hub until Ctrl-C / SIGTERM. The URL is the first line printed.
 
     `phaita hub serve --cache [DIR]` serves a Hugging Face cache instead (the station mirror).
+    `--tls-cert FILE --tls-key FILE` serve HTTPS, in either mode.
     """
     if cache_dir is not None and not cache:
         raise typer.BadParameter("DIR is the cache folder of --cache: give --cache DIR", param_hint="DIR")
