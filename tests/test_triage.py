@@ -50,6 +50,11 @@ def head() -> DiagnosisDiscriminator:
     ("no problems feeding, but her nose is snotty", {"runny_nose"}, {"feeding_difficulty"}),
     ("cough wont quit throat sore nose runnin", {"sore_throat", "runny_nose"}, set()),  # "won't quit" states
     ("Nae temperature, ah checked", set(), {"fever"}),
+    ("My COPD's got worse and my chest's tight", {"copd_history", "chest_tightness"}, set()),  # "'s" dropped
+    ("ex-smoker, 40 pack-years, sats 86", {"smoking_history"}, set()),  # a number alone is not a temperature
+    ("temp of 38.6, shivery", {"fever", "chills"}, set()),
+    ("asthma attack, can't breathe properly", {"asthma_history", "shortness_of_breath"}, set()),
+    ("I don't have asthma or anything", set(), {"asthma_history"}),
     ("my nose is running", {"runny_nose"}, set()),
 ])
 def test_extraction_states_and_denies(text, stated, denied):

@@ -38,8 +38,11 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?|[.,;!?]")
 
 
 def normalize(text: str) -> str:
-    """Lower case, apostrophes removed, other punctuation kept as clause marks, single spaces."""
-    text = text.lower().replace("’", "'").replace("'", "")
+    """Lower case, "'s" dropped, other apostrophes removed, other punctuation kept as clause marks, single
+    spaces."""
+    text = text.lower().replace("’", "'")
+    text = re.sub(r"(?<=[a-z])'s\b", "", text)  # "my COPD's worse", "chest's tight": the noun is the cue
+    text = text.replace("'", "")
     text = re.sub(r"[-/_]", " ", text)
     return " ".join(_TOKEN.findall(text))
 

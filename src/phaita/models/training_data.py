@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["VariedComplaints", "add_typos", "train_discriminator"]
 
-_ALWAYS_SAID = frozenset({"copd_history", "infant"})
+_ALWAYS_SAID = frozenset({"copd_history", "asthma_history", "infant"})
 _OPENERS = ("", "", "", "Hi,", "Hello,", "Please help,", "Sorry to bother you,", "I need some help.", "Um,", "Ok so")
 _CLOSERS = ("", "", "", "", "What should I do?", "I'm worried.", "Can someone come?", "Is this serious?",
             "I don't know what to do.", "Please help.")
@@ -94,8 +94,8 @@ class VariedComplaints:
             pick = rng.choices(rest, weights=[cond.symptoms[s] for s in rest])[0]
             rest.remove(pick)
             chosen.append(pick)
-        # keep the most telling ones when cutting down; who the patient is (a COPD patient, a baby)
-        # is always said when it applies: a head that sees "green phlegm, fever" as COPD without the
+        # keep the most telling ones when cutting down; who the patient is (COPD, asthma, a baby) is
+        # always said when it applies: a head trained on "green phlegm, fever" as COPD without the
         # COPD ranked pneumonia and bronchitis as J44.0 on complaints written by people
         chosen.sort(key=lambda sid: (sid not in _ALWAYS_SAID, -cond.symptoms[sid] * rng.uniform(0.4, 1.0)))
         chosen = chosen[:max(size, sum(sid in _ALWAYS_SAID for sid in chosen))]
