@@ -25,6 +25,7 @@ from phaita.utils.model_loader import (
     ProxyAuthenticationError,
     UntrustedCertificateError,
     prefetch_model,
+    robust_model_download,
 )
 
 trustme = pytest.importorskip("trustme")
@@ -100,14 +101,25 @@ def tls_hub(hub_root, clean_net_env, monkeypatch, pki):
 
 
 class ForwardProxy:
-    """proxy.py (PyPI ``proxy.py``) in its own process on 127.0.0.1, optionally requiring Basic auth."""
+    """proxy.py (PyPI ``proxy.py``) in its own process on 127.0.0.1, optionally requiring Basic auth.
 
-    def __init__(self, folder: Path, credentials: str | None) -> None:
+    ``tls_issuer``: the proxy itself speaks TLS (an ``https://`` proxy URL), with a certificate for
+    127.0.0.1 issued by that trustme CA.
+    """
+
+    def __init__(self, folder: Path, credentials: str | None, tls_issuer=None) -> None:
         port_file, self.log = folder / "proxy.port", folder / "proxy.log"
         args = [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0", "--port-file",
                 str(port_file), "--num-workers", "1", "--num-acceptors", "1", "--log-level", "INFO"]
         if credentials:
             args += ["--basic-auth", credentials]
+        self.scheme = "https" if tls_issuer is not None else "http"
+        if tls_issuer is not None:
+            leaf = tls_issuer.issue_cert("127.0.0.1")
+            cert, key = folder / "proxy-chain.pem", folder / "proxy.key"
+            cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+            leaf.private_key_pem.write_to_path(str(key))
+            args += ["--cert-file", str(cert), "--key-file", str(key)]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -119,7 +131,7 @@ class ForwardProxy:
         self.port = int(port_file.read_text())
 
     def url(self, credentials: str | None = None) -> str:
-        return f"http://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}"
+        return f"{self.scheme}://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}"
 
     def tunnels_to(self, port: int) -> bool:
         """proxy.py logs a CONNECT once its tunnel closes: close the client's connections, then wait."""
@@ -146,10 +158,10 @@ class ForwardProxy:
 def forward_proxy(tmp_path):
     started = []
 
-    def start(credentials: str | None = None) -> ForwardProxy:
+    def start(credentials: str | None = None, tls_issuer=None) -> ForwardProxy:
         folder = tmp_path / f"proxy-{len(started)}"
         folder.mkdir()
-        started.append(ForwardProxy(folder, credentials))
+        started.append(ForwardProxy(folder, credentials, tls_issuer))
         return started[-1]
 
     yield start
@@ -352,3 +364,82 @@ def test_the_cli_never_shows_proxy_credentials(tls_hub, pki, forward_proxy, monk
         outputs += [pull.stdout, pull.stderr, doctor.stdout, doctor.stderr]
     shown = "\n".join(outputs)
     assert PROXY_PASSWORD not in shown and f"{PROXY_USER}:" not in shown
+
+
+# --------------------------------------------------------------------------- a proxy reached over TLS
+# HTTPS_PROXY=https://...: the client speaks TLS to the proxy, then CONNECTs through it to the hub.
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
+def test_loads_through_an_https_proxy_whose_certificate_the_bundle_trusts(tls_hub, pki, forward_proxy,
+                                                                         monkeypatch, variable):
+    hub = tls_hub("org-ca")
+    proxy = forward_proxy(tls_issuer=pki.intermediate)  # the site's CA signs the proxy's certificate too
+    # One bundle verifies both hops: the proxy's certificate, then the hub's inside the tunnel.
+    # (httpx2 alone verifies a proxy with SSL_CERT_FILE/SSL_CERT_DIR only, not REQUESTS_CA_BUNDLE.)
+    monkeypatch.setenv(variable, str(pki.ca_file))
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url())
+    assert proxy.url().startswith("https://")
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    model = robust_model_download(REPO, max_retries=1)
+    assert proxy.tunnels_to(hub.port), proxy.log.read_text()[-2000:]
+    source = load_file(str(hub.repo_dir(REPO) / "model.safetensors"))
+    loaded = {key.removeprefix(model.base_model_prefix + "."): value for key, value in model.state_dict().items()}
+    source = {key.removeprefix(model.base_model_prefix + "."): value for key, value in source.items()}
+    assert set(loaded) <= set(source) and len(loaded) > 0
+    assert all(torch.equal(loaded[key], source[key]) for key in loaded)
+
+
+def test_an_untrusted_https_proxy_certificate_fails_at_once_naming_the_proxy(tls_hub, pki, forward_proxy,
+                                                                            monkeypatch, caplog):
+    hub = tls_hub("org-ca")
+    proxy = forward_proxy(tls_issuer=trustme.CA(organization_name="Unknown Proxy Vendor"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))  # trusts the hub, not the proxy
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url())
+    with pytest.raises(UntrustedCertificateError) as info:
+        prefetch_model(REPO, max_retries=3, backoff_base=5)
+    err, text = info.value, str(info.value)
+    assert err.attempts == 1 and not err.transient and warnings_of(caplog) == [], "not retried, no backoff"
+    assert text.startswith(f"The TLS certificate of the proxy {proxy.url()} (HTTPS_PROXY; not the hub {hub.url}")
+    assert "unable to get local issuer certificate" in text and "CERTIFICATE_VERIFY_FAILED" not in text
+    assert "O=Unknown Proxy Vendor" in text and "Acme" not in text  # the proxy's issuer, not the hub's
+    assert f"Trusted CAs now come from: SSL_CERT_FILE={pki.ca_file}" in text
+
+
+def test_an_https_proxy_certificate_for_another_name_says_which_variable_to_fix(tls_hub, pki, forward_proxy,
+                                                                                monkeypatch):
+    tls_hub("org-ca")
+    proxy = forward_proxy(tls_issuer=pki.intermediate)
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url().replace("127.0.0.1", "localhost"))  # not in its certificate
+    with pytest.raises(UntrustedCertificateError) as info:
+        prefetch_model(REPO, max_retries=2)
+    text = str(info.value)
+    assert "The TLS certificate of the proxy https://localhost:" in text and "mismatch" in text
+    assert "Use a name the proxy's certificate carries in HTTPS_PROXY" in text and "IP Address:127.0.0.1" in text
+
+
+def test_an_https_proxy_with_credentials_works_and_never_shows_them(tls_hub, pki, forward_proxy, monkeypatch,
+                                                                    caplog, tmp_path):
+    caplog.set_level(logging.DEBUG)
+    hub = tls_hub("org-ca")
+    credentials = f"{PROXY_USER}:{PROXY_PASSWORD}"
+    proxy = forward_proxy(credentials, tls_issuer=pki.intermediate)
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url(credentials))
+    assert proxy.url(credentials).startswith("https://")
+    assert Path(prefetch_model(REPO, model_type="tokenizer")).is_dir()
+    assert proxy.tunnels_to(hub.port)
+
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url(f"{PROXY_USER}:wrong-{PROXY_PASSWORD}"))
+    with pytest.raises(ProxyAuthenticationError) as info:
+        prefetch_model(REPO, max_retries=3, backoff_base=5, cache_dir=str(tmp_path / "empty-cache"))
+    err = info.value
+    assert err.attempts == 1 and not err.transient and "407" in str(err)
+    assert "HTTPS_PROXY=https://***@127.0.0.1" in str(err)
+    shown = _everything_shown(err, caplog)
+    for secret in (PROXY_PASSWORD, credentials):
+        assert secret not in shown
+    assert "***" in shown

@@ -382,11 +382,13 @@ def load_failed_message(model_name: str, snapshot: Path, detail: str) -> str:
 
 def untrusted_certificate_message(model_name: str, endpoint: str, reason: str, *, subject: str | None,
                                   issuer: str | None, root: str | None, names: Sequence[str], trusted_from: str,
-                                  chain_problem: str | None = None) -> str:
+                                  chain_problem: str | None = None, proxy: tuple[str, str] | None = None) -> str:
     """Why the certificate was refused, who signed it, and how to trust that CA (never retried).
 
     ``issuer`` signed the server's certificate; ``root`` is the issuer at the top of the chain the
     server sent (the CA to trust; the same as ``issuer`` when no intermediate was sent).
+    ``proxy``: (variable, URL without credentials) when the refused certificate is the one an
+    ``https://`` proxy presented, not the endpoint's.
     """
     if chain_problem:
         seen = f"The certificate could not be read for details ({chain_problem})."
@@ -397,7 +399,12 @@ def untrusted_certificate_message(model_name: str, endpoint: str, reason: str, *
             seen += f" It is valid for: {', '.join(names)}."
     issuer = root or issuer
     mismatch = "mismatch" in reason.lower()
-    if mismatch:
+    if mismatch and proxy:
+        steps = [
+            f"Use a name the proxy's certificate carries in {proxy[0]} (now {proxy[1]}).",
+            "Or ask your IT department for a proxy certificate that names the host you use.",
+        ]
+    elif mismatch:
         steps = [
             f"Use a name the certificate carries in HF_ENDPOINT (now {endpoint}).",
             "Or ask whoever runs the endpoint for a certificate that names the host you use.",
@@ -412,11 +419,15 @@ def untrusted_certificate_message(model_name: str, endpoint: str, reason: str, *
             "Or add it to the system store: copy it to /usr/local/share/ca-certificates/<name>.crt and run "
             "`sudo update-ca-certificates` (Debian, Ubuntu).",
         ]
+    if proxy:
+        who = f"the proxy {proxy[1]} ({proxy[0]}; not the hub {endpoint}, which was not reached)"
+        doctor = "`phaita models doctor` shows the proxy variables in effect (masked)."
+    else:
+        who, doctor = endpoint, "`phaita models doctor` shows the certificate chain the endpoint presents."
     return (
-        f"The TLS certificate of {endpoint} is not trusted ({reason}), so '{model_name}' was not downloaded. "
+        f"The TLS certificate of {who} is not trusted ({reason}), so '{model_name}' was not downloaded. "
         "This is not retried: it does not pass by itself.\n"
-        f"{seen}\nTrusted CAs now come from: {trusted_from}.\n" + numbered(steps)
-        + "\n`phaita models doctor` shows the certificate chain the endpoint presents."
+        f"{seen}\nTrusted CAs now come from: {trusted_from}.\n" + numbered(steps) + "\n" + doctor
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
 
 import httpx2
+from httpx2._utils import URLPattern, get_environment_proxies  # the proxy map httpx2 itself builds
 from huggingface_hub.utils import _http as hf_http  # default_client_factory: the settings it gives a client
 from huggingface_hub.utils import close_session, get_session, set_client_factory
 
@@ -72,14 +74,27 @@ def register_proxy_secrets(proxies: Sequence[tuple[str, str]]) -> None:
             register_secret(base64.b64encode(f"{user}:{password}".encode()).decode())
 
 
+def _https_proxy_mounts(verify: ssl.SSLContext | bool) -> dict[str, httpx2.HTTPTransport] | None:
+    """Transports for the ``https://`` proxies of the environment, their own TLS verified like the hub's.
+
+    Left alone, httpx2 verifies a proxy's certificate with SSL_CERT_FILE/SSL_CERT_DIR or the system
+    store only (not REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE): the same CAs must verify both hops.
+    """
+    mounts = {pattern: httpx2.HTTPTransport(
+                  verify=verify, proxy=httpx2.Proxy(url, ssl_context=httpx2.create_ssl_context(verify)))
+              for pattern, url in get_environment_proxies().items() if url and url.lower().startswith("https://")}
+    return mounts or None
+
+
 def _client_factory() -> httpx2.Client:
     """huggingface_hub's client (its request hook, redirects, no timeout) with the site's CAs."""
     global _built_for
     settings = _settings()
     template = hf_http.default_client_factory()
+    verify = trust_context(settings[0])
     try:
         client = httpx2.Client(event_hooks=template.event_hooks, follow_redirects=template.follow_redirects,
-                               timeout=template.timeout, verify=trust_context(settings[0]))
+                               timeout=template.timeout, verify=verify, mounts=_https_proxy_mounts(verify))
     finally:
         template.close()
     _built_for = settings
@@ -215,12 +230,63 @@ def _failed_origin(exc: BaseException) -> str | None:
     return None
 
 
+def https_proxy_for(url: str) -> str | None:
+    """The ``https://`` proxy URL httpx2 takes for ``url`` from the environment (None: direct, or http://)."""
+    target = httpx2.URL(url)
+    for pattern, proxy in sorted((URLPattern(key), value) for key, value in get_environment_proxies().items()):
+        if pattern.matches(target):
+            return proxy if proxy and proxy.lower().startswith("https://") else None
+    return None
+
+
+def _proxy_certificate_refused(proxy: str, timeout: float) -> tuple[str, tuple[CertSummary, ...]] | None:
+    """Why the bundle refuses the proxy's own certificate, and its chain; None if it is trusted (or unreachable)."""
+    url = httpx2.URL(proxy)
+    host, port = url.host, url.port or 443
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            with httpx2.create_ssl_context(trust_context(config.ca_bundle())).wrap_socket(sock, server_hostname=host):
+                return None
+    except ssl.SSLCertVerificationError as exc:
+        reason = describe_verification_error(exc)
+    except (OSError, ValueError):
+        return None  # not a certificate problem of the proxy's, as far as can be told
+    unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            with unverified.wrap_socket(sock, server_hostname=host) as tls_socket:
+                return reason, _peer_chain(tls_socket)
+    except (OSError, RuntimeError, ValueError):
+        return reason, ()
+
+
+def _proxy_shown(proxy: str) -> tuple[str, str]:
+    """(the variable that set it, the URL without credentials)."""
+    variable = next((name for name, value in config.proxy_settings() if value == proxy), "HTTPS_PROXY")
+    return variable.upper(), redact(str(httpx2.URL(proxy).copy_with(username=None, password=None)).rstrip("/"))
+
+
 def certificate_advice(exc: BaseException, model_name: str, endpoint: str, reason: str) -> str:
-    """The untrusted-certificate message, with the chain the server presents (read again, briefly)."""
+    """The untrusted-certificate message, with the chain the server presents (read again, briefly).
+
+    Behind an ``https://`` proxy the refused certificate may be the proxy's own: that is checked first.
+    """
     err = verification_error(exc)
     reason = describe_verification_error(err) if err is not None else reason
     origin = _failed_origin(exc) or endpoint.rstrip("/") + "/"
     bundle = config.ca_bundle()
+    proxy = https_proxy_for(origin) if origin.startswith("https") else None
+    refused = _proxy_certificate_refused(proxy, min(config.connect_timeout(), 5.0)) if proxy else None
+    if refused is not None:
+        proxy_reason, chain = refused
+        leaf = chain[0] if chain else None
+        return untrusted_certificate_message(
+            model_name, origin.rstrip("/"), proxy_reason, subject=leaf.subject if leaf else None,
+            issuer=leaf.issuer if leaf else None, root=chain[-1].issuer if chain else None,
+            names=leaf.names if leaf else (), trusted_from=trusted_from(bundle),
+            chain_problem=None if leaf else "the proxy's chain could not be read", proxy=_proxy_shown(proxy))
     report = inspect_chain(origin, timeout=min(config.connect_timeout(), 5.0)) if origin.startswith("https") else None
     leaf = report.leaf if report is not None else None
     root = report.chain[-1].issuer if report is not None and report.chain else None  # the CA to trust
