@@ -385,6 +385,8 @@ def test_loads_through_an_https_proxy_whose_certificate_the_bundle_trusts(tls_hu
 
     model = robust_model_download(REPO, max_retries=1)
     assert proxy.tunnels_to(hub.port), proxy.log.read_text()[-2000:]
+    check = check_tls(timeout=5)  # the doctor reads the hub's chain through the same proxy
+    assert check.ok and f"trusted (CAs from {variable}={pki.ca_file})" in check.detail, check.detail
     source = load_file(str(hub.repo_dir(REPO) / "model.safetensors"))
     loaded = {key.removeprefix(model.base_model_prefix + "."): value for key, value in model.state_dict().items()}
     source = {key.removeprefix(model.base_model_prefix + "."): value for key, value in source.items()}

@@ -74,14 +74,16 @@ def register_proxy_secrets(proxies: Sequence[tuple[str, str]]) -> None:
             register_secret(base64.b64encode(f"{user}:{password}".encode()).decode())
 
 
-def _https_proxy_mounts(verify: ssl.SSLContext | bool) -> dict[str, httpx2.HTTPTransport] | None:
+def _https_proxy_mounts(verify: ssl.SSLContext | bool,
+                        proxy_verify: ssl.SSLContext | bool | None = None) -> dict[str, httpx2.HTTPTransport] | None:
     """Transports for the ``https://`` proxies of the environment, their own TLS verified like the hub's.
 
     Left alone, httpx2 verifies a proxy's certificate with SSL_CERT_FILE/SSL_CERT_DIR or the system
     store only (not REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE): the same CAs must verify both hops.
+    ``proxy_verify``: the proxy's, when it differs from ``verify`` (the doctor reads a hub's chain unverified).
     """
-    mounts = {pattern: httpx2.HTTPTransport(
-                  verify=verify, proxy=httpx2.Proxy(url, ssl_context=httpx2.create_ssl_context(verify)))
+    proxy_context = httpx2.create_ssl_context(verify if proxy_verify is None else proxy_verify)
+    mounts = {pattern: httpx2.HTTPTransport(verify=verify, proxy=httpx2.Proxy(url, ssl_context=proxy_context))
               for pattern, url in get_environment_proxies().items() if url and url.lower().startswith("https://")}
     return mounts or None
 
@@ -197,7 +199,8 @@ def inspect_chain(url: str, timeout: float) -> ChainReport:
     unverified.verify_mode = ssl.CERT_NONE
     chain: tuple[CertSummary, ...] = ()
     try:
-        with httpx2.Client(verify=unverified, timeout=timeout) as client:
+        proxied = _https_proxy_mounts(unverified, trust_context(config.ca_bundle()))
+        with httpx2.Client(verify=unverified, timeout=timeout, mounts=proxied) as client:
             with client.stream("HEAD", url) as response:
                 chain = _peer_chain(response.extensions["network_stream"].get_extra_info("ssl_object"))
     except Exception as exc:  # the report says why; the caller decides what to do
