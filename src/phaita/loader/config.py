@@ -45,7 +45,8 @@ SSL_CERT_DIR,              store       for SSL_CERT_DIR), instead of the system 
 REQUESTS_CA_BUNDLE,                    first one set, in this order (what a site behind a
 CURL_CA_BUNDLE                         TLS-inspecting proxy already sets for pip and curl)
 HTTPS_PROXY, HTTP_PROXY,   unset       Proxies (read by the HTTP client); credentials in them
-ALL_PROXY, NO_PROXY                    are redacted from every message
+ALL_PROXY, NO_PROXY                    are redacted from every message; an https:// proxy's
+                                       certificate is verified with the CA bundle above
 PHAITA_FULL                unset       ``1``: the long chaos run and slow tests (tools only)
 (progress bars)            on          ``HF_HUB_DISABLE_PROGRESS_BARS=1`` (huggingface_hub's
                                        switch) turns them off, in the loader and the CLI
