@@ -7,8 +7,9 @@ generated ones, it prints:
 - top-1 / top-3, calibration (ECE), per-condition recall and the confusion table on the hand-written
   evaluation set ``tests/data/handwritten_eval.yaml`` (130 complaints, never trained on), on the
   older 40 of ``tests/data/handwritten_complaints.yaml``, and on ``handwritten_dev2.yaml`` (80),
-  ``handwritten_dev3.yaml`` (100) and ``handwritten_holdout2.yaml`` (100), written by writers who never
-  saw the lay cues (dev2 and dev3 were read while fixing cues; holdout2 never was); the template-trained heads of the earlier demo as the baseline;
+  ``handwritten_dev3.yaml`` (100), ``handwritten_dev4.yaml`` (100) and ``handwritten_holdout2.yaml`` (100),
+  written by writers who never saw the lay cues (the dev sets were read while fixing cues; holdout2
+  never was); the template-trained heads of the earlier demo as the baseline;
 - question relevance: the share of next questions about a symptom the complaint did not already
   state or deny (before: questions chosen without the complaint; now: with it), and how many LM
   wordings were kept;
@@ -53,6 +54,7 @@ DEV = ROOT / "tests" / "data" / "handwritten_complaints.yaml"
 # by a writer who never saw the lay cues; DEV2 was looked at while fixing cues, HOLDOUT2 never
 DEV2 = ROOT / "tests" / "data" / "handwritten_dev2.yaml"
 DEV3 = ROOT / "tests" / "data" / "handwritten_dev3.yaml"
+DEV4 = ROOT / "tests" / "data" / "handwritten_dev4.yaml"
 HOLDOUT2 = ROOT / "tests" / "data" / "handwritten_holdout2.yaml"
 OFF_TOPIC = ("Quarterly revenue increased by four percent compared with last year.",
              "Preheat the oven to 180 degrees and grease a round cake tin.",
@@ -99,7 +101,7 @@ def _heads(encoder, tokenizer, n: int) -> dict[str, DiagnosisDiscriminator]:
 
 def _diagnosis(heads: dict[str, DiagnosisDiscriminator], out: dict) -> None:
     sets = {"eval (130)": _load(EVAL), "older 40": _load(DEV), "dev2 (80)": _load(DEV2),
-            "dev3 (100)": _load(DEV3), "holdout2 (100)": _load(HOLDOUT2)}
+            "dev3 (100)": _load(DEV3), "dev4 (100)": _load(DEV4), "holdout2 (100)": _load(HOLDOUT2)}
     print("\n## Diagnosis on hand-written complaints (never trained on)\n")
     print("| head | set | top-1 | top-3 | ECE | lowest recall (condition) | train s |")
     print("|---|---|---|---|---|---|---|")

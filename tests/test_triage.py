@@ -22,10 +22,11 @@ from phaita.utils.realism_scorer import RealismScorer
 DATA = Path(__file__).parent / "data"
 EVAL = DATA / "handwritten_eval.yaml"
 # Never trained on. handwritten_eval: 130 complaints by the session that wrote the lay cues;
-# dev2, dev3 / holdout2: 80, 100 / 100 by writers who never saw the cues (dev2 and dev3 were read while
-# fixing cues; holdout2 never was).
+# dev2, dev3, dev4 / holdout2: 80, 100, 100 / 100 by writers who never saw the cues (the dev sets were
+# read while fixing cues; holdout2 never was).
 PEOPLE_SETS = {"eval": (EVAL, 120), "dev2": (DATA / "handwritten_dev2.yaml", 80),
-               "dev3": (DATA / "handwritten_dev3.yaml", 100), "holdout2": (DATA / "handwritten_holdout2.yaml", 100)}
+               "dev3": (DATA / "handwritten_dev3.yaml", 100), "dev4": (DATA / "handwritten_dev4.yaml", 100),
+               "holdout2": (DATA / "handwritten_holdout2.yaml", 100)}
 
 
 @pytest.fixture(scope="session")
