@@ -250,6 +250,16 @@ def test_realism_scorer_candidate_chain_skips_missing_first_candidate(hub, lm, l
     assert all(0.0 <= v <= 1.0 for v in (details.score, details.fluency, details.closeness, details.heuristic))
     off_topic = scorer.score("The committee approved the annual budget for road maintenance works.")
     assert details.score > off_topic
+    # terse, texted, misspelled complaints are real: a small LM's low fluency must not sink them below
+    # fluent off-topic text (with their condition, which off-topic text never supports)
+    terse = [("copd + fever since yday, spit is green, cant eat, so tired", "J44.0"),
+             ("known copd, now temp, rigors, purulent sputum, worse sob", "J44.0"),
+             ("fevr 3 days, chesty coff with mucas, breathless", "J18.9")]
+    fluent_off = [("My car won't start and I need to get to work today.", code) for _, code in terse]
+    worst_real = min(scorer.score(t, c) for t, c in terse)
+    best_off = max(scorer.score(t, c) for t, c in fluent_off)
+    assert worst_real > best_off, (worst_real, best_off)
+    assert scorer.score_details(terse[0][0]).fluency >= 0.5  # fluency is weak evidence, never a veto
     print(f"\nrealism: LM complaints {[round(s, 2) for s in scores]}, lay {details.score:.2f}, "
           f"off-topic {off_topic:.2f}")
 

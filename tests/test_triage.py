@@ -178,6 +178,10 @@ def test_condition_fit_and_generator_guard():
     assert not g.on_condition("I'm wheezing and tight-chested, and my baby's nose is runny, "
                               "I've had a sudden high fever", "J45.9")  # a pneumonia hallmark contradicts asthma
     assert condition_fit("no wheeze at all, chest tight, short of breath", "J45.9").contradictions == ("wheezing",)
+    # a specific symptom counts as its general one where the condition has that: a fever of 39 is a
+    # pneumonia's fever, not a contradiction of the pneumonias without a *sudden* high fever
+    fit = condition_fit("fever of 39, coughing up green stuff, out of breath", "J18.9")
+    assert fit.contradictions == () and "fever" in fit.support and fit.on_condition()
 
 
 def test_realism_consistency_separates_off_topic_text():

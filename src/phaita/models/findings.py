@@ -145,9 +145,12 @@ def condition_fit(text: str, code: str, domain: Domain | None = None, findings: 
     cond = domain.condition(code)
     f = findings if findings is not None else extract_symptoms(text, domain)
     has = set(cond.symptoms) | {IMPLIES[s] for s in cond.symptoms if s in IMPLIES}
-    support = tuple(sorted(s for s in f.stated if s in has and s != "infant"))
+    # a specific symptom whose general one the condition has supports it: "a fever of 39" (high fever)
+    # is a fever for any pneumonia, not a contradiction of the ones without a sudden high fever
+    stated = {IMPLIES[s] if s not in has and IMPLIES.get(s) in has else s for s in f.stated}
+    support = tuple(sorted(s for s in stated if s in has and s != "infant"))
     # stated: a symptom this condition does not have and another has as a hallmark (P >= SIGNATURE)
-    contra = sorted(s for s in f.stated if s not in has and s != "infant" and max(
+    contra = sorted(s for s in stated if s not in has and s != "infant" and max(
         (c.symptoms.get(s, 0.0) for c in domain.conditions.values()), default=0.0) >= SIGNATURE)
     contra += sorted(s for s in f.denied if cond.symptoms.get(s, 0.0) >= TYPICAL)
     if cond.speaker == "caregiver" and "infant" in f.denied:

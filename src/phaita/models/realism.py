@@ -2,9 +2,9 @@
 
 Three parts, combined by weight (parts that are not available are left out):
 
-- **fluency**: perplexity under a causal LM (GPT-2 by default), mapped to [0, 1] between the LM's
-  own perplexity on calibration complaints (template complaints from the domain phrasings: 1) and
-  on the same complaints with their words shuffled (0);
+- **fluency**: perplexity under a causal LM (GPT-2 by default), mapped between the LM's own
+  perplexity on calibration complaints (template complaints from the domain phrasings: 1) and on the
+  same complaints with their words shuffled (``FLUENCY_FLOOR``, 0.5: weak evidence, never a veto);
 - **closeness**: cosine similarity of the complaint's mean-pooled encoding (a BERT-family encoder,
   BioBERT first, then BERT, through the loader's candidate chain) to its nearest lay reference
   phrasings, mapped between clinical and off-topic anchor sentences (0) and the calibration
@@ -64,6 +64,11 @@ _COMMON = {"the", "a", "an", "and", "or", "but", "so", "it", "it's", "is", "was"
            "help", "please", "worried", "bad", "worse", "going", "keep", "still", "too", "lot", "bit", "hi",
            "hello", "last", "about", "over", "from", "then", "again", "even", "much", "more", "there", "there's"}
 _FLOOR = 0.02  # parts are floored here inside the geometric mean
+#: Fluency is mapped to [FLUENCY_FLOOR, 1], never 0: terse, misspelled and texted complaints ("copd +
+#: fever since yday, spit is green") are real, yet a small LM finds them as unlikely as shuffled words.
+#: Measured with MiniLM + SmolLM2: fluency down to 0 let such complaints score 0.10-0.16, below
+#: off-topic text (0.23); with the floor every hand-written complaint that states a symptom scores >= 0.4.
+FLUENCY_FLOOR = 0.5
 _ICD = re.compile(r"\b[A-Z][0-9]{2}\.[0-9]{1,2}\b")
 
 
@@ -259,7 +264,7 @@ class RealismScorer:
             assert self._ppl_range is not None
             ppl = self.perplexity(complaint)
             good, bad = self._ppl_range
-            fluency = _clip01((bad - math.log(ppl)) / (bad - good))
+            fluency = FLUENCY_FLOOR + (1 - FLUENCY_FLOOR) * _clip01((bad - math.log(ppl)) / (bad - good))
         if self.encoder is not None:
             if self._close_range is None:
                 self._calibrate_closeness()
