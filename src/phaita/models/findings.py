@@ -121,6 +121,20 @@ IMPLIES = {"high_fever": "fever", "shaking_chills": "chills", "rusty_phlegm": "p
            "gradual_breathlessness": "shortness_of_breath", "fast_breathing": "shortness_of_breath"}
 
 
+#: Said without saying which kind: "a cough" supports a condition with a dry or a productive cough.
+_GENERIC = {"cough": (("cough*", "coff*", "coughing"), ("dry_cough", "productive_cough"))}
+
+
+def _generic_support(text: str, stated: set[str], cond_symptoms: dict[str, float]) -> list[str]:
+    out = []
+    for name, (cues, kinds) in _GENERIC.items():
+        if stated & set(kinds) or not any(k in cond_symptoms for k in kinds):
+            continue
+        if any(not m.denied for m in find(text, cues)):
+            out.append(name)
+    return out
+
+
 @dataclass(frozen=True)
 class ConditionFit:
     """How well a text fits a condition: the condition's symptoms it states (support), and what
@@ -148,7 +162,8 @@ def condition_fit(text: str, code: str, domain: Domain | None = None, findings: 
     # a specific symptom whose general one the condition has supports it: "a fever of 39" (high fever)
     # is a fever for any pneumonia, not a contradiction of the ones without a sudden high fever
     stated = {IMPLIES[s] if s not in has and IMPLIES.get(s) in has else s for s in f.stated}
-    support = tuple(sorted(s for s in stated if s in has and s != "infant"))
+    support = tuple(sorted([s for s in stated if s in has and s != "infant"]
+                           + _generic_support(text, stated, cond.symptoms)))
     # stated: a symptom this condition does not have and another has as a hallmark (P >= SIGNATURE)
     contra = sorted(s for s in stated if s not in has and s != "infant" and max(
         (c.symptoms.get(s, 0.0) for c in domain.conditions.values()), default=0.0) >= SIGNATURE)
