@@ -182,6 +182,9 @@ def test_condition_fit_and_generator_guard():
     # pneumonia's fever, not a contradiction of the pneumonias without a *sudden* high fever
     fit = condition_fit("fever of 39, coughing up green stuff, out of breath", "J18.9")
     assert fit.contradictions == () and "fever" in fit.support and fit.on_condition()
+    # "a cough" without its kind supports a condition with either kind, and only such a condition
+    assert condition_fit("chest cold, cough won't shift", "J20.9").support == ("cough",)
+    assert condition_fit("no cough, just panicky and tingling", "R06.02").support == ("anxiety", "tingling")
 
 
 def test_realism_consistency_separates_off_topic_text():
