@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness import Mode, Row
-
-if TYPE_CHECKING:
-    from report import Goal
+from measures import Goal
 
 
 def chart(rows: list[Row], path: Path, cap: float, mode: Mode, goals_: list[Goal]) -> None:

@@ -212,7 +212,7 @@ def _median_bytes(row: Row) -> float | None:
 
 
 def comparison(row: Row, rows: list[Row]) -> str:
-    from report import find, ratio
+    from measures import find, ratio
 
     s = row.scenario
     if s in ("6", "8") and row.op == "phaita_fetch":
@@ -235,7 +235,7 @@ def comparison(row: Row, rows: list[Row]) -> str:
 
 
 def goals(rows: list[Row]) -> list:
-    from report import Goal, find, ratio
+    from measures import Goal, find, ratio
 
     out = []
     r6 = ratio(find(rows, "6", "phaita_fetch"), find(rows, "6", "hub_fetch"))

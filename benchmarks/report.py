@@ -14,28 +14,11 @@ from importlib import metadata
 from pathlib import Path
 
 from harness import FULL, LABELS, SMOKE, Mode, Row, Run
+from measures import Goal, find, fmt_s, ratio
 from chart import chart
 from scenarios import SCENARIO_TITLES
 import parallel  # noqa: E402  (scenarios 6-10: their rows, comparisons and goals)
 import fleet  # noqa: E402,F401  (scenario 11: its row titles)
-
-
-def fmt_s(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
-
-
-def find(rows: list[Row], scenario: str, op: str, note_has: str = "") -> Row | None:
-    for r in rows:
-        if r.scenario == scenario and r.op == op and note_has in r.note and not r.skipped and r.runs:
-            return r
-    return None
-
-
-def ratio(a: Row | None, b: Row | None, attr: str = "wall_s") -> float | None:
-    if a is None or b is None:
-        return None
-    ma, mb = a.median(attr), b.median(attr)
-    return None if ma is None or mb is None or mb == 0 else ma / mb
 
 
 def comparison(row: Row, rows: list[Row], cap: float, timeout: float) -> str:
@@ -102,14 +85,6 @@ def table(rows: list[Row], cap: float, timeout: float) -> str:
         lines.append(f"{title:<32} {row.label:<40} {len(row.runs):>4} {row.done:>2}/{len(row.runs):<2} {wall:>8} "
                      f"{spread:>13} {fmt_s(row.median('call_s')):>7} {rss:>7.0f}  {comparison(row, rows, cap, timeout)}")
     return "\n".join(lines)
-
-
-@dataclass
-class Goal:
-    scenario: str
-    text: str
-    met: bool | None  # None: not measured in this mode
-    detail: str
 
 
 def goals(rows: list[Row], mode: Mode, cap: float) -> list[Goal]:

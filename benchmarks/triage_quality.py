@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from phaita.demo.session import ENCODER, GENERATOR, GGUF, demo_environment  # noqa: E402
-from phaita.domain import get_domain  # noqa: E402
+from phaita.data.domain import get_domain  # noqa: E402
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator, RealismScorer  # noqa: E402
 from phaita.models.findings import extract_symptoms  # noqa: E402
 from phaita.models.metrics import diagnosis_report  # noqa: E402

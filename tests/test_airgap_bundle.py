@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from phaita.loader import cache
+from phaita.loader.cache import layout as cache
 from phaita.testing import LocalHub
 
 BERT, GPT2, DEBERTA = "phaita-test/tiny-bert", "phaita-test/tiny-gpt2", "microsoft/deberta-v3-base"
@@ -426,7 +426,7 @@ def test_an_import_killed_halfway_resumes_and_nothing_partial_is_ever_visible(ma
 
 COMPONENT_LOAD = r"""
 import json, os, sys
-from phaita.manifest import load_manifest
+from phaita.data.manifest import load_manifest
 from phaita.utils.model_loader import robust_model_download
 sys.path.insert(0, os.path.dirname(sys.argv[2]))
 from test_airgap_bundle import weights_digest
@@ -451,7 +451,7 @@ def pypi_root(tmp_path_factory) -> Path:
 
 @pytest.mark.slow  # PHAITA_FULL=1 only (conftest): two GGUF loads dequantised on CPU (about 2.5 min shared)
 def test_every_component_model_of_the_small_profile_travels_offline(machine_a, pypi_root, tmp_path):
-    from phaita.manifest import load_manifest
+    from phaita.data.manifest import load_manifest
 
     with LocalHub(pypi_root) as hub:
         a = dict(machine_a, HF_ENDPOINT=hub.url)

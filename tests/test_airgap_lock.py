@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from phaita.loader import cache
-from phaita.loader.lockfile import read_lock
+from phaita.loader.cache import layout as cache
+from phaita.loader.cache.lockfile import read_lock
 from phaita.testing import LocalHub, repo_files
 from phaita.utils.model_loader import OfflineModeError, load_model_and_tokenizer, robust_model_download
 

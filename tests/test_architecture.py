@@ -26,9 +26,12 @@ def test_no_cycle_no_upward_import_no_unexplained_giant():
 def test_the_checks_see_a_cycle_and_an_upward_import():
     tool = _tool()
     assert tool.cycles({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}) == [["a", "b", "c"]]
-    assert tool.layer("phaita.loader.fetch") < tool.layer("phaita.loader.api") < tool.layer("phaita.loader.facade")
-    assert tool.layer("phaita.loader.facade") < tool.layer("phaita.models.generator") < tool.layer("phaita.cli.main")
-    report = {"cycles": [["x", "y"]], "upward_imports": [{"from": "phaita.loader.fetch", "to": "phaita.models",
+    order = ["phaita.loader.errors", "phaita.loader.http.tls", "phaita.loader.hub.listing", "phaita.loader.cache.layout",
+             "phaita.loader.transfer.ranges", "phaita.loader.request.api", "phaita.loader.__init__",
+             "phaita.data.domain", "phaita.models.generator", "phaita.cli.main"]
+    assert [tool.layer(m) for m in order] == sorted(tool.layer(m) for m in order)
+    assert len({tool.layer(m) for m in order}) == len(order)
+    report = {"cycles": [["x", "y"]], "upward_imports": [{"from": "phaita.loader.transfer.snapshot", "to": "phaita.models",
                                                            "line": 3, "layers": "0 -> 4"}],
               "over_limit": [{"file": "big.py", "lines": 900, "reason": None}]}
     assert len(tool.problems(report)) == 3
@@ -46,3 +49,40 @@ def test_the_public_names_the_architecture_page_lists_are_importable_from_phaita
     assert sorted(n for n in names if n not in phaita.loader.__all__) == []
     for name in names:
         getattr(phaita.loader, name)
+
+
+def _tree(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_a_circle_between_two_files_fails_the_check_even_through_type_hints(tmp_path):
+    tool = _tool()
+    _tree(tmp_path, {
+        "src/phaita/__init__.py": "", "src/phaita/loader/__init__.py": "",
+        "src/phaita/loader/hub/__init__.py": "",
+        "src/phaita/loader/hub/a.py": "from .b import B\nA = 1\n",
+        "src/phaita/loader/hub/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import A\nB = 2\n",
+        "benchmarks/report.py": "from chart import chart\n", "benchmarks/chart.py": "def chart():\n    import report\n",
+    })
+    report = tool.measure(tmp_path)
+    assert report["cycles"] == [["chart", "report"], ["phaita.loader.hub.a", "phaita.loader.hub.b"]]
+    assert any("phaita.loader.hub.a <-> phaita.loader.hub.b" in p for p in tool.problems(report))
+    (tmp_path / "src/phaita/loader/hub/b.py").write_text("B = 2\n")
+    (tmp_path / "benchmarks/chart.py").write_text("def chart():\n    pass\n")
+    assert tool.problems(tool.measure(tmp_path)) == []
+
+
+def test_an_upward_import_and_a_giant_fail_the_check(tmp_path):
+    tool = _tool()
+    _tree(tmp_path, {
+        "src/phaita/__init__.py": "", "src/phaita/loader/__init__.py": "",
+        "src/phaita/loader/http/__init__.py": "", "src/phaita/loader/transfer/__init__.py": "",
+        "src/phaita/loader/http/tls.py": "from phaita.loader.transfer import ranges\n",
+        "src/phaita/loader/transfer/ranges.py": "X = 1\n" * 401,
+    })
+    bad = tool.problems(tool.measure(tmp_path))
+    assert any("upward import (1 -> 4): phaita.loader.http.tls imports phaita.loader.transfer.ranges" in p for p in bad)
+    assert any("src/phaita/loader/transfer/ranges.py: 401 lines" in p for p in bad)

@@ -15,7 +15,8 @@ import pytest
 from huggingface_hub.errors import HfHubHTTPError
 
 from loader_fixtures import warnings_of
-from phaita.loader.policy import RetryEvent, RetryPolicy, classify
+from phaita.loader.request.retry import RetryEvent, RetryPolicy
+from phaita.loader.http.failures import classify
 from phaita.testing import parse_faults
 from phaita.utils.model_loader import prefetch_model
 

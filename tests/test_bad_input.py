@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from phaita.loader.policy import RetryPolicy
+from phaita.loader.request.retry import RetryPolicy
 from phaita.testing import LocalHub, parse_faults
 from phaita.testing.env import environment
 from phaita.utils.model_loader import (

@@ -89,7 +89,7 @@ def test_command_line_prints_the_summary(chaos_dir, capsys):
 
 
 def test_a_run_leaves_the_environment_and_the_loader_as_it_found_them(chaos_dir, monkeypatch):
-    from phaita.loader import api
+    from phaita.loader.request import api
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the caller's own endpoint
     def ours() -> dict[str, str]:  # (torch adds variables of its own on first use)

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from phaita.cli.main import app
-from phaita.loader import cache
+from phaita.loader.cache import layout as cache
 from phaita.loader.hashing import hash_file
 
 BERT, GPT2, DEBERTA = "phaita-test/tiny-bert", "phaita-test/tiny-gpt2", "microsoft/deberta-v3-base"
@@ -177,7 +177,7 @@ def test_pull_several_reports_each(cli_env, local_hub):
 
 
 def test_pull_all_reads_the_manifest(cli_env, local_hub):
-    from phaita.manifest import load_manifest
+    from phaita.data.manifest import load_manifest
 
     specs = load_manifest().unique_models()
     data = run_json("models", "pull", "--all", code=1)  # the local hub only carries microsoft/deberta-v3-base
@@ -203,7 +203,7 @@ def test_overall_progress_knows_the_total(cli_env, local_hub):
     from rich.progress import Progress
 
     from phaita.cli.output import PullProgress
-    from phaita.loader.selection import Needs
+    from phaita.loader.hub.selection import Needs
     from phaita.utils.model_loader import prefetch_model
 
     buf = io.StringIO()

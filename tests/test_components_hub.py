@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from phaita.domain import get_domain
+from phaita.data.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, Question, QuestionGenerator
 from phaita.testing import LocalHub, publish_pypi_models, write_tiny_gpt2
 from phaita.testing.env import point_huggingface_hub_at

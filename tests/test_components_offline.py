@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from phaita.domain import get_domain
+from phaita.data.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, HashingFeaturizer, QuestionGenerator
 from phaita.models._common import clean_generation, component_error
 from phaita.models.featurizer import tokenize

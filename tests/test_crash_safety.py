@@ -173,7 +173,9 @@ if full:
 else:
     prefetch_model(sys.argv[3], timeout=60)
 ended = time.time()
-from phaita.loader import api, cache, config
+from phaita.loader.request import api
+from phaita.loader.cache import layout as cache
+from phaita.loader import config
 status = cache.snapshot_status(config.cache_dir(), sys.argv[3], "main", api.Needs())
 hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in status.path.iterdir()}
 print(json.dumps({"started": started, "ended": ended, "hashes": hashes, "complete": status.complete,

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from phaita.demo.component_steps import DEMO_CODES
-from phaita.domain import get_domain
+from phaita.data.domain import get_domain
 
 DEMO_TIMEOUT = 400
 pytestmark = pytest.mark.timeout(DEMO_TIMEOUT + 60)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from loader_fixtures import BIG, BIG_SIZE, sha256_of, warnings_of
-from phaita.loader import fetch
+from phaita.loader.transfer import snapshot as fetch
 from phaita.testing import FaultPlan, FaultRule
 from phaita.testing.chaos import audit_cache, sha256_file
 from phaita.utils.model_loader import DiskFullError, is_model_cached, prefetch_model, robust_model_download

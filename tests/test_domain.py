@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from phaita.domain import CONDITION_CODES, get_domain, load_domain, validate_domain_data
-from phaita.manifest import get_manifest, gguf_file_for, load_manifest, parse_manifest
+from phaita.data.domain import CONDITION_CODES, get_domain, load_domain, validate_domain_data
+from phaita.data.manifest import get_manifest, gguf_file_for, load_manifest, parse_manifest
 
 
 @pytest.fixture(scope="module")

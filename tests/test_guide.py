@@ -82,7 +82,7 @@ def _section(title: str) -> str:
 def test_parameter_table_matches_the_signatures_and_the_keyword_routing():
     import inspect
 
-    from phaita.loader.load import BOTH_PHASES_KWARGS, FETCH_ONLY_KWARGS, MODEL_ONLY_KWARGS
+    from phaita.loader.request.load import BOTH_PHASES_KWARGS, FETCH_ONLY_KWARGS, MODEL_ONLY_KWARGS
     from phaita.utils.model_loader import load_model_and_tokenizer, robust_model_download
 
     table = _section("Parameters")

@@ -352,8 +352,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def _loader_objects_in_traceback(exc: BaseException) -> list[str]:
     """reprs of the loader's own objects that were alive where the error was raised: what an error
     reporter that records frame locals (Sentry, rich tracebacks, pytest --showlocals) would print."""
-    from phaita.loader.api import LoadRequest
-    from phaita.loader.fetch import FetchContext
+    from phaita.loader.request.load_request import LoadRequest
+    from phaita.loader.transfer.snapshot import FetchContext
 
     out = []
     for e in _chain(exc):

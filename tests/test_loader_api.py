@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from loader_fixtures import warnings_of
-from phaita.loader.load import load_kwargs
+from phaita.loader.request.load import load_kwargs
 from phaita.utils.model_loader import (
     ModelDownloadError,
     ModelNotFoundError,

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from phaita.loader import events as ev
-from phaita.loader.progress import TerminalProgress
+from phaita.loader.request.progress import TerminalProgress
 from phaita.utils.model_loader import prefetch_model
 
 BERT = "phaita-test/tiny-bert"

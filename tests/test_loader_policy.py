@@ -9,7 +9,8 @@ import pytest
 
 from phaita.loader import config
 from phaita.loader.errors import BadEnvironment, ChecksumMismatch, DeadlineExceeded, TransferIncomplete, UnsafeRepository
-from phaita.loader.policy import RetryEvent, RetryPolicy, classify
+from phaita.loader.request.retry import RetryEvent, RetryPolicy
+from phaita.loader.http.failures import classify
 
 
 def test_default_backoff_is_10_20_40_seconds(monkeypatch):
@@ -112,7 +113,7 @@ def test_use_4bit_builds_a_4bit_config_where_cuda_and_bitsandbytes_exist(monkeyp
 
     import torch
 
-    from phaita.loader.load import quantization_kwargs
+    from phaita.loader.request.load import quantization_kwargs
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -132,7 +133,7 @@ def test_use_4bit_on_a_gpu_without_bitsandbytes_loads_half_precision_on_the_gpu(
 
     import torch
 
-    from phaita.loader.load import quantization_kwargs
+    from phaita.loader.request.load import quantization_kwargs
 
     assert importlib.util.find_spec("bitsandbytes") is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -150,7 +151,7 @@ def test_use_4bit_on_a_gpu_without_bitsandbytes_loads_half_precision_on_the_gpu(
 def test_torch_dtype_reaches_from_pretrained_as_dtype():
     import torch
 
-    from phaita.loader.load import load_kwargs
+    from phaita.loader.request.load import load_kwargs
 
     assert load_kwargs({"torch_dtype": torch.float16}, "causal_lm") == {"dtype": torch.float16, "trust_remote_code": False}
     both = load_kwargs({"torch_dtype": torch.float16, "dtype": torch.bfloat16}, "auto")

@@ -15,7 +15,7 @@ import httpx2
 import pytest
 
 from loader_fixtures import warnings_of
-from phaita.loader.listing import fetch_listing
+from phaita.loader.hub.listing import fetch_listing
 from phaita.testing import LocalHub
 from phaita.testing.env import point_huggingface_hub_at
 from phaita.utils.model_loader import BadListingError, ModelDownloadError, robust_model_download
@@ -65,7 +65,7 @@ def test_listing_without_sizes_is_completed_from_the_next_source(mirror, lacks, 
 def test_the_completed_listing_equals_the_full_one(hub_root, loader_env):
     """Every fallback gives the same sizes and hashes as the revision answer with ``?blobs=true``."""
     from phaita.loader.config import Timeouts
-    from phaita.loader.net import Deadline
+    from phaita.loader.http.deadline import Deadline
 
     def listing(*lacks):
         with LocalHub(hub_root, lacks=lacks) as hub:

@@ -18,7 +18,7 @@ import pytest
 
 from loader_fixtures import sha256_of
 from phaita.loader import events as ev
-from phaita.loader import sidecar
+from phaita.loader.transfer import sidecar
 from phaita.testing import LocalHub, publish_large_file
 from phaita.testing.chaos import audit_cache, sha256_file
 from phaita.utils.model_loader import ModelDownloadError, prefetch_model

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from phaita.loader import cache
+from phaita.loader.cache import layout as cache
 from phaita.testing import LocalHub
 from phaita.testing.cache_layouts import share_blobs
 
@@ -289,7 +289,7 @@ def test_nothing_is_writable(station, source, tmp_path):
 
 def test_a_file_changed_after_verification_is_never_served(source, tmp_path):
     """The index is built once; a blob truncated later withdraws its snapshot instead of serving it."""
-    from phaita.station import StationHub, build_index
+    from phaita.station.mirror import StationHub, build_index
 
     copy = tmp_path / "hub"
     shutil.copytree(source["cache"], copy, symlinks=True)
@@ -358,7 +358,7 @@ def _safetensors(seed: float) -> bytes:
 
 
 def test_refused_snapshots_say_why(tmp_path):
-    from phaita.station import build_index
+    from phaita.station.mirror import build_index
 
     cache_dir, commit = tmp_path / "hub", "c" * 40
     config = b'{"model_type": "bert"}'

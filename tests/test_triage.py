@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from phaita.domain import get_domain
+from phaita.data.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator
 from phaita.models.findings import condition_fit, extract_symptoms, find_red_flags
 from phaita.models.metrics import diagnosis_report, expected_calibration_error

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from phaita.loader import cache
+from phaita.loader.cache import layout as cache
 from phaita.testing.cache_layouts import share_blobs as share_blobs_of
 
 BERT = "phaita-test/tiny-bert"
@@ -96,7 +96,8 @@ def test_snapshot_download_shared_blobs_verified_and_a_flipped_byte_found(hf_env
 def test_repair_of_a_shared_blob_refetches_and_leaves_the_store_alone(hf_env, monkeypatch):
     from huggingface_hub import snapshot_download
 
-    from phaita.loader import inspect
+    from phaita.loader.cache.repair import repair
+    from phaita.loader.cache.verify import verify
     from phaita.utils.model_loader import prefetch_model
 
     monkeypatch.setenv("PHAITA_BACKOFF_BASE", "0.01")
@@ -106,12 +107,12 @@ def test_repair_of_a_shared_blob_refetches_and_leaves_the_store_alone(hf_env, mo
     store_file = Path(os.path.realpath(shared))
     flip_byte(store_file)
 
-    (report,) = inspect.verify(cache_dir, [BERT])
-    fixed = inspect.repair(cache_dir, report.bad, prefetch_model, max_retries=1)
+    (report,) = verify(cache_dir, [BERT])
+    fixed = repair(cache_dir, report.bad, prefetch_model, max_retries=1)
     assert fixed.errors == [] and [j.repo_id for j in fixed.refetched] == [BERT]
     assert not shared.is_symlink() and shared.is_file()  # a fresh, whole blob of this repository
     assert store_file.exists()  # the store entry may back other repositories: not deleted here
-    (again,) = inspect.verify(cache_dir, [BERT])
+    (again,) = verify(cache_dir, [BERT])
     assert again.ok and again.files_checked == 6
 
 

@@ -3,7 +3,7 @@
 Layout (the Hugging Face cache's own, so a person can read it, plus two documents)::
 
     phaita-bundle.json                    the manifest: every model, commit, ref and file with its hash
-    phaita.lock                           the lock of the bundled models (``phaita.loader.lockfile``)
+    phaita.lock                           the lock of the bundled models (``phaita.loader.cache.lockfile``)
     models--org--name/blobs/<etag>        the file contents, named by their hash
     models--org--name/snapshots/<commit>/<path> -> ../../blobs/<etag>   (relative symlinks)
     models--org--name/refs/<branch>       commit hash
@@ -29,7 +29,7 @@ from typing import IO, Any, Iterator
 from huggingface_hub.file_download import repo_folder_name
 
 from phaita.loader.hashing import GIT, SHA256, algorithm_of
-from phaita.loader.listing import COMMIT_RE, check_relative_path
+from phaita.loader.hub.listing import COMMIT_RE, check_relative_path
 
 BUNDLE_VERSION = 1
 MANIFEST = "phaita-bundle.json"

@@ -4,7 +4,7 @@ What goes in: with a lock, exactly the locked files of each locked commit; with 
 snapshot each name's ``main`` ref points at (``org/name@<branch or commit>`` for another one),
 every file of it. A snapshot that is not complete, or a file whose expected hash is unknown, stops
 the export with a message naming it. The expected hash of each file comes from the same rule as
-``phaita models verify`` (:mod:`phaita.loader.expected`: a recorded listing, else the blob's name,
+``phaita models verify`` (:mod:`phaita.loader.cache.expected`: a recorded listing, else the blob's name,
 so caches filled by ``hf download`` or ``snapshot_download`` can be bundled), and every byte is
 hashed while it is copied: a bundle holds only content that matched. The bundle is written under
 a temporary name next to PATH and renamed at the end: PATH is either whole or absent.
@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable
 
 from phaita import __version__
-from phaita.loader import expected
-from phaita.loader.cache import RepoCache
+from phaita.loader.cache import expected
+from phaita.loader.cache.layout import RepoCache
 from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of, lfs_pointer_oid
-from phaita.loader.listing import RemoteFile, is_commit_hash
-from phaita.loader.lockfile import LockedFile, LockedModel, LockFile
+from phaita.loader.hub.listing import RemoteFile, is_commit_hash
+from phaita.loader.cache.lockfile import LockedFile, LockedModel, LockFile
 
 from .bundle import LOCK, MANIFEST, BundleError, BundleFile, BundleManifest, BundleModel
 

@@ -31,9 +31,9 @@ import contextlib
 import fcntl
 from typing import Iterator
 
-from phaita.loader.cache import RepoCache
+from phaita.loader.cache.layout import RepoCache
 from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of, lfs_pointer_oid
-from phaita.loader.listing import RemoteFile, RepoListing, check_relative_path
+from phaita.loader.hub.listing import RemoteFile, RepoListing, check_relative_path
 
 from .bundle import BundleError, BundleFile, BundleManifest, BundleModel, BundleReader, Entry
 from .export import snapshot_link

@@ -3,7 +3,7 @@
 One listing request per repository (``/api/models/{repo}/revision/main?blobs=true``: commit, sizes,
 git oids, sha256 of LFS files), plus the small ``*.index.json`` of a sharded model, which decides
 which shards are needed. The files are chosen by the loader's own selection
-(:func:`phaita.loader.selection.select_files`), so a lock names exactly what a load fetches.
+(:func:`phaita.loader.hub.selection.select_files`), so a lock names exactly what a load fetches.
 Nothing is written to the cache.
 """
 
@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 from urllib.parse import quote
 
-from phaita.loader import api
+from phaita.loader.request import api, load_request
 from phaita.loader.errors import ModelDownloadError, UnsafeRepository
-from phaita.loader.listing import RemoteFile, RepoListing, fetch_listing
-from phaita.loader.lockfile import LockedFile, LockedModel, LockFile, merge_models
-from phaita.loader.net import Deadline, stream
-from phaita.loader.public_errors import public_error
-from phaita.loader.options import LoaderOptions
-from phaita.loader.policy import RetryPolicy, log_retry
-from phaita.loader.selection import Needs, select_files
+from phaita.loader.hub.listing import RemoteFile, RepoListing, fetch_listing
+from phaita.loader.cache.lockfile import LockedFile, LockedModel, LockFile, merge_models
+from phaita.loader.http.deadline import Deadline, stream
+from phaita.loader.request.public_errors import public_error
+from phaita.loader.request.options import LoaderOptions
+from phaita.loader.request.retry import RetryPolicy, log_retry
+from phaita.loader.hub.selection import Needs, select_files
 
 logger = logging.getLogger("phaita.model_loader")
 MAX_INDEX_BYTES = 16 * 2**20
@@ -53,7 +53,7 @@ class LockFailure:
 
 def manifest_targets(profile: str | None = None) -> list[LockTarget]:
     """Every entry of a manifest profile (the same repository may appear for several components)."""
-    from phaita.manifest import load_manifest
+    from phaita.data.manifest import load_manifest
 
     return [LockTarget(tuple(s.candidates), s.model_type, s.gguf_file, f"{s.component}/{s.role}")
             for s in load_manifest().models(profile)]
@@ -69,7 +69,7 @@ def lock_models(targets: Sequence[LockTarget], *, revision: str = "main", profil
     for target in targets:
         errors: list[ModelDownloadError] = []
         for name in target.candidates:  # in order, as the components' candidate chain tries them
-            req = api.prepare(name, model_type=target.model_type, options=LoaderOptions(
+            req = load_request.prepare(name, model_type=target.model_type, options=LoaderOptions(
                 max_retries, timeout, False, token, {"revision": revision, "progress": None}))
             try:
                 entries.append(_resolve(name, revision, target, req, listings))
@@ -84,7 +84,7 @@ def lock_models(targets: Sequence[LockTarget], *, revision: str = "main", profil
     return LockFile(merge_models(entries), profile), failures
 
 
-def _resolve(repo_id: str, revision: str, target: LockTarget, req: api.LoadRequest,
+def _resolve(repo_id: str, revision: str, target: LockTarget, req: load_request.LoadRequest,
              listings: dict[str, RepoListing]) -> LockedModel:
     try:
         ctx = api.fetch_context(req)

@@ -55,7 +55,7 @@ def lock(
                                           max_retries=max_retries, timeout=timeout)
     ok = not failures
     if ok:
-        from phaita.loader.lockfile import write_lock
+        from phaita.loader.cache.lockfile import write_lock
 
         write_lock(lock_file, path)
     models = [{**m.to_dict(), "size": sum(f.size for f in m.files)} for m in lock_file.models]

@@ -58,7 +58,7 @@ def _offline() -> bool:
 
 def _default_probe() -> str:
     try:
-        from phaita.manifest import load_manifest
+        from phaita.data.manifest import load_manifest
 
         return load_manifest().unique_models()[0].name
     except Exception:
@@ -83,7 +83,7 @@ def _probe_endpoint(name: str, endpoint: str, probe_model: Optional[str], timeou
     from huggingface_hub.utils import build_hf_headers
 
     from phaita.loader.config import Timeouts
-    from phaita.loader.net import Deadline, stream
+    from phaita.loader.http.deadline import Deadline, stream
 
     probe = probe_model or _default_probe()
     url = f"{endpoint}/api/models/{probe}/revision/main"
@@ -189,7 +189,7 @@ def check_cache_writable() -> Check:
 
 
 def check_disk(profile: Optional[str]) -> Check:
-    from phaita.manifest import load_manifest
+    from phaita.data.manifest import load_manifest
     from phaita.loader import is_model_cached
 
     from .output import human_size
@@ -233,7 +233,7 @@ def check_offline() -> Check:
 def check_tls(timeout: float) -> Check:
     """For each https endpoint: the certificate chain it presents (subject and issuer of each), and
     whether the loader trusts it."""
-    from phaita.loader import tls
+    from phaita.loader.http import tls
 
     name = "TLS certificate"
     endpoints = config.endpoints()

@@ -9,7 +9,7 @@ in ``PHAITA_ENDPOINTS`` (else ``HF_ENDPOINT``):
 * ``mirror resume``: a resolve honours ``Range`` (206 with the asked ``Content-Range``); without
   it every broken transfer starts again from byte 0.
 
-The requests are the loader's own (:mod:`phaita.loader.listing`, :mod:`phaita.loader.listing_sources`).
+The requests are the loader's own (:mod:`phaita.loader.hub.listing`, :mod:`phaita.loader.hub.sources`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from urllib.parse import quote
 from phaita.loader import config
 from phaita.loader.config import Timeouts
 from phaita.loader import redact
-from phaita.loader.listing import RevisionAnswer, fetch_revision
-from phaita.loader.listing_sources import SOURCES, Endpoint, SourceUnavailable
-from phaita.loader.net import Deadline, stream
+from phaita.loader.hub.listing import RevisionAnswer, fetch_revision
+from phaita.loader.hub.sources import SOURCES, Endpoint, SourceUnavailable
+from phaita.loader.http.deadline import Deadline, stream
 
 from .check import Check
 
@@ -33,7 +33,7 @@ DEFAULT_PROBES = ("microsoft/deberta-v3-base",)
 def probe_models() -> list[str]:
     """Manifest models, smallest first (every candidate), so the probe downloads little."""
     try:
-        from phaita.manifest import load_manifest
+        from phaita.data.manifest import load_manifest
 
         specs = sorted(load_manifest().unique_models(), key=lambda s: s.size_mb)
         names = [c for s in specs for c in s.candidates]
@@ -149,7 +149,7 @@ def check_listing(timeout: float, models: Optional[list[str]] = None,
 
 
 def _resume_verdict(endpoint: str, models: list[str], timeout: float) -> tuple[bool, str, bool]:
-    from phaita.loader.listing import complete_listing
+    from phaita.loader.hub.listing import complete_listing
 
     p = probe_endpoint(endpoint, models, timeout)
     if p.answer is None:

@@ -91,7 +91,7 @@ def _tls_context(cert: Optional[Path], key: Optional[Path]):
         given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
         raise typer.BadParameter(f"{given} needs {missing} too: HTTPS takes the certificate and its private key",
                                  param_hint=missing)
-    from phaita.station import station_tls_context
+    from phaita.station.mirror import station_tls_context
 
     try:
         return station_tls_context(cert, key)
@@ -101,12 +101,12 @@ def _tls_context(cert: Optional[Path], key: Optional[Path]):
 
 def _serve_cache(cache_dir: Optional[Path], host: str, port: int, tls=None) -> int:
     from phaita.loader import config
-    from phaita.station import serve_cache
+    from phaita.station.mirror import serve_cache
 
     folder = config.cache_dir(cache_dir)
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a directory", param_hint="DIR")
-    from phaita.loader.cache import cached_repos
+    from phaita.loader.cache.layout import cached_repos
 
     if not cached_repos(folder):  # verified once at start: an empty station would serve nothing, ever
         raise typer.BadParameter(f"{folder} holds no cached model (no models--<org>--<name> folder): name a "

@@ -13,12 +13,12 @@ from typing import Any, Optional
 def lock_path(option: Optional[Path]) -> Path:
     """``--lockfile``, else PHAITA_LOCKFILE, else ``phaita.lock`` in the current folder."""
     from phaita.loader import config
-    from phaita.loader.lockfile import DEFAULT_NAME
+    from phaita.loader.cache.lockfile import DEFAULT_NAME
 
     return Path(option) if option is not None else (config.lockfile() or Path(DEFAULT_NAME))
 
 
 def read_lock_option(option: Optional[Path]) -> Any:
-    from phaita.loader.lockfile import read_lock
+    from phaita.loader.cache.lockfile import read_lock
 
     return read_lock(lock_path(option))

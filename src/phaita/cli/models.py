@@ -36,7 +36,7 @@ def _targets(names: list[str], all_models: bool, profile: Optional[str], model_t
     """What to pull: the names given, then (``--all``) each distinct manifest model."""
     targets = [{"candidates": [n], "model_type": model_type, "gguf_file": gguf_file} for n in names]
     if all_models:
-        from phaita.manifest import load_manifest
+        from phaita.data.manifest import load_manifest
 
         for spec in load_manifest().unique_models(profile):
             targets.append({"candidates": list(spec.candidates), "model_type": spec.model_type,

@@ -11,7 +11,7 @@ def known_profile(value: Optional[str]) -> Optional[str]:
     """Typer callback: ``value`` when the manifest has that profile (or no value), else a usage error."""
     if value is None:
         return None
-    from phaita.manifest import load_manifest
+    from phaita.data.manifest import load_manifest
 
     profiles = load_manifest().profiles
     if value not in profiles:

@@ -7,7 +7,7 @@ import time
 from rich.table import Table
 
 from phaita.demo.session import ENCODER, GENERATOR, GGUF, Demo
-from phaita.domain import get_domain
+from phaita.data.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator, RealismScorer
 from phaita.models.training_data import VariedComplaints, train_discriminator
 from phaita.models.triage import triage

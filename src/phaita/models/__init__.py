@@ -1,6 +1,6 @@
 """PHAITA components. Every pretrained model they use is loaded through
 :mod:`phaita.loader` (one loader call per model), with the default names from the
-package's model manifest (:mod:`phaita.manifest`).
+package's model manifest (:mod:`phaita.data.manifest`).
 
 - :class:`DiagnosisDiscriminator` -- complaint -> ranked (ICD-10 code, condition, probability).
 - :class:`ComplaintGenerator` -- condition -> what the patient says (LM or templates).

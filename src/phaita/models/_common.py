@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from phaita.loader.options import LoaderOptions  # the loader's own options object, passed through
+from phaita.loader.request.options import LoaderOptions  # the loader's own options object, passed through
 
 log = logging.getLogger("phaita.models")
 
@@ -40,7 +40,7 @@ def load_pretrained(component: str, model_name: str | Sequence[str], model_type:
     ``gguf_file`` is added from the manifest when the model is a GGUF repo the manifest knows.
     """
     from phaita.loader import ModelDownloadError, load_model_and_tokenizer
-    from phaita.manifest import gguf_file_for
+    from phaita.data.manifest import gguf_file_for
 
     kwargs = dict(extra_kwargs or {})
     kwargs.update(opts.loader_kwargs)

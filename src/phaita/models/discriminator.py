@@ -18,8 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from phaita.domain import Domain, get_domain
-from phaita.manifest import default_spec
+from phaita.data.domain import Domain, get_domain
+from phaita.data.manifest import default_spec
 from phaita.models._common import LoaderOptions, load_or_fallback, mean_pool_embed, model_label
 from phaita.models.featurizer import HashingFeaturizer
 from phaita.models.findings import extract_symptoms

@@ -1,6 +1,6 @@
 """What a complaint (or an answer) says: the symptoms it states and denies, and the red flags.
 
-Negation-aware matching of the lay cues in the domain data (:mod:`phaita.cues`); no model. Used
+Negation-aware matching of the lay cues in the domain data (:mod:`phaita.data.cues`); no model. Used
 by the question generator (ask only about what was not said), the triage result (red flags first),
 the complaint generator (is an LM complaint on its condition?) and the realism scorer (does the
 complaint support its condition?).
@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from phaita.cues import find, normalize
-from phaita.domain import Domain, get_domain
+from phaita.data.cues import find, normalize
+from phaita.data.domain import Domain, get_domain
 
 __all__ = ["Findings", "RedFlagFinding", "ConditionFit", "extract_symptoms", "find_red_flags", "merge_findings",
            "condition_fit"]

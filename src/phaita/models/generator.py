@@ -12,8 +12,8 @@ import random
 import re
 from typing import Any, Sequence
 
-from phaita.domain import Condition, Domain, get_domain
-from phaita.manifest import default_spec
+from phaita.data.domain import Condition, Domain, get_domain
+from phaita.data.manifest import default_spec
 from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_causal_lm, model_label
 from phaita.models.findings import condition_fit, extract_symptoms
 

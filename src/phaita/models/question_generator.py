@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from phaita.domain import Domain, get_domain
-from phaita.manifest import default_spec
+from phaita.data.domain import Domain, get_domain
+from phaita.data.manifest import default_spec
 from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_causal_lm, model_label
 from phaita.models.findings import extract_symptoms
 

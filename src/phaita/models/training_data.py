@@ -14,7 +14,7 @@ import random
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from phaita.domain import Condition, Domain, get_domain
+from phaita.data.domain import Condition, Domain, get_domain
 
 if TYPE_CHECKING:
     from phaita.models.discriminator import DiagnosisDiscriminator

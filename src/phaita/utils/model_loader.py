@@ -1,9 +1,9 @@
 """The specification's path for the loader's public names (kept stable for existing code).
 
-The implementation is :mod:`phaita.loader.facade`; new code imports from :mod:`phaita.loader`.
+The implementation is :mod:`phaita.loader.request.facade`; new code imports from :mod:`phaita.loader`.
 """
 
-from phaita.loader.facade import (  # noqa: F401  (re-exported names)
+from phaita.loader.request.facade import (  # noqa: F401  (re-exported names)
     MODEL_TYPES,
     AccessDeniedError,
     BadListingError,

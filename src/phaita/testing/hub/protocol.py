@@ -6,11 +6,10 @@ import json
 import time
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 
 if TYPE_CHECKING:
     from ..faults import FaultRule
-    from .server import LocalHub
 
 FileSlice = tuple[str, int, int]  # (absolute path, start, bytes available)
 Body = Union[bytes, FileSlice]
@@ -48,11 +47,32 @@ class Response:
         return cls(status, {"Content-Type": "application/json"}, data, len(data))
 
 
+class RunningHub(Protocol):
+    """What handlers and the transport use of the running hub (:class:`LocalHub` is the one).
+
+    Named here, not imported from ``server``, so that the server imports its parts and none of
+    them imports it back (no circle between the files).
+    """
+
+    tls: Any
+    store: Any  # a RepoStore
+    routes: tuple
+    lacks: frozenset  # Hub features left out (MIRROR_FEATURES)
+
+    def rate_limit(self) -> float | None: ...
+    def wait_stop(self, seconds: float | None) -> bool: ...
+    def admit_transfer(self) -> bool: ...
+    def end_transfer(self) -> None: ...
+    def select_fault(self, method: str, path: str, api: bool) -> "FaultRule | None": ...
+    def _add_record(self, record: "RequestRecord") -> None: ...
+    def _track(self, conn: Any, add: bool) -> None: ...
+
+
 @dataclass
 class HubRequest:
     """One request as a handler sees it."""
 
-    hub: "LocalHub"
+    hub: RunningHub
     method: str
     raw_path: str  # as sent (quoted), for redirects
     headers: Message

@@ -11,15 +11,11 @@ import ssl
 import struct
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..faults import FaultRule, Pacer
-from .protocol import HubError, HubRequest, RequestRecord, Response
+from .protocol import HubError, HubRequest, RequestRecord, Response, RunningHub
 from .routes import find_route
-
-if TYPE_CHECKING:
-    from .server import LocalHub
 
 _CHUNK = 256 * 1024
 
@@ -36,7 +32,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
-    hub: LocalHub
+    hub: RunningHub
 
     def finish_request(self, request, client_address) -> None:
         tls = self.hub.tls

@@ -1,0 +1,258 @@
+"""Every public error's message and the advice it gives a person, worded in one place.
+
+The exception classes are in :mod:`phaita.loader.errors`; :mod:`phaita.loader.request.public_errors`
+picks the class and the message below for each kind of failure. Every message passes through
+:func:`phaita.loader.errors.redact`, so a token never reaches a log or traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+
+# --------------------------------------------------------------------------- advice
+
+
+def download_command(model_name: str, revision: str | None = None) -> str:
+    cmd = f"hf download {model_name}"
+    if revision and revision != "main":
+        cmd += f" --revision {revision}"
+    return cmd
+
+
+def numbered(steps: Iterable[str]) -> str:
+    return "\n".join(f"  {i}. {step}" for i, step in enumerate(steps, 1))
+
+
+def retries_exhausted_message(
+    model_name: str,
+    *,
+    attempts: int,
+    last_error: str,
+    models_attempted: Sequence[str],
+    cache_dir: Path,
+    endpoint: str,
+    revision: str | None,
+    max_retries: int,
+    timeout: float,
+    first_steps: Sequence[str] = (),
+) -> str:
+    cmd = download_command(model_name, revision)
+    return (
+        f"Failed to download {model_name} after {attempts} attempts.\n"
+        f"Last error: {last_error}\n"
+        f"Models attempted: {', '.join(models_attempted)}\n"
+        f"Cache directory: {cache_dir}\n"
+        f"Manual download: {cmd}\n"
+        "Troubleshooting:\n"
+        + numbered(
+            [
+                *first_steps,
+                f"Check the connection to {endpoint} (proxy variables HTTPS_PROXY/NO_PROXY; "
+                "HF_ENDPOINT for a mirror). Partial files were kept: the next try resumes.",
+                f"Check the model name: {endpoint}/{model_name}",
+                f"Download it manually where the network works: {cmd} "
+                "(then load with allow_offline=True)",
+                "Check the Hub status page: https://status.huggingface.co",
+                f"Raise max_retries (now {max_retries}) or timeout (now {timeout:g} s per attempt) "
+                "for a slow or unstable link.",
+            ]
+        )
+    )
+
+
+def not_found_message(model_name: str, endpoint: str, has_token: bool) -> str:
+    private = (
+        "If it is private, the token in use does not give access to it."
+        if has_token
+        else "If it is private, pass token=... or set HF_TOKEN (or run `hf auth login`)."
+    )
+    return (
+        f"Model '{model_name}' was not found on {endpoint}.\n"
+        + numbered(
+            [
+                "Check the name: it is 'organization/model-name', e.g. 'microsoft/deberta-v3-base'.",
+                f"Search for it: {endpoint}/models?search={model_name.split('/')[-1]}",
+                private,
+                "If you use a mirror (HF_ENDPOINT), check that it carries this model.",
+            ]
+        )
+    )
+
+
+def access_denied_message(model_name: str, endpoint: str, status: int | None, has_token: bool) -> str:
+    code = f"HTTP {status}" if status else "access denied"
+    token_state = "A token was sent but it does not grant access." if has_token else "No token was sent."
+    return (
+        f"Access to '{model_name}' was refused ({code}): the model is gated or private. {token_state}\n"
+        + numbered(
+            [
+                f"Open {endpoint}/{model_name} while logged in and accept its licence/conditions.",
+                "Give a token with read access: token=..., the HF_TOKEN variable, or `hf auth login`.",
+                "Check that the token's account is the one that accepted the conditions.",
+            ]
+        )
+    )
+
+
+def revision_not_found_message(model_name: str, revision: str | None, endpoint: str) -> str:
+    return (
+        f"Revision '{revision}' does not exist in '{model_name}'.\n"
+        + numbered(
+            [
+                "Check the branch, tag or full 40-character commit hash.",
+                f"See the repository's history at {endpoint}/{model_name}/commits/main",
+                "Leave revision unset to use the default branch 'main'.",
+            ]
+        )
+    )
+
+
+def locked_revision_gone_message(model_name: str, commit: str, lock_source: str, endpoint: str) -> str:
+    return (
+        f"The lock file {lock_source} pins '{model_name}' to commit {commit}, which {endpoint} does not have.\n"
+        + numbered(
+            [
+                "If you use a mirror (HF_ENDPOINT), check that it carries that commit, or bring the model "
+                "as a bundle (`phaita models import`).",
+                "If the commit was removed from the hub on purpose, make a new lock: `phaita models lock`, "
+                "and review the new commits before using them.",
+            ]
+        )
+    )
+
+
+def disk_full_message(model_name: str, cache_dir: Path, detail: str) -> str:
+    return (
+        f"Not enough disk space to download '{model_name}' into {cache_dir}: {detail}\n"
+        + numbered(
+            [
+                "Free space on that disk (`phaita models status` lists cached models and sizes).",
+                "Or put the cache on a larger disk: cache_dir=..., HF_HUB_CACHE or HF_HOME.",
+                "Partial files were kept; the next try resumes where this one stopped.",
+            ]
+        )
+    )
+
+
+def offline_miss_message(model_name: str, cache_dir: Path, revision: str | None, detail: str) -> str:
+    cmd = download_command(model_name, revision)
+    return (
+        f"'{model_name}' is not in the cache and offline mode is on ({detail}).\n"
+        f"Cache directory: {cache_dir}\n"
+        + numbered(
+            [
+                f"Where a network is available, download it: {cmd}  (or `phaita models pull {model_name}`), "
+                "with the same HF_HUB_CACHE/HF_HOME.",
+                "To allow network access: pass allow_offline=False and unset HF_HUB_OFFLINE "
+                "(and TRANSFORMERS_OFFLINE).",
+            ]
+        )
+    )
+
+
+def bad_listing_message(model_name: str, endpoint: str, revision: str | None, detail: str) -> str:
+    cmd = download_command(model_name, revision)
+    return (
+        f"The file listing of '{model_name}' from {endpoint} cannot be used: {detail}\n"
+        "Retrying will not help: the endpoint answers the same way every time.\n"
+        + numbered(
+            [
+                f"Run `phaita models doctor` to see which Hub features the endpoint at {endpoint} lacks "
+                "(revision listing with sizes and hashes, tree API, paths-info, HEAD with X-Linked-Size).",
+                "If it is a mirror, update it or ask its operator; or list another endpoint after it "
+                "(PHAITA_ENDPOINTS=mirror,https://huggingface.co).",
+                f"Or download where the Hub is reachable: {cmd}, then load with allow_offline=True.",
+            ]
+        )
+    )
+
+
+def unsafe_message(model_name: str, detail: str) -> str:
+    return f"Refusing to load '{model_name}': {detail}"
+
+
+def load_failed_message(model_name: str, snapshot: Path, detail: str) -> str:
+    return (
+        f"The files of '{model_name}' are complete in {snapshot}, but loading them failed: {detail}\n"
+        + numbered(
+            [
+                "Check that model_type matches the model (auto, causal_lm, tokenizer, sequence_classification...).",
+                "Check that the installed transformers supports this architecture (pip install -U transformers).",
+                "If files were modified by hand, run `phaita models verify --repair`.",
+            ]
+        )
+    )
+
+
+def untrusted_certificate_message(model_name: str, endpoint: str, reason: str, *, subject: str | None,
+                                  issuer: str | None, root: str | None, names: Sequence[str], trusted_from: str,
+                                  chain_problem: str | None = None, proxy: tuple[str, str] | None = None) -> str:
+    """Why the certificate was refused, who signed it, and how to trust that CA (never retried).
+
+    ``issuer`` signed the server's certificate; ``root`` is the issuer at the top of the chain the
+    server sent (the CA to trust; the same as ``issuer`` when no intermediate was sent).
+    ``proxy``: (variable, URL without credentials) when the refused certificate is the one an
+    ``https://`` proxy presented, not the endpoint's.
+    """
+    if chain_problem:
+        seen = f"The certificate could not be read for details ({chain_problem})."
+    else:
+        seen = f"It was issued to {subject or '(no subject)'} by {issuer or '(no issuer)'}"
+        seen += f", whose chain leads to {root}." if root and root != issuer else "."
+        if names:
+            seen += f" It is valid for: {', '.join(names)}."
+    issuer = root or issuer
+    mismatch = "mismatch" in reason.lower()
+    if mismatch and proxy:
+        steps = [
+            f"Use a name the proxy's certificate carries in {proxy[0]} (now {proxy[1]}).",
+            "Or ask your IT department for a proxy certificate that names the host you use.",
+        ]
+    elif mismatch:
+        steps = [
+            f"Use a name the certificate carries in HF_ENDPOINT (now {endpoint}).",
+            "Or ask whoever runs the endpoint for a certificate that names the host you use.",
+        ]
+    else:
+        steps = [
+            f"Get the certificate of the CA that signed it ({issuer or 'see above'}) as a PEM file from "
+            "your IT department (a TLS-inspecting proxy or a site mirror signs with its own CA).",
+            "Trust it for this process: SSL_CERT_FILE=/path/to/ca-bundle.pem, or REQUESTS_CA_BUNDLE / "
+            "CURL_CA_BUNDLE (used when SSL_CERT_FILE is unset). The file replaces the default store: to reach "
+            "public sites too, append the CA to a copy of the system bundle (/etc/ssl/certs/ca-certificates.crt).",
+            "Or add it to the system store: copy it to /usr/local/share/ca-certificates/<name>.crt and run "
+            "`sudo update-ca-certificates` (Debian, Ubuntu).",
+        ]
+    if proxy:
+        who = f"the proxy {proxy[1]} ({proxy[0]}; not the hub {endpoint}, which was not reached)"
+        doctor = "`phaita models doctor` shows the proxy variables in effect (masked)."
+    else:
+        who, doctor = endpoint, "`phaita models doctor` shows the certificate chain the endpoint presents."
+    return (
+        f"The TLS certificate of {who} is not trusted ({reason}), so '{model_name}' was not downloaded. "
+        "This is not retried: it does not pass by itself.\n"
+        f"{seen}\nTrusted CAs now come from: {trusted_from}.\n" + numbered(steps) + "\n" + doctor
+    )
+
+
+def proxy_auth_message(model_name: str, endpoint: str, proxies: str) -> str:
+    return (
+        f"The proxy refused the request for '{model_name}' (HTTP 407 Proxy Authentication Required) "
+        f"on the way to {endpoint}. This is not retried.\nProxy settings: {proxies or 'none'}\n"
+        + numbered(
+            [
+                "Put the proxy's user and password in the proxy URL: HTTPS_PROXY=http://USER:PASSWORD@proxy:3128 "
+                "(percent-encode special characters in the password).",
+                "Check them with your IT department; `phaita models doctor` shows the proxy variables (masked).",
+            ]
+        )
+    )
+
+
+def bad_environment_message(model_name: str, detail: str) -> str:
+    return (
+        f"Cannot fetch '{model_name}': {detail}\n"
+        + numbered(["Fix or unset that environment variable (`phaita models doctor` shows the settings in effect)."])
+    )

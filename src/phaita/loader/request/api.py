@@ -1,0 +1,238 @@
+"""The loader's engine: validate a request, pick the cached snapshot or fetch one (with retries), then load.
+
+Data flows one way: callers -> this module -> fetch/cache -> huggingface_hub's HTTP session.
+The public functions on top of it are in ``phaita.loader.request.facade`` (re-exported by ``phaita.loader``
+and by ``phaita.utils.model_loader``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from huggingface_hub import get_token
+from huggingface_hub.utils import get_token_to_send
+
+from .. import advice, config, errors
+from ..cache.layout import RepoCache
+from ..errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
+from ..transfer.endpoints import fetch_from_endpoints
+from ..events import Emitter, Retried
+from ..transfer.snapshot import FetchContext
+from ..hub.listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
+from ..cache.lockfile import LockedModel
+from .load import load_snapshot, quantization_kwargs
+from ..http.deadline import Deadline
+from .retry import RetryEvent, RetryPolicy, log_retry
+from ..http.failures import classify
+from .progress import default_progress
+from .load_request import LoadRequest, needs_for
+from .public_errors import public_error
+from ..hub.selection import Needs
+
+logger = logging.getLogger("phaita.model_loader")
+
+
+# --------------------------------------------------------------------------- fetch or reuse
+
+
+def _headers(req: LoadRequest) -> dict[str, str]:
+    if req.token is None:
+        try:
+            register_secret(get_token())
+        except Exception:  # a broken token file must not stop a public download
+            pass
+    import platform
+
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from phaita import __version__
+
+    # Not build_hf_headers(): with telemetry on (huggingface_hub's default) its user agent asks the hub
+    # for an "agent harness" registry (GET /api/agent-harnesses, a fixed 3 s timeout, outside our
+    # deadlines) whenever no copy younger than a day is cached: 3 s more on every warm load from a hub
+    # that hangs (measured in docs/BENCHMARKS.md, scenario 2). Same token rules, no telemetry part.
+    agent = f"phaita/{__version__}; hf_hub/{huggingface_hub.__version__}; python/{platform.python_version()}"
+    if constants.HF_HUB_USER_AGENT_ORIGIN:
+        agent += "; origin/" + constants.HF_HUB_USER_AGENT_ORIGIN
+    headers = {"user-agent": agent}
+    token = get_token_to_send(req.token)
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    return headers
+
+
+def fetch_context(req: LoadRequest) -> FetchContext:
+    """Endpoint, headers (token), timeouts and progress for one call's network work."""
+    observers = [req.progress or default_progress(), *req.events]
+    return FetchContext(req.cache_dir, req.endpoint_list()[0], _headers(req), config.Timeouts.from_env(),
+                        Emitter(observers), config.Parallelism.from_env())
+
+
+def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
+    """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors."""
+    revision = req.revision or "main"
+    repo = RepoCache(req.cache_dir, repo_id)
+    if not req.resume:
+        removed = repo.discard_partials()
+        if removed:
+            logger.info("%s: discarded %d partial download(s): resume_download is False", repo_id, len(removed))
+    locked = req.lock.get(repo_id) if req.lock is not None else None
+    if locked is not None:
+        return _ensure_locked(repo_id, needs, req, locked)
+    status = repo.status(revision, needs)
+    if req.offline:
+        if status.complete:
+            return status.path  # type: ignore[return-value]
+        detail = "allow_offline=True" if req.allow_offline else "HF_HUB_OFFLINE=1"
+        if status.commit:
+            detail += "; cached snapshot incomplete: " + ", ".join(status.problems[:5])
+        raise public_error(OfflineMiss(detail), repo_id, req, attempts=0)
+    if status.complete and is_commit_hash(revision):
+        return status.path  # type: ignore[return-value]
+    try:
+        ctx = fetch_context(req)
+    except Exception as exc:
+        raise public_error(exc, repo_id, req, attempts=0) from None
+    listing = None
+    if status.complete:  # a branch we already hold: one bounded check for a newer commit
+        budget = min(config.freshness_timeout(), req.timeout)
+        try:
+            deadline = Deadline.after(budget)
+            answer = fetch_revision(repo_id, revision, headers=ctx.headers, deadline=deadline,
+                                    timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+            if answer.commit == status.commit:  # (no need for sizes a mirror may leave out)
+                return status.path  # type: ignore[return-value]
+            listing = complete_listing(answer, endpoint=ctx.endpoint, headers=ctx.headers, deadline=deadline,
+                                       timeouts=ctx.timeouts)
+        except Exception as exc:
+            logger.warning("%s: could not check the hub for a newer '%s' (%s); using cached commit %s",
+                           repo_id, revision, classify(exc).reason, status.commit)
+            return status.path  # type: ignore[return-value]
+        logger.info("%s: '%s' moved to %s; fetching it", repo_id, revision, listing.commit)
+        try:
+            return _fetch_with_retries(repo_id, revision, needs, req, ctx, listing)
+        except ModelDownloadError as exc:
+            logger.warning("%s: could not fetch the new commit (%s); using cached commit %s",
+                           repo_id, exc.last_error, status.commit)
+            return status.path  # type: ignore[return-value]
+    return _fetch_with_retries(repo_id, revision, needs, req, ctx, listing)
+
+
+def _ensure_locked(repo_id: str, needs: Needs, req: LoadRequest, locked: LockedModel) -> Path:
+    """The lock's commit of ``repo_id``: from the cache with no request at all, else fetched at that commit."""
+    source = req.lock.source if req.lock is not None else "?"
+    if req.revision not in (None, locked.revision, locked.commit):
+        raise ValueError(f"{repo_id}: revision {req.revision!r} was asked for, but the lock file {source} pins "
+                         f"it to commit {locked.commit} ('{locked.revision}'); leave revision unset, or pass "
+                         f"lockfile=False (unset PHAITA_LOCKFILE) to load another revision")
+    repo = RepoCache(req.cache_dir, repo_id)
+    status = repo.status(locked.commit, needs)
+    if status.complete and locked.linked_in(repo, status.path, needs):  # type: ignore[arg-type]
+        return status.path  # type: ignore[return-value]
+    if req.offline:
+        detail = ("allow_offline=True" if req.allow_offline else "HF_HUB_OFFLINE=1") + \
+            f"; the lock file {source} pins commit {locked.commit}"
+        if status.complete:
+            detail += ", and the cached files of that commit are not the locked ones"
+        elif status.commit and status.path:
+            detail += "; cached snapshot incomplete: " + ", ".join(status.problems[:5])
+        raise public_error(OfflineMiss(detail), repo_id, req, attempts=0)
+    try:
+        ctx = fetch_context(req)
+    except Exception as exc:
+        raise public_error(exc, repo_id, req, attempts=0) from None
+    try:
+        path = _fetch_with_retries(repo_id, locked.commit, needs, req, ctx, None, locked=locked)
+    except errors.RevisionNotFoundError as exc:
+        raise errors.RevisionNotFoundError(
+            advice.locked_revision_gone_message(repo_id, locked.commit, source, ctx.endpoint),
+            model_name=repo_id, models_attempted=[repo_id], attempts=exc.attempts, cache_dir=req.cache_dir,
+            last_error=exc.last_error) from None
+    repo.write_ref(locked.revision, locked.commit)  # plain transformers offline loads find it by name
+    return path
+
+
+def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequest, ctx: FetchContext,
+                        listing: Any, locked: LockedModel | None = None) -> Path:
+    first = [listing]
+
+    def attempt(n: int) -> Path:
+        known = first.pop() if first else None
+        deadline = Deadline.after(req.timeout)
+        if known is None and locked is not None:  # the hub's listing at the locked commit must agree with the lock
+            known = fetch_listing(repo_id, locked.commit, headers=ctx.headers, deadline=deadline,
+                                  timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+            problems = locked.mismatches(known)
+            if problems:
+                raise LockMismatch(f"the hub's files at the locked commit {locked.commit[:12]} differ from the lock "
+                                   f"file {req.lock.source if req.lock else '?'}: " + "; ".join(problems[:5]))
+        return fetch_from_endpoints(repo_id, revision, needs, ctx, deadline, known, req.endpoint_list())
+
+    def on_retry(event: RetryEvent) -> None:
+        log_retry(event)
+        ctx.events.emit(Retried(event.what, event.attempt, event.max_attempts, event.failure.reason, event.wait))
+
+    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
+                         on_retry=on_retry)
+    try:
+        return policy.run(attempt, what=repo_id)
+    except Exception as exc:
+        raise public_error(exc, repo_id, req, attempts=getattr(exc, "attempts_made", 1)) from None
+
+
+# --------------------------------------------------------------------------- load
+
+
+def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, ...]:
+    """Try each candidate in order; return the loaded objects of the first that works."""
+    failures: list[tuple[str, ModelDownloadError]] = []
+    quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False)), req.kwargs) if any(
+        t != "tokenizer" for t in model_types) else {}
+    req.kwargs.pop("use_4bit", None)
+    for name in req.lock.pinned(req.candidates) if req.lock is not None else req.candidates:
+        try:
+            return _load_one(name, req, model_types, quant)
+        except ModelDownloadError as exc:
+            failures.append((name, exc))
+            if len(req.candidates) > 1:
+                logger.warning("%s could not be loaded (%s); trying the next candidate",
+                               name, exc.last_error or str(exc).splitlines()[0])
+    raise _combined(failures, req)
+
+
+def _load_one(name: str, req: LoadRequest, model_types: Sequence[str], quant: dict[str, Any]) -> tuple[Any, ...]:
+    if os.path.isdir(name):
+        folder = Path(name)
+    else:
+        folder = ensure_snapshot(name, needs_for(model_types, req), req)
+    loaded = []
+    for model_type in model_types:
+        extra = quant if model_type != "tokenizer" else {}
+        try:
+            loaded.append(load_snapshot(folder, model_type, {**req.kwargs, **extra}))
+        except Exception as exc:  # transformers raises many types; all mean "cannot load these files"
+            reason = errors.redact(" ".join(str(exc).split())[:2000]) or type(exc).__name__
+            raise ModelLoadError(
+                advice.load_failed_message(name, folder, f"{type(exc).__name__}: {reason}"),
+                model_name=name, models_attempted=[name], attempts=0, cache_dir=req.cache_dir,
+                last_error=errors.UnderlyingError(type(exc).__name__, reason)) from exc
+    return tuple(loaded)
+
+
+def _combined(failures: list[tuple[str, ModelDownloadError]], req: LoadRequest) -> ModelDownloadError:
+    if len(failures) == 1:
+        return failures[0][1]
+    names = [n for n, _ in failures]
+    lines = "\n".join(f"  - {n}: {str(e).splitlines()[0]}" for n, e in failures)
+    classes = {type(e) for _, e in failures}
+    cls: Callable[..., ModelDownloadError] = classes.pop() if len(classes) == 1 else ModelDownloadError
+    last = failures[-1][1]
+    return cls(
+        f"None of the {len(names)} candidate models could be loaded:\n{lines}\n"
+        f"Details for the last candidate ({names[-1]}):\n{last}",
+        model_name=names[0], models_attempted=names, attempts=sum(e.attempts for _, e in failures),
+        last_error=last.last_error, cache_dir=req.cache_dir, transient=all(e.transient for _, e in failures))
