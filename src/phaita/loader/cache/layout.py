@@ -115,6 +115,11 @@ class RepoCache:
     def listing_path(self, commit: str) -> Path:
         return self.path / LISTING_DIR / f"{commit}.json"
 
+    def signature_path(self, commit: str, name: str = "model.sig") -> Path:
+        """Where a commit's OpenSSF model-signing bundle lives: outside ``snapshots/``, so that a
+        signature never becomes one of the files it signs (``signatures/<commit>/model.sig``)."""
+        return self.path / "signatures" / commit / name
+
     # -- refs
     def read_ref(self, revision: str) -> str | None:
         if is_commit_hash(revision):
