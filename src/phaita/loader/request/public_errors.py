@@ -80,8 +80,8 @@ def public_error(exc: BaseException, repo_id: str, req: "LoadRequest", attempts:
                   transient=failure.transient)
     case = _Case(exc, failure, repo_id, req, endpoints[0], has_token)
     if failure.kind in ERRORS:
-        cls, advice = ERRORS[failure.kind]
-        return cls(advice(case), **common)
+        cls, message = ERRORS[failure.kind]
+        return cls(message(case), **common)
     notes = getattr(exc, "endpoint_notes", [])
     return ModelDownloadError(
         advice.retries_exhausted_message(
