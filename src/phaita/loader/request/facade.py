@@ -84,7 +84,7 @@ def robust_model_download(
         ModelDownloadError: (or a subclass) when the model cannot be fetched or loaded.
     """
     req = load_request.prepare(model_name, model_type=model_type,
-                      options=LoaderOptions(max_retries, timeout, allow_offline, token, kwargs))
+                               options=LoaderOptions(max_retries, timeout, allow_offline, token, kwargs))
     return api.load_candidates(req, (model_type,))[0]
 
 
@@ -104,7 +104,7 @@ def load_model_and_tokenizer(
     if model_type == "tokenizer":
         raise ValueError("model_type for load_model_and_tokenizer must be a model type, not 'tokenizer'")
     req = load_request.prepare(model_name, model_type=model_type,
-                      options=LoaderOptions(max_retries, timeout, allow_offline, token, kwargs))
+                               options=LoaderOptions(max_retries, timeout, allow_offline, token, kwargs))
     model, tokenizer = api.load_candidates(req, (model_type, "tokenizer"))
     return model, tokenizer
 
@@ -154,7 +154,7 @@ def prefetch_model(
     loaded into memory (what ``phaita models pull`` uses). ``model_type="tokenizer"`` skips weights.
     """
     req = load_request.prepare(model_name, model_type=model_type,
-                      options=LoaderOptions(max_retries, timeout, False, token, kwargs))
+                               options=LoaderOptions(max_retries, timeout, False, token, kwargs))
     if len(req.candidates) != 1:
         raise ValueError("prefetch_model takes one model name, not a list")
     name = req.candidates[0]
