@@ -19,6 +19,10 @@ PHAITA_FRESHNESS_TIMEOUT   2.5         Budget of the one "is main still at this 
                                        check made when a branch is already cached, seconds
                                        (with the ~0.2 s of setting up a request, a dead or
                                        stalled hub costs a warm load < 3 s)
+PHAITA_FRESHNESS           check       A cached branch: ``check`` asks the hub once (within
+                                       the budget above) before loading; ``background`` loads
+                                       the cached commit at once and fetches a newer one for
+                                       the next load; ``never`` asks nothing
 PHAITA_STALL_TIMEOUT       10          Silence on an open connection before it is treated
                                        as broken and resumed, seconds
 PHAITA_CONNECT_TIMEOUT     10          TCP/TLS connect timeout, seconds
@@ -111,6 +115,14 @@ def max_retry_after() -> float:
 
 def freshness_timeout() -> float:
     return _env_float("PHAITA_FRESHNESS_TIMEOUT", 2.5, minimum=0.01)
+
+
+def freshness() -> str:
+    """``PHAITA_FRESHNESS``: check (default), background or never."""
+    value = os.environ.get("PHAITA_FRESHNESS", "").strip().lower() or "check"
+    if value not in ("check", "background", "never"):
+        raise BadEnvironment(f"PHAITA_FRESHNESS must be check, background or never; got {value!r}")
+    return value
 
 
 def stall_timeout() -> float:

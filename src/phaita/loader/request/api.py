@@ -27,7 +27,8 @@ from .load import load_snapshot, quantization_kwargs
 from ..http.deadline import Deadline
 from .retry import RetryEvent, RetryPolicy, log_retry
 from ..http.failures import classify
-from .progress import default_progress
+from . import freshness
+from .progress import default_progress, no_progress
 from .load_request import LoadRequest, needs_for
 from .public_errors import public_error
 from ..hub.selection import Needs
@@ -65,9 +66,13 @@ def _headers(req: LoadRequest) -> dict[str, str]:
     return headers
 
 
-def fetch_context(req: LoadRequest) -> FetchContext:
-    """Endpoint, headers (token), timeouts and progress for one call's network work."""
-    observers = [req.progress or default_progress(), *req.events]
+def fetch_context(req: LoadRequest, quiet: bool = False) -> FetchContext:
+    """Endpoint, headers (token), timeouts and progress for one call's network work.
+
+    ``quiet``: no progress bar (a background refresh must not draw over the caller's output); the
+    ``events`` observers still see everything.
+    """
+    observers = [no_progress if quiet else (req.progress or default_progress()), *req.events]
     return FetchContext(req.cache_dir, req.endpoint_list()[0], _headers(req), config.Timeouts.from_env(),
                         Emitter(observers), config.Parallelism.from_env())
 
@@ -94,32 +99,49 @@ def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     if status.complete and is_commit_hash(revision):
         return status.path  # type: ignore[return-value]
     try:
-        ctx = fetch_context(req)
+        mode = req.freshness or config.freshness()
+        if status.complete and mode == "never":
+            return status.path  # type: ignore[return-value]
+        ctx = fetch_context(req, quiet=status.complete and mode == "background")
     except Exception as exc:
         raise public_error(exc, repo_id, req, attempts=0) from None
-    listing = None
-    if status.complete:  # a branch we already hold: one bounded check for a newer commit
-        budget = min(config.freshness_timeout(), req.timeout)
-        try:
-            deadline = Deadline.after(budget)
-            answer = fetch_revision(repo_id, revision, headers=ctx.headers, deadline=deadline,
-                                    timeouts=ctx.timeouts, endpoint=ctx.endpoint)
-            if answer.commit == status.commit:  # (no need for sizes a mirror may leave out)
-                return status.path  # type: ignore[return-value]
-            listing = complete_listing(answer, endpoint=ctx.endpoint, headers=ctx.headers, deadline=deadline,
-                                       timeouts=ctx.timeouts)
-        except Exception as exc:
-            logger.warning("%s: could not check the hub for a newer '%s' (%s); using cached commit %s",
-                           repo_id, revision, classify(exc).reason, status.commit)
-            return status.path  # type: ignore[return-value]
-        logger.info("%s: '%s' moved to %s; fetching it", repo_id, revision, listing.commit)
-        try:
-            return _fetch_with_retries(repo_id, revision, needs, req, ctx, listing)
-        except ModelDownloadError as exc:
-            logger.warning("%s: could not fetch the new commit (%s); using cached commit %s",
-                           repo_id, exc.last_error, status.commit)
-            return status.path  # type: ignore[return-value]
-    return _fetch_with_retries(repo_id, revision, needs, req, ctx, listing)
+    if not status.complete:
+        return _fetch_with_retries(repo_id, revision, needs, req, ctx, None)
+    if mode == "background":
+        if freshness.start(req.cache_dir, repo_id, revision,
+                           lambda: _refresh(repo_id, revision, needs, req, ctx, status.path, req.timeout)):
+            logger.info("%s: loading cached commit %s of '%s'; checking the hub for a newer one in the background "
+                        "(freshness=background: a newer commit is for the next load)", repo_id, status.commit, revision)
+        return status.path  # type: ignore[return-value]
+    return _refresh(repo_id, revision, needs, req, ctx, status.path, min(config.freshness_timeout(), req.timeout))
+
+
+def _refresh(repo_id: str, revision: str, needs: Needs, req: LoadRequest, ctx: FetchContext, cached: Path,
+             budget: float) -> Path:
+    """A branch we already hold: one bounded check for a newer commit, fetched if there is one.
+
+    Any failure keeps the cached snapshot (``cached``): a warm load never fails for want of a network.
+    """
+    commit = cached.name
+    try:
+        deadline = Deadline.after(budget)
+        answer = fetch_revision(repo_id, revision, headers=ctx.headers, deadline=deadline,
+                                timeouts=ctx.timeouts, endpoint=ctx.endpoint)
+        if answer.commit == commit:  # (no need for sizes a mirror may leave out)
+            return cached
+        listing = complete_listing(answer, endpoint=ctx.endpoint, headers=ctx.headers, deadline=deadline,
+                                   timeouts=ctx.timeouts)
+    except Exception as exc:
+        logger.warning("%s: could not check the hub for a newer '%s' (%s); using cached commit %s",
+                       repo_id, revision, classify(exc).reason, commit)
+        return cached
+    logger.info("%s: '%s' moved to %s; fetching it", repo_id, revision, listing.commit)
+    try:
+        return _fetch_with_retries(repo_id, revision, needs, req, ctx, listing)
+    except ModelDownloadError as exc:
+        logger.warning("%s: could not fetch the new commit (%s); using cached commit %s",
+                       repo_id, exc.last_error, commit)
+        return cached
 
 
 def _ensure_locked(repo_id: str, needs: Needs, req: LoadRequest, locked: LockedModel) -> Path:

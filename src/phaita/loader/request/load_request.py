@@ -21,6 +21,7 @@ from ..events import Observer, as_observer
 from ..cache.lockfile import LockFile, resolve_lock
 from .load import MODEL_TYPES
 from .options import LoaderOptions
+from .freshness import check_mode
 from .retry import check_backoff_base, check_jitter, check_max_retries
 from ..hub.selection import Needs
 
@@ -48,6 +49,7 @@ class LoadRequest:
     kwargs: dict[str, Any] = field(default_factory=dict)
     lock: LockFile | None = None  # lockfile= or PHAITA_LOCKFILE: branch names resolve to its commits
     endpoints: tuple[str, ...] | None = None  # endpoints=; None: PHAITA_ENDPOINTS or HF_ENDPOINT, read when used
+    freshness: str | None = None  # freshness=; None: PHAITA_FRESHNESS, read when used
 
     def endpoint_list(self) -> tuple[str, ...]:
         return config.endpoints(self.endpoints)
@@ -139,6 +141,7 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
     register_secret(token if isinstance(token, str) else None)
     register_secret(config.env_token())
     endpoints = kwargs.pop("endpoints", None)
+    freshness = kwargs.pop("freshness", None)
     return LoadRequest(
         candidates=_candidates(model_name),
         max_retries=max_retries,
@@ -156,6 +159,7 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
         lock=resolve_lock(kwargs.pop("lockfile", None), config.lockfile()),
         kwargs=kwargs,
         endpoints=config.parse_endpoints(endpoints) if endpoints is not None else None,
+        freshness=check_mode(freshness) if freshness is not None else None,
     )
 
 
