@@ -203,3 +203,62 @@ def test_server_text_in_log_lines_is_escaped(serve, loader_env, data, caplog):
     assert any("\\x1b[31mred \\u202eevil" in line for line in lines), "the server's text, escaped"
     for text in lines + [str(err)]:
         assert "\x1b" not in text and "\u202e" not in text, repr(text)
+
+
+# --------------------------------------------------------------------------- names that cannot spoof
+
+
+@pytest.mark.parametrize("names, why, shown", [
+    (["x\nINFO fake log line"], "control character", "'x\\nINFO fake log line'"),
+    (["\x1b[31mred.txt"], "control character", "'\\x1b[31mred.txt'"),
+    (["\u202eevil.txt"], "format character (U+202E RIGHT-TO-LEFT OVERRIDE)", "'\\u202eevil.txt'"),
+    (["zero\u200bwidth.txt"], "format character (U+200B ZERO WIDTH SPACE)", "'zero\\u200bwidth.txt'"),
+    (["Config.json"], "one file on a case-insensitive", "'Config.json'"),
+    (["caf\u00e9.txt", "cafe\u0301.txt"], "one file on a case-insensitive or Unicode-normalising", "'café.txt'"),
+    (["\ufb01le.txt", "file.txt"], "one file on a case-insensitive or Unicode-normalising", "'file.txt'"),
+    (["CONFIG.JSON/evil"], "both as a file and a folder", "'CONFIG.JSON/evil'"),
+    ([".git/config"], "inside a .git folder", "'.git/config'"),
+    (["sub/.GIT/hooks/post-checkout"], "inside a .git folder", "'sub/.GIT/hooks/post-checkout'"),
+    (["a" * 300 + ".txt"], "longer than 255 bytes", "'aaaa"),
+])
+def test_a_listing_with_unsafe_names_is_refused_before_any_byte_is_written(serve, loader_env, names, why, shown):
+    hub = _hub(HostileFile(b"weights"))
+    hub.extra_siblings = [{"rfilename": n, "size": 3, "blobId": "0" * 40} for n in names]
+    serve(hub)
+    with pytest.raises(ModelDownloadError) as info:
+        prefetch_model(REPO, max_retries=3, backoff_base=5)
+    err = info.value
+    assert type(err).__name__ == "UnsafeListingError" and err.attempts == 1 and not err.transient
+    from phaita.loader import BadListingError, UnsafeModelError
+    assert isinstance(err, BadListingError) and isinstance(err, UnsafeModelError)
+    assert why in str(err) and shown in str(err), str(err)
+    for raw in ("\n" + "INFO", "\x1b", "\u202e", "\u200b"):
+        assert raw not in str(err), "the name is shown escaped"
+    assert hub.file_requests() == [], "no file was fetched"
+    assert not (Path(loader_env["HF_HUB_CACHE"]) / "models--acme--hostile").exists(), "nothing was written"
+
+
+def test_too_many_files_are_refused_at_the_stated_bound(serve, loader_env, monkeypatch):
+    hub = _hub(HostileFile(b"weights"))
+    hub.files.update({f"f{i}.txt": HostileFile(b"%d" % i, lfs=False) for i in range(9)})
+    serve(hub)
+    monkeypatch.setenv("PHAITA_MAX_FILES", "10")
+    with pytest.raises(ModelDownloadError, match=r"listed 11 files, more than the limit of 10 \(PHAITA_MAX_FILES\)"):
+        prefetch_model(REPO)
+    assert hub.file_requests() == []
+    monkeypatch.setenv("PHAITA_MAX_FILES", "11")  # at the bound: accepted
+    assert (Path(prefetch_model(REPO)) / "f8.txt").read_bytes() == b"8"
+
+
+def test_ordinary_names_are_accepted(serve, loader_env):
+    """Positive control: non-ASCII letters, .gitattributes, a .github folder, a 255-byte name all load."""
+    files = {"config.json": HostileFile(b'{"model_type": "bert"}', lfs=False),
+             "model.safetensors": HostileFile(b"weights"),
+             ".gitattributes": HostileFile(b"*.bin lfs\n", lfs=False),
+             ".github/workflows/ci.yml": HostileFile(b"on: push\n", lfs=False),
+             "caf\u00e9-\u65e5\u672c.txt": HostileFile(b"ok", lfs=False),
+             "n" * 251 + ".txt": HostileFile(b"long", lfs=False)}
+    serve(HostileHub(files, repo=REPO))
+    snapshot = Path(prefetch_model(REPO))
+    assert (snapshot / "caf\u00e9-\u65e5\u672c.txt").read_bytes() == b"ok"
+    assert (snapshot / ("n" * 251 + ".txt")).read_bytes() == b"long"

@@ -24,6 +24,8 @@ from ..cache.layout import RepoCache
 from ..errors import (
     AccessDeniedError,
     BadListingError,
+    BrokenServerError,
+    CorruptCacheError,
     DiskFullError,
     ModelDownloadError,
     ModelLoadError,
@@ -31,6 +33,7 @@ from ..errors import (
     OfflineModeError,
     ProxyAuthenticationError,
     RevisionNotFoundError,
+    UnsafeListingError,
     UnsafeModelError,
     UntrustedCertificateError,
 )
@@ -43,6 +46,7 @@ __all__ = [
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
     "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError",
     "UntrustedCertificateError", "ProxyAuthenticationError", "RetryPolicy", "MODEL_TYPES",
+    "UnsafeListingError", "BrokenServerError", "CorruptCacheError",
 ]
 
 
