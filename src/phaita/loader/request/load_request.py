@@ -48,6 +48,7 @@ class LoadRequest:
     kwargs: dict[str, Any] = field(default_factory=dict)
     lock: LockFile | None = None  # lockfile= or PHAITA_LOCKFILE: branch names resolve to its commits
     endpoints: tuple[str, ...] | None = None  # endpoints=; None: PHAITA_ENDPOINTS or HF_ENDPOINT, read when used
+    verify_on_load: bool = False  # re-hash the snapshot before from_pretrained (verify_on_load= / PHAITA_VERIFY_ON_LOAD)
 
     def endpoint_list(self) -> tuple[str, ...]:
         return config.endpoints(self.endpoints)
@@ -139,6 +140,9 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
     register_secret(token if isinstance(token, str) else None)
     register_secret(config.env_token())
     endpoints = kwargs.pop("endpoints", None)
+    verify = kwargs.pop("verify_on_load", options.verify_on_load)
+    if verify is not None and not isinstance(verify, bool):
+        raise ValueError(f"verify_on_load must be True, False or None (None: PHAITA_VERIFY_ON_LOAD); got {verify!r}")
     return LoadRequest(
         candidates=_candidates(model_name),
         max_retries=max_retries,
@@ -156,6 +160,7 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
         lock=resolve_lock(kwargs.pop("lockfile", None), config.lockfile()),
         kwargs=kwargs,
         endpoints=config.parse_endpoints(endpoints) if endpoints is not None else None,
+        verify_on_load=config.verify_on_load(verify),
     )
 
 
