@@ -262,3 +262,26 @@ def test_ordinary_names_are_accepted(serve, loader_env):
     snapshot = Path(prefetch_model(REPO))
     assert (snapshot / "caf\u00e9-\u65e5\u672c.txt").read_bytes() == b"ok"
     assert (snapshot / ("n" * 251 + ".txt")).read_bytes() == b"long"
+
+
+def test_tiny_answers_that_advance_are_bounded_per_attempt_too(serve, loader_env, data):
+    """A hub that honours Range but ends every answer after 1,000 bytes: each answer advances, so it
+    resumes at once, but at most max_breaks(size) (32 for 300 kB) times per file per attempt; then
+    the attempt ends (transient: the next one resumes where it stopped)."""
+    from phaita.loader.transfer.progress_guard import max_breaks
+
+    def tiny(h, data, rng):
+        start = rng[0] if rng else 0
+        headers = {"Content-Length": str(SIZE - start)}
+        if rng:
+            headers["Content-Range"] = f"bytes {start}-{SIZE - 1}/{SIZE}"
+        h.reply(206 if rng else 200, data[start:start + 1000], headers, close=True)
+
+    hub = serve(_hub(HostileFile(data, tiny)))
+    err, requested = _fetch(max_retries=2, timeout=30)
+    bound = 1 + max_breaks(SIZE)
+    assert max_breaks(SIZE) == 32
+    assert len(hub.requests("model.safetensors")) == 2 * bound, "33 per attempt, two attempts"
+    assert max(e.count for e in requested) == bound
+    assert err.transient and "33 answers broke off in this attempt (at most 32" in str(err), str(err)
+    assert "the next attempt resumes at byte 66000" in str(err)  # the second attempt went on from 33,000
