@@ -285,3 +285,23 @@ def test_tiny_answers_that_advance_are_bounded_per_attempt_too(serve, loader_env
     assert max(e.count for e in requested) == bound
     assert err.transient and "33 answers broke off in this attempt (at most 32" in str(err), str(err)
     assert "the next attempt resumes at byte 66000" in str(err)  # the second attempt went on from 33,000
+
+
+def test_answers_that_all_stop_at_one_byte_name_it(serve, loader_env, data):
+    """Range honoured, but every answer stops at byte 100,000 of the file (a proxy capping the object):
+    the resumes' answers end before their first byte; after the empty-answer budget (3, with pauses of
+    0.5, 1, 2 s) the attempt ends naming the byte: 1 + 3 + 1 = 5 requests in the attempt."""
+    from phaita.loader.transfer.empty_break import RETRIES
+
+    def capped_at(h, data, rng):
+        start = rng[0] if rng else 0
+        headers = {"Content-Length": str(SIZE - start)}
+        if rng:
+            headers["Content-Range"] = f"bytes {start}-{SIZE - 1}/{SIZE}"
+        h.reply(206 if rng else 200, data[start:CUT], headers, close=True)
+
+    hub = serve(_hub(HostileFile(data, capped_at)))
+    err, requested = _fetch(max_retries=1, timeout=30)
+    assert len(hub.requests("model.safetensors")) == 1 + 1 + RETRIES == max(e.count for e in requested)
+    assert f"{RETRIES + 1} answers in a row ended at byte {CUT} of {SIZE} with no byte after it" in str(err), str(err)
+    assert err.transient  # a mirror relaying an upstream fault answers this way too, and recovers

@@ -323,6 +323,8 @@ class FileTransfer(ParallelRanges):
                     except (httpx2.TransportError, TransferIncomplete) as exc:
                         if seg.gained <= 0 and not self.deadline.expired() and empty.retry(exc, self.file.path):
                             continue
+                        if seg.gained <= 0 and seg.pos > 0 and not self.deadline.expired():
+                            raise self.guard.ends_here(seg.pos, empty.used + 1, exc) from exc
                         if seg.gained <= 0 or self.deadline.expired():
                             raise
                         self.guard.after_break(seg.advanced, seg.pos, exc)  # progress, or a pause, or stop

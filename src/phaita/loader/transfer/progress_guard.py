@@ -139,6 +139,18 @@ class ProgressGuard:
                     self.cause(), pause, stuck, STUCK_TRIES)
         time.sleep(pause)
 
+    def ends_here(self, at: int, answers: int, exc: BaseException) -> BaseException:
+        """The answers to a resume at ``at`` end before their first byte, again and again (the empty-answer
+        budget is spent): the attempt ends (transient: a mirror relaying an upstream fault recovers),
+        with the byte where every answer stops named."""
+        if not getattr(exc, "answered", False):
+            return exc  # never answered: the retry policy's case, as it was
+        stop = TransferIncomplete(
+            f"{self.path}: {answers} answers in a row ended at byte {at} of {self.size} with no byte after it "
+            f"(a server or proxy that cuts the file there?); {self.requests} requests in this attempt")
+        stop.answered = False  # type: ignore[attr-defined]  # ends the attempt
+        return stop
+
     def cause(self) -> str:
         """What the answers did, in words (from the headers and byte counts seen)."""
         with self._lock:
