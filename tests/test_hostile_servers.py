@@ -305,3 +305,29 @@ def test_answers_that_all_stop_at_one_byte_name_it(serve, loader_env, data):
     assert len(hub.requests("model.safetensors")) == 1 + 1 + RETRIES == max(e.count for e in requested)
     assert f"{RETRIES + 1} answers in a row ended at byte {CUT} of {SIZE} with no byte after it" in str(err), str(err)
     assert err.transient  # a mirror relaying an upstream fault answers this way too, and recovers
+
+
+def test_parallel_range_streams_share_the_bound(serve, loader_env, monkeypatch):
+    """The same budget holds over parallel range streams (one guard per file per attempt): a 1 MiB
+    file over 4 streams from a hub that ends every answer after 1,000 bytes stops after 33 broken
+    answers, plus at most one request in flight per stream."""
+    from phaita.loader.transfer.progress_guard import max_breaks
+
+    monkeypatch.setenv("PHAITA_PARALLEL_THRESHOLD", str(64 << 10))
+    monkeypatch.setenv("PHAITA_STREAMS_PER_FILE", "4")
+    big = os.urandom(1 << 20)
+
+    def tiny(h, data, rng):
+        start, end = rng if rng else (0, len(data) - 1)
+        headers = {"Content-Length": str(end - start + 1)}
+        if rng:
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        h.reply(206 if rng else 200, data[start:min(end + 1, start + 1000)], headers, close=True)
+
+    hub = serve(_hub(HostileFile(big, tiny)))
+    err, requested = _fetch(max_retries=1, timeout=30)
+    asked = hub.requests("model.safetensors")
+    assert len({s.range for s in asked}) > 4, "fetched over several range streams"
+    assert len(asked) <= 1 + max_breaks(len(big)) + 2 * 4, len(asked)
+    assert len(asked) == max(e.count for e in requested)
+    assert err.transient and "answers broke off in this attempt (at most 32" in str(err), str(err)
