@@ -164,3 +164,21 @@ def large_file_memory(ctx: Context) -> None:
             for op in ("phaita_fetch", "hub_fetch")]
     rows += [Row("5", op, endpoint=lambda: hub.url, cap=b.long_cap) for op in ("import_phaita", "import_hub")]
     b.measure(rows)
+
+
+@scenario("12", {"12": "12 warm load, verify on load"})
+def verify_on_load(ctx: Context) -> None:
+    """What ``PHAITA_VERIFY_ON_LOAD=1`` costs a warm load: one re-hash of the snapshot before from_pretrained."""
+    b, hub = ctx.bench, ctx.hub
+    b.log("Scenario 12: warm cache, with and without re-hashing the snapshot before loading")
+    cache = b.work / "warm-verify" / "phaita"
+    b.prime("phaita_fetch", hub.url, cache)
+    rows = [
+        b.heavy_row(Row("12", "transformers", "local_files_only=True", spec={"local_only": True}, cache=cache,
+                        cap=b.long_cap)),
+        b.heavy_row(Row("12", "phaita", "allow_offline=True", spec={"local_only": True}, cache=cache,
+                        cap=b.long_cap)),
+        b.heavy_row(Row("12", "phaita", "allow_offline=True, PHAITA_VERIFY_ON_LOAD=1", spec={"local_only": True},
+                        cache=cache, cap=b.long_cap, env={"PHAITA_VERIFY_ON_LOAD": "1"})),
+    ]
+    b.measure(rows)

@@ -256,3 +256,51 @@ def bad_environment_message(model_name: str, detail: str) -> str:
         f"Cannot fetch '{model_name}': {detail}\n"
         + numbered(["Fix or unset that environment variable (`phaita models doctor` shows the settings in effect)."])
     )
+
+
+def broken_server_message(model_name: str, endpoint: str, detail: str) -> str:
+    """The server's answers never give the file (no progress try after try, a compressed body)."""
+    return (
+        f"'{model_name}' could not be fetched from {endpoint}: {detail}\n"
+        "Retrying will not help: the server answered the same way each time; the partial file was removed.\n"
+        + numbered(
+            [
+                "If a proxy is in the way (HTTPS_PROXY), it may cap, cut or compress large answers: ask its "
+                "operator to pass Hub downloads through unchanged (Range requests, no Content-Encoding).",
+                "If it is a mirror, update it or ask its operator; or list another endpoint after it "
+                "(PHAITA_ENDPOINTS=mirror,https://huggingface.co).",
+                f"Or download where the Hub is reachable: {download_command(model_name)}, then load with "
+                "allow_offline=True.",
+            ]
+        )
+    )
+
+
+def unsafe_listing_message(model_name: str, endpoint: str, detail: str) -> str:
+    """A listed name the loader will not write; nothing was written."""
+    return (
+        f"Refusing the file listing of '{model_name}' from {endpoint}: {detail}\n"
+        "Nothing was downloaded or written. Retrying will not help: the listing names the repository's files.\n"
+        + numbered(
+            [
+                "Ask the repository's owner to rename the file (names are shown escaped above).",
+                "If only a mirror lists it so, compare with the Hub's listing: `phaita models doctor`.",
+            ]
+        )
+    )
+
+
+def corrupt_cache_message(model_name: str, snapshot: Path, bad: Sequence[str]) -> str:
+    """verify_on_load: a cached file does not hash to its recorded value."""
+    shown = "\n".join(f"  - {b}" for b in bad[:10]) + (f"\n  - ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
+    return (
+        f"'{model_name}' was not loaded: verify_on_load (PHAITA_VERIFY_ON_LOAD) re-hashed {snapshot} and "
+        f"{len(bad)} file(s) no longer match the hash recorded when they were downloaded:\n{shown}\n"
+        "They were changed after the download (edited or overwritten in place, a disk or copy fault).\n"
+        + numbered(
+            [
+                f"Repair the cache: `phaita models verify --repair {model_name}` (re-fetches the bad files).",
+                "Or delete the model from the cache (`hf cache delete`) and load it again.",
+            ]
+        )
+    )

@@ -27,6 +27,11 @@ PHAITA_STALL_TIMEOUT       10          Silence on an open connection before it i
                                        as broken and resumed, seconds
 PHAITA_CONNECT_TIMEOUT     10          TCP/TLS connect timeout, seconds
 PHAITA_MAX_FILE_SIZE       200 GB      Largest single file accepted from a hub, bytes
+PHAITA_MAX_FILES           50000       Most files a repository listing may name
+PHAITA_VERIFY_ON_LOAD      unset       ``1``: re-hash every file of the snapshot before
+                                       ``from_pretrained`` (warm loads too); a file that no
+                                       longer matches its hash is refused. Unset, a warm
+                                       load checks sizes, links and blob names, not bytes
 PHAITA_MAX_WORKERS         8           Files of a snapshot fetched at once
 PHAITA_MAX_CONNECTIONS     16          Connections one snapshot fetch opens at once, in all
 PHAITA_STREAMS_PER_FILE    8           Parallel range streams for one large file (1 = off)
@@ -135,6 +140,15 @@ def connect_timeout() -> float:
 
 def max_file_size() -> int:
     return int(_env_float("PHAITA_MAX_FILE_SIZE", 200e9, minimum=1))
+
+
+def max_files() -> int:
+    return _env_int("PHAITA_MAX_FILES", 50_000)
+
+
+def verify_on_load(explicit: bool | None = None) -> bool:
+    """``verify_on_load=`` when given, else ``PHAITA_VERIFY_ON_LOAD``."""
+    return bool(explicit) if explicit is not None else env_flag("PHAITA_VERIFY_ON_LOAD")
 
 
 def _env_int(name: str, default: int, *, minimum: int = 1) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -42,6 +43,20 @@ def redact(text: str) -> str:
     return _USERINFO_PATTERN.sub("***@", _TOKEN_PATTERN.sub("hf_***", text))
 
 
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` from a server, safe to print: control and format characters (newline, ESC, the
+    bidirectional overrides, zero-width marks...) shown as escapes, so it cannot fake a log line
+    or reorder a terminal; cut at ``limit`` characters."""
+    out = []
+    for ch in text[:limit]:
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (cat == "Zs" and ch != " "):
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out) + ("..." if len(text) > limit else "")
+
+
 # --------------------------------------------------------------------------- internal (fetch layer)
 
 
@@ -65,6 +80,21 @@ class ChecksumMismatch(FetchProblem):
         self.path = path
 
 
+class ContentChanged(ChecksumMismatch):
+    """A file fetched in several answers does not add up to its hash: it changed between them."""
+
+
+class NoProgress(FetchProblem):
+    """A server's answers do not advance a transfer, try after try (see ``transfer.progress_guard``).
+
+    Permanent: the same server answers the same way. The message names what was seen.
+    """
+
+
+class EncodedBody(FetchProblem):
+    """A file's body came compressed (``Content-Encoding``) although identity was asked for."""
+
+
 class BadResponse(FetchProblem):
     """The hub's answer is not what the protocol says (HTML from a captive portal, cut JSON...)."""
 
@@ -86,6 +116,10 @@ class LockTimeout(FetchProblem):
 
 class UnsafeRepository(FetchProblem):
     """The hub's listing or response cannot be trusted (path traversal, oversize, ...)."""
+
+
+class UnsafeListing(UnsafeRepository):
+    """A listed file name that cannot be written safely or shown as is (see ``hub.names``)."""
 
 
 class UnsupportedWeights(FetchProblem):
@@ -187,6 +221,20 @@ class UnsafeModelError(ModelDownloadError):
 
 class BadListingError(ModelDownloadError):
     """The endpoint (often a mirror) lists the repository without the sizes the loader needs."""
+
+
+class UnsafeListingError(BadListingError, UnsafeModelError):
+    """The listing names a file the loader will not write (control or format characters, names that
+    clash on a case-insensitive disk, ``.git/``, overlong names, too many files); nothing was written."""
+
+
+class CorruptCacheError(ModelDownloadError):
+    """``verify_on_load``: a cached file no longer hashes to its recorded value; it was not loaded."""
+
+
+class BrokenServerError(ModelDownloadError):
+    """The server's answers cannot give the file (no progress try after try, a compressed body):
+    retrying the same server does not help."""
 
 
 class UntrustedCertificateError(ModelDownloadError):

@@ -11,6 +11,8 @@ Event              When
 =================  ==========================================================================
 ``Plan``           once per attempt, before transferring: the files, total bytes, bytes cached
 ``FileStarted``    a file's transfer begins (``initial`` bytes were already on disk)
+``Requested``      the ``count``-th request for ``path`` in this attempt, for bytes
+                   ``offset``-``end`` (bounded per file per attempt: ``transfer.progress_guard``)
 ``Progress``       ``n`` more bytes of ``path`` arrived (negative: bytes discarded)
 ``FileDone``       a file is whole and verified (or was already)
 ``Resumed``        a broken stream continues at ``offset`` (same attempt)
@@ -59,6 +61,14 @@ class FileStarted:
 
 
 @dataclass(frozen=True)
+class Requested:
+    path: str
+    count: int  # requests for this file in this attempt, this one included
+    offset: int
+    end: int  # exclusive
+
+
+@dataclass(frozen=True)
 class Progress:
     path: str
     n: int
@@ -93,7 +103,7 @@ class Fallback:
     reason: str
 
 
-Event = Union[Plan, FileStarted, Progress, FileDone, Resumed, Retried, Fallback]
+Event = Union[Plan, FileStarted, Requested, Progress, FileDone, Resumed, Retried, Fallback]
 
 
 class Observer(Protocol):

@@ -123,3 +123,20 @@ def verify(cache_dir: Path, names: Iterable[str] | None = None, on_bytes: Hashed
 def bytes_to_verify(models: Iterable[CachedModel]) -> int:
     """Total bytes :func:`verify` reads (for a progress bar)."""
     return sum(m.size_on_disk for m in models)
+
+
+def verify_snapshot(cache_dir: Path, repo_id: str, snapshot: Path) -> list[str]:
+    """Re-hash every linked file of one snapshot folder; ``["path: reason", ...]`` for the bad ones.
+
+    What ``verify_on_load`` runs before ``from_pretrained``. A file with nothing recorded to check
+    it against (no listing, no hash-shaped blob name) is not judged, as in :func:`verify_model`.
+    """
+    repo = RepoCache(cache_dir, repo_id)
+    commit = snapshot.name
+    report = VerifyReport(repo_id)
+    bad = []
+    for exp in expected.expected_files(repo.path, commit, repo.linked_files(commit), repo.load_listing(commit)):
+        reason = _check(exp, report, None, None)
+        if reason is not None and reason != "unverifiable":
+            bad.append(f"{exp.path}: {reason}")
+    return bad

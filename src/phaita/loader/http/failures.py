@@ -24,12 +24,16 @@ from ..errors import (
     ChecksumMismatch,
     DeadlineExceeded,
     DiskFull,
+    EncodedBody,
     LockTimeout,
     MalformedListing,
+    NoProgress,
     OfflineMiss,
     TransferIncomplete,
+    UnsafeListing,
     UnsafeRepository,
     UnsupportedWeights,
+    printable,
     redact,
 )
 from .tls import describe_verification_error, verification_error
@@ -51,6 +55,8 @@ class FailureKind(str, Enum):
     BAD_ENVIRONMENT = "bad_environment"
     UNTRUSTED_CERTIFICATE = "untrusted_certificate"
     PROXY_AUTH = "proxy_auth"
+    BROKEN_SERVER = "broken_server"  # answers that never give the file (no progress, compressed bodies)
+    UNSAFE_LISTING = "unsafe_listing"  # a listed name the loader will not write (hub.names)
     HTTP = "http"
     NETWORK = "network"
     CACHE_IO = "cache_io"
@@ -75,7 +81,7 @@ def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if len(text) > 300:
         text = text[:297] + "..."
-    return redact(text)
+    return redact(printable(text, 400))  # server text cannot fake a log line or reorder a terminal
 
 
 def _status(exc: BaseException) -> int | None:
@@ -116,6 +122,20 @@ def _rate_limited(exc: BaseException) -> tuple[str, float | None]:
     return note, max(waits) if waits else None
 
 
+def _redirected_to(exc: BaseException) -> str | None:
+    """The host that gave an error answer, when the hub had redirected the request to another host."""
+    response = getattr(exc, "response", None)
+    history = getattr(response, "history", None) or []
+    try:
+        first, last = history[0].request.url, response.url  # type: ignore[union-attr]
+    except (IndexError, AttributeError, RuntimeError):
+        return None
+    if (first.host, first.port) == (last.host, last.port):
+        return None
+    port = f":{last.port}" if last.port else ""
+    return printable(f"{last.scheme}://{last.host}{port}", 200)
+
+
 def classify(exc: BaseException) -> Failure:
     """Map any exception raised while fetching to a :class:`Failure`."""
     name = type(exc).__name__
@@ -129,6 +149,11 @@ def classify(exc: BaseException) -> Failure:
         return Failure(FailureKind.OFFLINE, False, "offline mode is enabled (HF_HUB_OFFLINE)")
     if isinstance(exc, hf_errors.HfHubHTTPError):
         status = _status(exc)
+        target = _redirected_to(exc)
+        if target is not None and status:  # not the hub's answer: the host it sent us to
+            reason = f"HTTP {status} from {target}, where the hub redirected the download"
+            transient = status in TRANSIENT_STATUS or status == 404
+            return Failure(FailureKind.HTTP, transient, reason, status, _rate_limited(exc)[1] if status == 429 else None)
         reason = f"HTTP {status} from the hub" if status else _one_line(exc)
         if status in (401, 403):
             return Failure(FailureKind.ACCESS_DENIED, False, reason, status)
@@ -152,6 +177,10 @@ def classify(exc: BaseException) -> Failure:
         return Failure(FailureKind.NETWORK, True, f"network timeout ({name})")
     if isinstance(exc, httpx2.TransportError):
         return Failure(FailureKind.NETWORK, True, f"connection error ({name}): {_one_line(exc)}")
+    if isinstance(exc, (NoProgress, EncodedBody)):
+        return Failure(FailureKind.BROKEN_SERVER, False, _one_line(exc))
+    if isinstance(exc, UnsafeListing):
+        return Failure(FailureKind.UNSAFE_LISTING, False, _one_line(exc))
     if isinstance(exc, MalformedListing):
         return Failure(FailureKind.BAD_LISTING, False, _one_line(exc))
     if isinstance(exc, (TransferIncomplete, ChecksumMismatch, DeadlineExceeded, LockTimeout, BadResponse)):

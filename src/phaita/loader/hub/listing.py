@@ -7,7 +7,8 @@ learned from the other sources the Hub protocol offers (:mod:`phaita.loader.hub.
 tree API, paths-info, per-file HEAD). A file whose hash no source gives is still checked by size,
 and that weaker check is logged once. The listing is validated here: a hostile or broken hub
 cannot make the loader write outside the cache (``..``, absolute paths, backslashes), announce
-absurd sizes, or send hashes of the wrong shape; a listing no retry can fix is a permanent error.
+absurd sizes, or send hashes of the wrong shape; names that are unsafe to write or to show are
+refused by :mod:`.names`; a listing no retry can fix is a permanent error.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .. import config
 from ..config import Timeouts
 from ..errors import BadResponse, MalformedListing, UnsafeRepository
 from ..hashing import GIT_OID_RE, SHA256_RE
+from .names import check_names
 from .sources import SOURCES, Endpoint, FileFacts, SourceUnavailable
 from ..http.deadline import Deadline, get_json
 
@@ -130,6 +132,7 @@ def parse_revision(repo_id: str, data: Any) -> RevisionAnswer:
         facts[path] = FileFacts(size=lfs.get("size") if lfs else entry.get("size"), blob_id=entry.get("blobId"),
                                 sha256=lfs.get("sha256") if lfs else None)
         _check_values(path, facts[path], "the revision listing")
+    check_names(facts)  # control/format characters, .git, overlong, clashing names, too many: before any write
     return RevisionAnswer(repo_id, commit, facts)
 
 

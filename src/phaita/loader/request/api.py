@@ -17,7 +17,8 @@ from huggingface_hub.utils import get_token_to_send
 
 from .. import advice, config, errors
 from ..cache.layout import RepoCache
-from ..errors import LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
+from ..cache.verify import verify_snapshot
+from ..errors import CorruptCacheError, LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from ..transfer.endpoints import fetch_from_endpoints
 from ..events import Emitter, Retried
 from ..transfer.snapshot import FetchContext
@@ -231,6 +232,8 @@ def _load_one(name: str, req: LoadRequest, model_types: Sequence[str], quant: di
         folder = Path(name)
     else:
         folder = ensure_snapshot(name, needs_for(model_types, req), req)
+        if req.verify_on_load:
+            _verify_before_load(name, folder, req)
     loaded = []
     for model_type in model_types:
         extra = quant if model_type != "tokenizer" else {}
@@ -243,6 +246,16 @@ def _load_one(name: str, req: LoadRequest, model_types: Sequence[str], quant: di
                 model_name=name, models_attempted=[name], attempts=0, cache_dir=req.cache_dir,
                 last_error=errors.UnderlyingError(type(exc).__name__, reason)) from exc
     return tuple(loaded)
+
+
+def _verify_before_load(name: str, folder: Path, req: LoadRequest) -> None:
+    """verify_on_load: every file of the snapshot re-hashed; a changed one is refused, nothing loaded."""
+    bad = verify_snapshot(req.cache_dir, name, folder)
+    if bad:
+        raise CorruptCacheError(advice.corrupt_cache_message(name, folder, bad), model_name=name,
+                                models_attempted=[name], attempts=0, cache_dir=req.cache_dir,
+                                last_error=errors.UnderlyingError("ChecksumMismatch", bad[0]))
+    logger.info("%s: verify_on_load: every file of %s re-hashed, all match", name, folder.name[:12])
 
 
 def _combined(failures: list[tuple[str, ModelDownloadError]], req: LoadRequest) -> ModelDownloadError:

@@ -24,6 +24,8 @@ from ..cache.layout import RepoCache
 from ..errors import (
     AccessDeniedError,
     BadListingError,
+    BrokenServerError,
+    CorruptCacheError,
     DiskFullError,
     ModelDownloadError,
     ModelLoadError,
@@ -31,6 +33,7 @@ from ..errors import (
     OfflineModeError,
     ProxyAuthenticationError,
     RevisionNotFoundError,
+    UnsafeListingError,
     UnsafeModelError,
     UntrustedCertificateError,
 )
@@ -43,6 +46,7 @@ __all__ = [
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
     "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError",
     "UntrustedCertificateError", "ProxyAuthenticationError", "RetryPolicy", "MODEL_TYPES",
+    "UnsafeListingError", "BrokenServerError", "CorruptCacheError",
 ]
 
 
@@ -77,7 +81,10 @@ def robust_model_download(
             ``phaita models lock``, default ``PHAITA_LOCKFILE``; False for none): a model it pins
             loads at the locked commit, with no request on a warm cache; ``endpoints`` (a list of
             hub URLs tried in order, e.g. the site mirror then the Hub; default ``PHAITA_ENDPOINTS``,
-            else ``HF_ENDPOINT``): a file missing or corrupt on one is fetched from the next.
+            else ``HF_ENDPOINT``): a file missing or corrupt on one is fetched from the next;
+            ``verify_on_load`` (default ``PHAITA_VERIFY_ON_LOAD``, else False): re-hash every file of
+            the snapshot before ``from_pretrained``, warm loads too, and refuse a changed one with
+            ``CorruptCacheError``. Without it a warm load checks sizes, links and blob names, not bytes.
 
     Raises:
         ValueError: an invalid argument, before any I/O.

@@ -50,6 +50,7 @@ class LoadRequest:
     lock: LockFile | None = None  # lockfile= or PHAITA_LOCKFILE: branch names resolve to its commits
     endpoints: tuple[str, ...] | None = None  # endpoints=; None: PHAITA_ENDPOINTS or HF_ENDPOINT, read when used
     freshness: str | None = None  # freshness=; None: PHAITA_FRESHNESS, read when used
+    verify_on_load: bool = False  # re-hash the snapshot before from_pretrained (verify_on_load= / PHAITA_VERIFY_ON_LOAD)
 
     def endpoint_list(self) -> tuple[str, ...]:
         return config.endpoints(self.endpoints)
@@ -142,6 +143,9 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
     register_secret(config.env_token())
     endpoints = kwargs.pop("endpoints", None)
     freshness = kwargs.pop("freshness", None)
+    verify = kwargs.pop("verify_on_load", options.verify_on_load)
+    if verify is not None and not isinstance(verify, bool):
+        raise ValueError(f"verify_on_load must be True, False or None (None: PHAITA_VERIFY_ON_LOAD); got {verify!r}")
     return LoadRequest(
         candidates=_candidates(model_name),
         max_retries=max_retries,
@@ -160,6 +164,7 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
         kwargs=kwargs,
         endpoints=config.parse_endpoints(endpoints) if endpoints is not None else None,
         freshness=check_mode(freshness) if freshness is not None else None,
+        verify_on_load=config.verify_on_load(verify),
     )
 
 

@@ -58,6 +58,11 @@ ERRORS: dict[FailureKind, tuple[type[ModelDownloadError], Advice]] = {
     FailureKind.UNTRUSTED_CERTIFICATE: (
         errors.UntrustedCertificateError,
         lambda c: tls.certificate_advice(c.exc, c.repo_id, c.endpoint, c.failure.reason)),
+    FailureKind.BROKEN_SERVER: (
+        errors.BrokenServerError, lambda c: advice.broken_server_message(c.repo_id, c.endpoint, c.failure.reason)),
+    FailureKind.UNSAFE_LISTING: (
+        errors.UnsafeListingError,
+        lambda c: advice.unsafe_listing_message(c.repo_id, c.endpoint, c.failure.reason)),
     FailureKind.PROXY_AUTH: (
         errors.ProxyAuthenticationError,
         lambda c: advice.proxy_auth_message(c.repo_id, c.endpoint, tls.shown_proxies())),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import config
-from ..errors import ChecksumMismatch
+from ..errors import ChecksumMismatch, ContentChanged
 from .snapshot import FetchContext, fetch_snapshot
 from ..hub.listing import RepoListing, fetch_listing
 from ..http.deadline import Deadline
@@ -30,7 +30,7 @@ from ..hub.selection import Needs
 logger = logging.getLogger("phaita.model_loader")
 
 # Failures another endpoint may not have. Not: a full disk, the cache itself, unsafe content.
-NEXT_ENDPOINT_KINDS = frozenset({FailureKind.NETWORK, FailureKind.HTTP, FailureKind.NOT_FOUND,
+NEXT_ENDPOINT_KINDS = frozenset({FailureKind.NETWORK, FailureKind.HTTP, FailureKind.NOT_FOUND, FailureKind.BROKEN_SERVER,
                                  FailureKind.REVISION_NOT_FOUND, FailureKind.BAD_LISTING, FailureKind.ACCESS_DENIED})
 
 
@@ -74,7 +74,9 @@ def fetch_from_endpoints(repo_id: str, revision: str, needs: Needs, ctx: FetchCo
                 failure = classify(exc)
                 path = _bad_path(exc, listing) if isinstance(exc, ChecksumMismatch) else None
                 if path is not None:
-                    corrupt.append(corrupt_copy(endpoint, path, listing))
+                    # pieces that did not add up (changed while fetched) are not a copy to purge
+                    corrupt.append(f"{describe(endpoint)}: {exc}" if isinstance(exc, ContentChanged)
+                                   else corrupt_copy(endpoint, path, listing))
                     if following:
                         logger.warning("%s: %s; fetching it from %s", repo_id, corrupt[-1], following)
                 elif following and failure.kind in NEXT_ENDPOINT_KINDS:

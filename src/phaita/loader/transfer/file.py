@@ -27,7 +27,8 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from . import sidecar
 from .empty_break import EmptyBreaks
-from ..errors import BadResponse, ChecksumMismatch, TransferIncomplete
+from .progress_guard import ProgressGuard, refused_for_good, unmatched_hash
+from ..errors import BadResponse, TransferIncomplete
 from ..events import FileStarted, Progress, Resumed
 from ..hashing import StreamHasher
 from ..http.links import crowded
@@ -64,6 +65,7 @@ class FileTransfer(ParallelRanges):
         self._hasher = self._new_hasher()
         self._unreported = 0
         self._cuts = 0
+        self.guard = ProgressGuard(file.path, self.size, deadline, ctx.events)  # this file's requests, this attempt
         threshold = ctx.parallel.threshold
         self.min_split = max(64 << 10, min(threshold // 4, 4 << 20))
         self.window = 4 * self.min_split
@@ -77,9 +79,10 @@ class FileTransfer(ParallelRanges):
     def run(self) -> None:
         self.part.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
-        finished = False
+        finished = refused = False
         try:
             self._load_state()
+            self.guard.initial = sidecar.total(self.done)
             self.ctx.events.emit(FileStarted(self.file.path, self.size, sidecar.total(self.done)))
             while True:
                 self._fetch_missing()
@@ -92,15 +95,19 @@ class FileTransfer(ParallelRanges):
                 self._restart()
             os.fsync(self.fd)
             finished = True
+        except BaseException as exc:
+            refused = refused_for_good(exc)
+            raise
         finally:
             self._report(flush=True)
-            if not finished and self.use_sidecar:
+            if not finished and self.use_sidecar and not refused:
                 self._checkpoint()
             os.close(self.fd)
+            if refused:  # the same server answers the same way: its bytes are of no use
+                self.discard()
         if not self._hash_ok():
             self.discard()
-            raise ChecksumMismatch(f"{self.file.path}: content does not match the hub's hash; the file was discarded",
-                                   self.file.path)
+            raise unmatched_hash(self.guard)
 
     def _fetch_missing(self) -> None:
         streams = self.ctx.links.streams_per_file if self.ctx.links.ranges_ok else 1
@@ -209,17 +216,20 @@ class FileTransfer(ParallelRanges):
         seg.gained, seg.cut = 0, False
         seg.began = seg.last_byte = time.monotonic()
         answered = False
+        began = seg.pos
+        self.guard.requested(seg.pos, end)
         try:
             with stream("GET", self.url, headers=headers, deadline=self.deadline, timeouts=self.ctx.timeouts,
                         what=self.file.path) as response:
                 seg.response, answered = response, True
+                self.guard.answered(response, ranged, end - seg.pos)
                 if ranged and response.status_code == 200:
                     if not alone:
                         raise RangesIgnored()
                     self._restart()  # the body starts at byte 0: take all of it
                     self.ctx.links.fewer_streams(self.file.path, 1, "the hub ignores Range requests",
                                                  ranges_ok=False)
-                    seg.start = seg.pos = 0
+                    seg.start = seg.pos = began = 0
                     seg.end = self.size
                 elif ranged:
                     self._check_content_range(response, *asked)
@@ -244,6 +254,7 @@ class FileTransfer(ParallelRanges):
             raise
         finally:
             seg.response = None
+            seg.advanced = self.guard.wrote(began, seg.pos)
         if seg.pos < min(seg.end, end):
             exc = TransferIncomplete(f"{self.file.path}: connection closed at byte {seg.pos} of {self.size}")
             exc.answered = True  # type: ignore[attr-defined]
@@ -264,8 +275,7 @@ class FileTransfer(ParallelRanges):
             if self.stopped:
                 raise Stopped()
             if seg.pos + len(chunk) > self.size:
-                raise ChecksumMismatch(f"{self.file.path}: the hub sent more than the {self.size} bytes it announced",
-                                       self.file.path)
+                raise self.guard.overran(seg.pos + len(chunk))
             n = max(0, min(len(chunk), seg.end - seg.pos))
             if n:
                 os.pwrite(self.fd, chunk[:n] if n < len(chunk) else chunk, seg.pos)
@@ -313,8 +323,11 @@ class FileTransfer(ParallelRanges):
                     except (httpx2.TransportError, TransferIncomplete) as exc:
                         if seg.gained <= 0 and not self.deadline.expired() and empty.retry(exc, self.file.path):
                             continue
+                        if seg.gained <= 0 and seg.pos > 0 and not self.deadline.expired():
+                            raise self.guard.ends_here(seg.pos, empty.used + 1, exc) from exc
                         if seg.gained <= 0 or self.deadline.expired():
                             raise
+                        self.guard.after_break(seg.advanced, seg.pos, exc)  # progress, or a pause, or stop
                         empty.progressed()
                         self._resumed(seg, exc)
                     except HfHubHTTPError as exc:

@@ -24,7 +24,7 @@ import httpx2
 from huggingface_hub.errors import HfHubHTTPError
 
 from . import sidecar
-from ..errors import BadResponse, TransferIncomplete
+from ..errors import BadResponse, NoProgress, TransferIncomplete
 from ..http.links import crowded
 from ..http.deadline import interrupt
 from ..http.failures import classify
@@ -50,6 +50,7 @@ class Segment:
     gained: int = 0  # bytes of the current request
     asked_end: int = 0  # end of the current request's range
     response: Any = None
+    advanced: bool = False  # the last request wrote bytes no earlier one of this attempt wrote
     cut: bool = False  # interrupted on purpose (stalled): not the stream's fault
 
     def __post_init__(self) -> None:
@@ -186,6 +187,11 @@ class ParallelRanges:
             self._fail(exc)  # a wrong Content-Range: this attempt ends (nothing wrong was written)
             return False
         if seg.gained > 0 and not self.deadline.expired() and not crowded(exc):
+            try:
+                self.guard.after_break(seg.advanced, seg.pos, exc)  # progress, or a pause, or stop
+            except (NoProgress, TransferIncomplete) as stop:
+                self._fail(stop)
+                return False
             self._resumed(seg, exc)
             return True
         with self.lock:

@@ -95,10 +95,12 @@ def fetch_snapshot(
     ctx.events.emit(Plan(repo_id, listing.commit, tuple(
         PlannedFile(f.path, f.size, _on_disk(repo, f)) for f in wanted)))
     _fetch_all(repo, listing.commit, wanted, ctx, deadline)
-    repo.write_ref(revision, listing.commit)
     status = repo.check_files(listing.commit, wanted)
     if not status.complete:
         raise ChecksumMismatch(f"snapshot incomplete after fetch ({'; '.join(status.problems)})")
+    # Only now may refs/<revision> name the commit: a failed fetch leaves no ref to a partial snapshot
+    # (plain transformers and `hf` offline find a snapshot through refs/ and do not check it is whole).
+    repo.write_ref(revision, listing.commit)
     return repo.snapshot_dir(listing.commit)
 
 
