@@ -7,6 +7,7 @@ from phaita.loader.request.facade import (  # noqa: F401  (re-exported names)
     MODEL_TYPES,
     AccessDeniedError,
     BadListingError,
+    CacheNotWritableError,
     DiskFullError,
     ModelDownloadError,
     ModelLoadError,
