@@ -76,7 +76,8 @@ def _cache_not_writable(case: _Case) -> str:
         free = shutil.disk_usage(blocked).free if blocked is not None and blocked.is_dir() else None
     except OSError:
         free = None
-    return advice.cache_not_writable_message(case.repo_id, cache_dir, case.failure.reason, blocked=blocked,
+    detail = errors.redact(f"{type(case.exc).__name__}: {' '.join(str(case.exc).split())}")
+    return advice.cache_not_writable_message(case.repo_id, cache_dir, detail, blocked=blocked,
                                              free_bytes=free)
 
 
