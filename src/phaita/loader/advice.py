@@ -46,7 +46,10 @@ def _said(python: str, cli: str) -> str:
 
 def is_huggingface_hub(endpoint: str) -> bool:
     """True for the real Hub (huggingface.co, hf.co): only it has the /models search page."""
-    host = (urlsplit(endpoint).hostname or "").lower()
+    try:
+        host = (urlsplit(endpoint).hostname or "").lower()
+    except ValueError:  # a malformed endpoint ('http://[::1'): not the Hub; its own error names it
+        return False
     return any(host == d or host.endswith("." + d) for d in ("huggingface.co", "hf.co"))
 
 
