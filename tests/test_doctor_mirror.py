@@ -17,8 +17,9 @@ from phaita.testing.olah import OlahMirror, find_olah_cli
 PROBE = "phaita-test/tiny-bert"
 
 
-def doctor(*args: str) -> tuple[int, dict]:
-    result = CliRunner().invoke(app, ["models", "doctor", "--json", "--profile", "small", *args])
+def doctor(*args: str, profile: str | None = "small") -> tuple[int, dict]:
+    result = CliRunner().invoke(app, ["models", "doctor", "--json", *(["--profile", profile] if profile else []),
+                                      *args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     data = json.loads(result.stdout)
@@ -43,10 +44,11 @@ def endpoint(hub_root, hf_env, monkeypatch):
 
 def test_a_full_hub_passes_with_a_model_of_the_manifest(endpoint):
     hub = endpoint()
-    _, checks = doctor()  # no --model: the smallest manifest model the hub carries
+    _, checks = doctor(profile=None)  # no --model, no --profile: the smallest default-profile model the hub carries
     listing, resume = checks["mirror listing"], checks["mirror resume"]
     assert listing["ok"] and "revision listing with sizes and hashes" in listing["detail"]
-    assert "microsoft/deberta-v3-base" in listing["detail"]  # biobert is smaller but not on this hub
+    assert ("probe model microsoft/deberta-v3-base, the smallest model of the manifest's default profile this "
+            "endpoint carries") in listing["detail"]  # biobert is smaller but not on this hub
     assert resume["ok"] and "Range honoured (206, bytes 1-" in resume["detail"]
     assert hub.requests("/resolve/", method="GET")[0].range == "bytes=1-"
 

@@ -118,3 +118,39 @@ def test_every_component_takes_the_loader_options_the_guide_names():
         parameters = inspect.signature(component.__init__).parameters
         for name in ("max_retries", "timeout", "allow_offline", "token", "loader_kwargs"):
             assert name in parameters, f"{component.__name__} takes no {name}"
+
+
+def _first_hour_block(text: str) -> str:
+    start = text.index("## The first hour")
+    fence = text.index("```bash\n", start)
+    return text[fence:text.index("```\n", fence + 8)]
+
+
+def test_readme_and_guide_open_with_the_same_first_hour_which_the_guide_test_runs():
+    """README's quickstart is the guide's, which ``test_guide_block`` runs as written on a fresh cache."""
+    readme = README.read_text()
+    block = _first_hour_block(GUIDE_TEXT)
+    assert _first_hour_block(readme) == block
+    assert re.findall(r"^## (.+)$", readme, flags=re.M)[0] == "The first hour"
+    for command in ("hub serve >", "models pull --all --profile small", "models status", "models verify",
+                    "models lock --profile small", "models export bundle.tar --locked", "models import bundle.tar",
+                    "hub serve --cache", "models pull --locked"):
+        assert f"phaita {command}" in block, command
+    first = next(c for c in CHAINS if c.blocks[0].code == block[len("```bash\n"):])
+    assert skip_reason(first) is None and first.blocks[0].output is not None  # run, and its output compared
+
+
+def test_the_guide_puts_usage_first_and_the_notes_on_the_examples_last():
+    headings = re.findall(r"^## (.+)$", GUIDE_TEXT, flags=re.M)
+    assert headings[0] == "The first hour" and headings[2] == "Usage", headings
+    assert headings[-1] == "About the examples"
+    assert GUIDE_TEXT.index("substitutes:") > GUIDE_TEXT.index("## About the examples")
+
+
+def test_readme_contract_table_rows_are_one_line_each():
+    readme = README.read_text()
+    table = readme[readme.index("What it guarantees"):readme.index("Environment variables are all listed")]
+    rows = [line for line in table.splitlines() if line.startswith("| **")]
+    assert len(rows) >= 10
+    assert all(len(row) <= 140 for row in rows), [row for row in rows if len(row) > 140]
+    assert "(docs/MODEL_LOADER_GUIDE.md#features)" in table  # the detail is in the guide

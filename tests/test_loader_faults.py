@@ -58,9 +58,10 @@ def test_every_attempt_failing_gives_the_troubleshooting_error(loader_env, local
     assert text.startswith("Failed to download phaita-test/tiny-bert after 3 attempts")
     assert "HTTP 503" in text and "hf download phaita-test/tiny-bert" in text
     assert str(err.cache_dir) in text and "Troubleshooting:" in text
-    for step in ("1.", "2.", "3.", "4.", "5."):
+    for step in ("1.", "2.", "3.", "4."):
         assert f"  {step} " in text
-    assert "max_retries" in text and "status.huggingface.co" in text
+    assert "max_retries" in text
+    assert "status.huggingface.co" not in text  # the Hub's status page is no help with a local hub or a mirror
     assert err.attempts == 3 and err.transient and err.last_error.status_code == 503
     assert err.models_attempted == ["phaita-test/tiny-bert"]
     assert len(warnings_of(caplog)) == 3 and "giving up" in warnings_of(caplog)[-1]

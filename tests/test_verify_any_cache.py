@@ -68,7 +68,7 @@ def test_hf_download_cache_verified_from_listing_then_from_blob_names(hf_env):
     shutil.rmtree(repo / "trees")  # as hf_hub_download and older clients leave it: blob names only
     (report,) = verify_json(hf_env)["models"]
     assert report["ok"] and report["files_checked"] == 6 and report["unverifiable"] == []
-    assert report["checks"] == {"blob name": 6}
+    assert report["checks"] == {"listing": 0, "blob name": 6, "size only": 0, "none": 0}  # every key, as CLI.md shows
 
 
 def test_snapshot_download_shared_blobs_verified_and_a_flipped_byte_found(hf_env):

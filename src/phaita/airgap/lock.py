@@ -43,12 +43,16 @@ class LockTarget:
 
 @dataclass
 class LockFailure:
+    """A model (its candidates) that could not be locked, once, with every component that uses it."""
+
     target: LockTarget
     error: ModelDownloadError
+    components: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"candidates": list(self.target.candidates), "component": self.target.component,
-                "error": str(self.error), "error_type": type(self.error).__name__}
+                "components": list(self.components), "error": str(self.error),
+                "error_type": type(self.error).__name__}
 
 
 def manifest_targets(profile: str | None = None) -> list[LockTarget]:
@@ -65,10 +69,14 @@ def lock_models(targets: Sequence[LockTarget], *, revision: str = "main", profil
     """Resolve every target; returns the lock of those that resolved and the failures of the others."""
     listings: dict[str, RepoListing] = {}
     entries: list[LockedModel] = []
-    failures: list[LockFailure] = []
+    failures: dict[tuple[str, ...], LockFailure] = {}
+    failed: dict[str, ModelDownloadError] = {}  # a repository is asked once: its error stands for every entry
     for target in targets:
         errors: list[ModelDownloadError] = []
         for name in target.candidates:  # in order, as the components' candidate chain tries them
+            if name in failed:
+                errors.append(failed[name])
+                continue
             req = load_request.prepare(name, model_type=target.model_type, options=LoaderOptions(
                 max_retries, timeout, False, token, {"revision": revision, "progress": None}))
             try:
@@ -76,12 +84,18 @@ def lock_models(targets: Sequence[LockTarget], *, revision: str = "main", profil
                 break
             except ModelDownloadError as exc:
                 errors.append(exc)
+                failed[name] = exc
                 if name != target.candidates[-1]:
                     logger.warning("%s could not be locked (%s); trying the next candidate",
                                    name, exc.last_error or str(exc).splitlines()[0])
         else:
-            failures.append(LockFailure(target, errors[-1]))
-    return LockFile(merge_models(entries), profile), failures
+            have = failures.get(target.candidates)
+            component = (target.component,) if target.component else ()
+            if have is None:
+                failures[target.candidates] = LockFailure(target, errors[-1], component)
+            else:
+                have.components = tuple(dict.fromkeys(have.components + component))
+    return LockFile(merge_models(entries), profile), list(failures.values())
 
 
 def _resolve(repo_id: str, revision: str, target: LockTarget, req: load_request.LoadRequest,

@@ -65,9 +65,13 @@ def lock(
     else:
         for m in models:
             out.echo(f"LOCKED  {m['repo_id']}  {m['commit'][:12]}  {len(m['files'])} files  {out.human_size(m['size'])}")
-        for f in failures:
-            out.echo(f"FAIL    {' | '.join(f.target.candidates)}")
-            out.err(str(f.error))
+        shown: set[str] = set()
+        for f in failures:  # each model once; a message shared by entries (same repository) once
+            used_by = f"  (used by {', '.join(f.components)})" if f.components else ""
+            out.echo(f"FAIL    {' | '.join(f.target.candidates)}{used_by}")
+            message = str(f.error)
+            out.err(message if message not in shown else f"({f.error.model_name or 'it'}: see above)")
+            shown.add(message)
     if not ok:
         raise out.fail(f"Lock file not written: {len(failures)} model(s) could not be resolved.")
     if not json_mode:

@@ -32,20 +32,21 @@ def _guard(name: str, func: Callable[[], Check]) -> Check:
 
 
 def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile: Optional[str] = None) -> list[Check]:
-    from .doctor_mirror import check_listing, check_resume
+    from .doctor_mirror import check_listing, check_resume, probe_choice
 
-    models = [probe_model] if probe_model else None
+    choice = probe_choice(probe_model, profile)  # the models the endpoint checks ask for, and why those
+    cache = _guard("cache directory", check_cache_writable)
     return [
-        _guard("endpoint reachable", lambda: check_reachable(probe_model, timeout)),
+        _guard("endpoint reachable", lambda: check_reachable(choice, timeout)),
         _guard("endpoint variable", check_endpoint_variable),
         _guard("TLS certificate", lambda: check_tls(timeout)),
         _guard("proxy variables", check_proxies),
         _guard("token", check_token),
-        _guard("cache directory", check_cache_writable),
-        _guard("free disk", lambda: check_disk(profile)),
+        cache,
+        _guard("free disk", lambda: check_disk(profile, cache.ok)),
         _guard("offline mode", check_offline),
-        _guard("mirror listing", lambda: check_listing(timeout, models)),
-        _guard("mirror resume", lambda: check_resume(timeout, models)),
+        _guard("mirror listing", lambda: check_listing(timeout, choice)),
+        _guard("mirror resume", lambda: check_resume(timeout, choice)),
     ]
 
 
@@ -56,61 +57,60 @@ def _offline() -> bool:
         return False  # reported by check_offline
 
 
-def _default_probe() -> str:
-    try:
-        from phaita.data.manifest import load_manifest
-
-        return load_manifest().unique_models()[0].name
-    except Exception:
-        return DEFAULT_PROBE
-
-
-def check_reachable(probe_model: Optional[str], timeout: float) -> Check:
+def check_reachable(choice, timeout: float) -> Check:
     """Probe each endpoint the loader uses (PHAITA_ENDPOINTS, else HF_ENDPOINT); OK when all answer."""
     name = "endpoint reachable"
     endpoints = config.endpoints()
     if _offline():
         return Check(name, True, f"{', '.join(endpoints)} not contacted: offline mode is on")
-    checks = [_probe_endpoint(name, url, probe_model, timeout) for url in endpoints]
+    checks = [_probe_endpoint(name, url, choice, timeout) for url in endpoints]
     if len(checks) == 1:
         return checks[0]
     return Check(name, all(c.ok for c in checks), " | ".join(c.detail for c in checks),
                  "; ".join(dict.fromkeys(c.advice for c in checks if c.advice)))
 
 
-def _probe_endpoint(name: str, endpoint: str, probe_model: Optional[str], timeout: float) -> Check:
+def _probe_endpoint(name: str, endpoint: str, choice, timeout: float) -> Check:
+    """GET the revision API of the probe models in turn (a 404: the next one) within ``timeout``."""
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import build_hf_headers
 
     from phaita.loader.config import Timeouts
     from phaita.loader.http.deadline import Deadline, stream
 
-    probe = probe_model or _default_probe()
-    url = f"{endpoint}/api/models/{probe}/revision/main"
     t0 = time.monotonic()
+    deadline = Deadline.after(timeout)
     ms = lambda: f"{(time.monotonic() - t0) * 1000:.0f} ms"  # noqa: E731
     advice = ("check the network, the proxy variables (HTTPS_PROXY, NO_PROXY) and HF_ENDPOINT; "
               "on a site without network set HF_HUB_OFFLINE=1 and use models pulled beforehand")
-    try:
-        with stream("GET", url, headers=build_hf_headers(), deadline=Deadline.after(timeout),
-                    timeouts=Timeouts(connect=timeout, stall=timeout), what="endpoint probe") as response:
-            body = response.read()
-    except HfHubHTTPError as exc:
-        status = getattr(exc.response, "status_code", None)
-        if status is not None and status < 500:
-            return Check(name, True, f"{endpoint} answered HTTP {status} in {ms()} "
-                         f"(probe model {probe} not available there: a mirror may not carry it)")
-        return Check(name, False, f"{endpoint} answered HTTP {status} in {ms()}",
-                     "the hub or a proxy in between is failing; try again later, or use a mirror (HF_ENDPOINT)")
-    except Exception as exc:
-        reason = redact(" ".join(str(exc).split())[:200]) or type(exc).__name__
-        return Check(name, False, f"cannot reach {endpoint} ({type(exc).__name__}: {reason}) after {ms()}", advice)
-    try:
-        commit = json.loads(body).get("sha", "?")
-    except (ValueError, AttributeError):
-        return Check(name, False, f"{endpoint} answered in {ms()}, but not with the Hub API (JSON expected)",
-                     "a captive portal or proxy login page is in the way, or HF_ENDPOINT is not a Hub mirror")
-    return Check(name, True, f"{endpoint} answered HTTP 200 in {ms()} ({probe} at {str(commit)[:12]})")
+    absent = []
+    for probe in choice.models or [DEFAULT_PROBE]:
+        url = f"{endpoint}/api/models/{probe}/revision/main"
+        try:
+            with stream("GET", url, headers=build_hf_headers(), deadline=deadline,
+                        timeouts=Timeouts(connect=timeout, stall=timeout), what="endpoint probe") as response:
+                body = response.read()
+        except HfHubHTTPError as exc:
+            status = getattr(exc.response, "status_code", None)
+            if status is not None and status < 500:
+                absent.append(f"{probe}: HTTP {status}")
+                if status == 404 and not deadline.expired():
+                    continue  # not this model: the next one
+                break
+            return Check(name, False, f"{endpoint} answered HTTP {status} in {ms()}",
+                         "the hub or a proxy in between is failing; try again later, or use a mirror (HF_ENDPOINT)")
+        except Exception as exc:
+            reason = redact(" ".join(str(exc).split())[:200]) or type(exc).__name__
+            return Check(name, False, f"cannot reach {endpoint} ({type(exc).__name__}: {reason}) after {ms()}", advice)
+        try:
+            commit = json.loads(body).get("sha", "?")
+        except (ValueError, AttributeError):
+            return Check(name, False, f"{endpoint} answered in {ms()}, but not with the Hub API (JSON expected)",
+                         "a captive portal or proxy login page is in the way, or HF_ENDPOINT is not a Hub mirror")
+        return Check(name, True, f"{endpoint} answered HTTP 200 in {ms()} (probe model {probe}, {choice.why}: "
+                                 f"at {str(commit)[:12]})")
+    return Check(name, True, f"{endpoint} answered in {ms()}, but carries none of the probe models "
+                             f"({'; '.join(absent)}; {choice.why})")
 
 
 def check_endpoint_variable() -> Check:
@@ -169,26 +169,38 @@ def _existing_ancestor(path: Path) -> Path:
 
 
 def check_cache_writable() -> Check:
+    """Create the cache folder (when missing) and write a file in it, as a download would; what this
+    check created is removed again."""
     name = "cache directory"
     cache = config.cache_dir()
     advice = "set HF_HUB_CACHE (or HF_HOME) to a writable folder, or fix its permissions"
-    if cache.exists():
-        if not cache.is_dir():
-            return Check(name, False, f"{cache} exists but is not a folder", advice)
-        try:
-            with tempfile.NamedTemporaryFile(dir=cache, prefix=".phaita-doctor-") as fh:
-                fh.write(b"ok")
-                fh.flush()
-        except OSError as exc:
-            return Check(name, False, f"{cache} is not writable ({exc.strerror or exc})", advice)
-        return Check(name, True, f"{cache} is writable")
+    if cache.exists() and not cache.is_dir():
+        return Check(name, False, f"{cache} exists but is not a folder", advice)
     base = _existing_ancestor(cache)
-    if base.is_dir() and os.access(base, os.W_OK | os.X_OK):
-        return Check(name, True, f"{cache} (does not exist yet; {base} is writable, it will be created)")
-    return Check(name, False, f"{cache} does not exist and {base} is not writable", advice)
+    if not base.is_dir():
+        return Check(name, False, f"{cache} cannot be created: {base} is a file where a folder should be", advice)
+    created = [p for p in (cache, *cache.parents) if not p.exists()]
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache, prefix=".phaita-doctor-") as fh:
+            fh.write(b"ok")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        what = "cannot be created" if created else "is not writable"
+        return Check(name, False, f"{cache} {what} ({type(exc).__name__}: {exc.strerror or exc})", advice)
+    finally:
+        for folder in created:  # deepest first: leave no trace of the probe
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+    if created:
+        return Check(name, True, f"{cache} can be created and written (tried: created, wrote a file, removed)")
+    return Check(name, True, f"{cache} is writable (tried: wrote a file)")
 
 
-def check_disk(profile: Optional[str]) -> Check:
+def check_disk(profile: Optional[str], cache_ok: bool = True) -> Check:
     from phaita.data.manifest import load_manifest
     from phaita.loader import is_model_cached
 
@@ -211,6 +223,10 @@ def check_disk(profile: Optional[str]) -> Check:
     label = profile or "default"
     detail = (f"{human_size(free)} free at {base}; the manifest's {label} models need about {human_size(need)} "
               f"more ({len(missing)} of {len(specs)} not cached)")
+    if not cache_ok:  # free space where no cache can be made is no answer (e.g. 0 B on /proc)
+        return Check(name, False, f"{human_size(free)} free at {base}, but the cache folder cannot be made there "
+                     f"(see 'cache directory'); the manifest's {label} models need about {human_size(need)}",
+                     "put the cache on a writable disk with room: HF_HUB_CACHE or HF_HOME")
     if free < need:
         return Check(name, False, detail, "free space on that disk, or move the cache to a larger one "
                      "(HF_HUB_CACHE or HF_HOME); `phaita models status` shows what the cache holds")

@@ -30,16 +30,36 @@ from .check import Check
 DEFAULT_PROBES = ("microsoft/deberta-v3-base",)
 
 
-def probe_models() -> list[str]:
-    """Manifest models, smallest first (every candidate), so the probe downloads little."""
+@dataclass(frozen=True)
+class ProbeChoice:
+    """The models the endpoint checks ask for (the first the endpoint carries is used), and why those."""
+
+    models: list[str]
+    why: str
+
+
+def probe_choice(model: Optional[str] = None, profile: Optional[str] = None) -> ProbeChoice:
+    """``--model`` when given; else the models of ``--profile`` (or of the manifest's default profile,
+    what ``pull --all`` fetches), smallest first, every candidate, so the probe downloads little."""
+    if model:
+        return ProbeChoice([model], "given with --model")
     try:
         from phaita.data.manifest import load_manifest
 
-        specs = sorted(load_manifest().unique_models(), key=lambda s: s.size_mb)
-        names = [c for s in specs for c in s.candidates]
-        return list(dict.fromkeys(names)) or list(DEFAULT_PROBES)
+        manifest = load_manifest()
+        specs = sorted(manifest.unique_models(profile), key=lambda s: s.size_mb)
+        names = list(dict.fromkeys(c for s in specs for c in s.candidates))
+        label = f"profile '{profile}'" if profile else "the manifest's default profile"
+        if names:
+            return ProbeChoice(names, f"the smallest model of {label} this endpoint carries; --model to choose")
     except Exception:
-        return list(DEFAULT_PROBES)
+        pass
+    return ProbeChoice(list(DEFAULT_PROBES), "the default probe; --model to choose")
+
+
+def probe_models() -> list[str]:
+    """The default probe models: the manifest's default profile, smallest first."""
+    return probe_choice().models
 
 
 def _headers() -> dict[str, str]:
@@ -86,11 +106,13 @@ def probe_endpoint(endpoint: str, models: list[str], timeout: float) -> Endpoint
             probe.model = name
             break
         except Exception as exc:
-            tried.append(f"{name}: {_reason(exc)}")
             if getattr(getattr(exc, "response", None), "status_code", None) not in (401, 403, 404):
-                break  # not "this model is not here": the endpoint itself is failing
+                # not "this model is not here": the endpoint itself is failing; no model is to blame
+                probe.problem = f"cannot be probed ({_reason(exc)})"
+                return probe
+            tried.append(f"{name}: {_reason(exc)}")
     if probe.answer is None:
-        probe.problem = "no manifest model could be listed (" + "; ".join(tried) + ")"
+        probe.problem = "carries none of the probe models (" + "; ".join(tried) + ")"
         return probe
     missing = probe.answer.missing()
     if missing:
@@ -114,10 +136,10 @@ def probe_endpoint(endpoint: str, models: list[str], timeout: float) -> Endpoint
     return probe
 
 
-def _listing_verdict(p: EndpointProbe) -> tuple[bool, str]:
+def _listing_verdict(p: EndpointProbe, why: str = "") -> tuple[bool, str]:
     if p.answer is None:
         return False, f"{p.endpoint}: {p.problem}"
-    head = f"{p.endpoint} ({p.model} at {p.answer.commit[:12]}): "
+    head = f"{p.endpoint} (probe model {p.model}{', ' + why if why else ''}; at {p.answer.commit[:12]}): "
     if not p.answer.missing():
         return True, head + "revision listing with sizes and hashes"
     via = "; ".join(f"{k}: {v.text}" for k, v in p.sources.items())
@@ -130,14 +152,15 @@ def _listing_verdict(p: EndpointProbe) -> tuple[bool, str]:
     return False, text + " -> the loader cannot list this endpoint"
 
 
-def check_listing(timeout: float, models: Optional[list[str]] = None,
+def check_listing(timeout: float, choice: Optional[ProbeChoice] = None,
                   probe: Callable[[str, list[str], float], EndpointProbe] = probe_endpoint) -> Check:
     name = "mirror listing"
     endpoints = config.endpoints()
     if config.offline_mode():
         return Check(name, True, "not contacted: offline mode is on")
-    probes = [probe(e, models or probe_models(), timeout) for e in endpoints]
-    verdicts = [_listing_verdict(p) for p in probes]
+    choice = choice or probe_choice()
+    probes = [probe(e, choice.models, timeout) for e in endpoints]
+    verdicts = [_listing_verdict(p, choice.why) for p in probes]
     ok = all(v[0] for v in verdicts)
     if ok:
         return Check(name, True, " | ".join(v[1] for v in verdicts))
@@ -167,19 +190,19 @@ def _resume_verdict(endpoint: str, models: list[str], timeout: float) -> tuple[b
         got = r.read()
         status, content_range = r.status_code, r.headers.get("Content-Range", "")
     if status == 206 and content_range.startswith("bytes 1-") and len(got) == f.size - 1:
-        return True, f"{endpoint}: Range honoured (206, {content_range}) on {f.path}", True
+        return True, f"{endpoint}: Range honoured (206, {content_range}) on {p.model}/{f.path}", True
     return False, (f"{endpoint}: asked {f.path} from byte 1, got HTTP {status} {content_range or 'no Content-Range'} "
                    f"({len(got)} bytes) (missing feature: Range) -> a broken transfer restarts from byte 0"), True
 
 
-def check_resume(timeout: float, models: Optional[list[str]] = None) -> Check:
+def check_resume(timeout: float, choice: Optional[ProbeChoice] = None) -> Check:
     name = "mirror resume"
     if config.offline_mode():
         return Check(name, True, "not contacted: offline mode is on")
     verdicts, lacking, unreachable = [], [], []
     for endpoint in config.endpoints():
         try:
-            ok, text, reached = _resume_verdict(endpoint, models or probe_models(), timeout)
+            ok, text, reached = _resume_verdict(endpoint, (choice or probe_choice()).models, timeout)
         except Exception as exc:
             ok, text, reached = False, f"{endpoint}: the probe failed ({_reason(exc)})", False
         verdicts.append((ok, text))

@@ -41,6 +41,7 @@ def _check_faults(spec: Optional[str]) -> Optional[str]:
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     cache_dir: Optional[Path] = typer.Argument(None, metavar="DIR", help="With --cache: the Hugging Face cache "
                                                "folder to serve (default: the cache in use, HF_HUB_CACHE / HF_HOME)."),
     cache: bool = typer.Option(False, "--cache", help="Station mirror: serve the complete, verified snapshots of a "
@@ -51,8 +52,9 @@ def serve(
     faults: Optional[str] = typer.Option(None, "--faults", callback=_check_faults, help=FAULTS_HELP),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="TCP port (default: a free one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    pypi: bool = typer.Option(False, "--pypi", help="Also publish the real small models shipped on PyPI "
-                                                    "(without --root)."),
+    pypi: bool = typer.Option(True, "--pypi/--no-pypi", help="Also publish the real small models shipped on "
+                              "PyPI, the manifest's small profile (default; without --root): `phaita models pull "
+                              "--all --profile small` works on this hub. --no-pypi: the tiny test models only."),
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", metavar="FILE", help="Serve HTTPS with this "
                                             "certificate (PEM: the server's, then any intermediates); needs --tls-key."),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", metavar="FILE", help="The certificate's private key "
@@ -65,7 +67,9 @@ def serve(
     """
     if cache_dir is not None and not cache:
         raise typer.BadParameter("DIR is the cache folder of --cache: give --cache DIR", param_hint="DIR")
-    if cache and (root is not None or faults or pypi):
+    source = ctx.get_parameter_source("pypi")
+    pypi_given = source is not None and source.name != "DEFAULT"
+    if cache and (root is not None or faults or pypi_given):
         raise typer.BadParameter("--cache serves a cache as it is: it takes no --root, --faults or --pypi",
                                  param_hint="--cache")
     tls = _tls_context(tls_cert, tls_key)

@@ -50,11 +50,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the loader's INFO messages (resumes...)."),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
                                            help="Print the version and exit."),
 ) -> None:
     STATE["verbose"] = verbose
+    # The loader's advice names this command line's flags and variables, not Python arguments.
+    from phaita.loader import advice
+
+    audience = advice.set_audience("cli")
+    ctx.call_on_close(lambda: advice.reset_audience(audience))
 
 
 def register_optional_commands(target: typer.Typer = app) -> list[str]:

@@ -45,7 +45,9 @@ def _targets(names: list[str], all_models: bool, profile: Optional[str], model_t
 
 
 def _pull_one(target: dict[str, Any], index: int, count: int, bar: out.PullProgress | None,
-              opts: dict[str, Any]) -> dict[str, Any]:
+              opts: dict[str, Any], failed: dict[tuple, tuple[str, str]]) -> dict[str, Any]:
+    """Pull one target (its candidates in order). ``failed``: (name, type, gguf) -> (error, type) of this
+    run's failures, so a model named by two entries is asked (and reported) once."""
     from phaita.loader import ModelDownloadError, no_progress
     from phaita.loader import prefetch_model
 
@@ -56,6 +58,10 @@ def _pull_one(target: dict[str, Any], index: int, count: int, bar: out.PullProgr
     t0 = time.monotonic()
     for name in target["candidates"]:  # a manifest entry's candidates, in order, as the components do
         result["name"] = name
+        key = (name, mtype, gguf, tuple(sorted(target.get("extra", {}).items())))
+        if key in failed:
+            result["error"], result["error_type"] = failed[key]
+            continue
         kwargs = {**opts, **target.get("extra", {})}
         if gguf:
             kwargs["gguf_file"] = gguf
@@ -69,7 +75,7 @@ def _pull_one(target: dict[str, Any], index: int, count: int, bar: out.PullProgr
         except (ModelDownloadError, ValueError) as exc:
             if bar is not None:
                 bar.end_model(False)
-            result["error"], result["error_type"] = str(exc), type(exc).__name__
+            result["error"], result["error_type"] = failed[key] = str(exc), type(exc).__name__
             continue
         if bar is not None:
             bar.end_model(True)
@@ -120,20 +126,22 @@ def pull(
         raise typer.BadParameter("give at least one NAME, or --all", param_hint="NAME")
     else:
         targets = _targets(list(names or []), all_models, profile, ModelType(model_type).value, gguf_file)
-    results = []
+    results: list[dict[str, Any]] = []
+    failed: dict[tuple, tuple[str, str]] = {}
+    shown: set[str] = set()  # error messages already printed: each failing model is reported once
     if out.bars_enabled(json_mode):
         progress = out.make_progress()
         bar = out.PullProgress(progress)
         with progress, out.loader_logging(progress.console):
             for i, target in enumerate(targets, 1):
-                results.append(_pull_one(target, i, len(targets), bar, opts))
-                _report_pull(results[-1], json_mode, say=lambda text, _err: progress.console.print(
+                results.append(_pull_one(target, i, len(targets), bar, opts, failed))
+                _report_pull(results[-1], json_mode, shown, say=lambda text, _err: progress.console.print(
                     text, markup=False, highlight=False, soft_wrap=True))
     else:
         with out.loader_logging():
             for i, target in enumerate(targets, 1):
-                results.append(_pull_one(target, i, len(targets), None, opts))
-                _report_pull(results[-1], json_mode)
+                results.append(_pull_one(target, i, len(targets), None, opts, failed))
+                _report_pull(results[-1], json_mode, shown)
     ok = all(r["ok"] for r in results)
     if json_mode:
         out.emit_json({"ok": ok, "cache_dir": str(cache_dir), "models": results})
@@ -144,8 +152,8 @@ def pull(
         raise typer.Exit(1)
 
 
-def _report_pull(result: dict[str, Any], json_mode: bool, say: Any = None) -> None:
-    """One line per model on stdout (OK/FAIL), the loader's message on stderr."""
+def _report_pull(result: dict[str, Any], json_mode: bool, shown: set[str], say: Any = None) -> None:
+    """One line per model on stdout (OK/FAIL), the loader's message on stderr (once per message)."""
     if json_mode:
         return
     say = say or (lambda text, to_err: out.err(text) if to_err else out.echo(text))
@@ -153,7 +161,9 @@ def _report_pull(result: dict[str, Any], json_mode: bool, say: Any = None) -> No
         say(f"OK    {result['name']}  {(result['commit'] or '')[:12]}  {result['path']}", False)
     else:
         say(f"FAIL  {' | '.join(result['candidates'])}", False)
-        say(result["error"] or "failed", True)
+        message = result["error"] or "failed"
+        say(message if message not in shown else f"({result['name']}: see above)", True)
+        shown.add(message)
 
 
 # --------------------------------------------------------------------------- status

@@ -33,9 +33,9 @@ from typing import Any
 _FACADE_NAMES = frozenset({
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
-    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError", "RetryPolicy",
-    "UntrustedCertificateError", "ProxyAuthenticationError", "UnsafeListingError", "BrokenServerError",
-    "CorruptCacheError",
+    "DiskFullError", "CacheNotWritableError", "OfflineModeError", "UnsafeModelError", "ModelLoadError",
+    "BadListingError", "RetryPolicy", "UntrustedCertificateError", "ProxyAuthenticationError", "UnsafeListingError",
+    "BrokenServerError", "CorruptCacheError",
 })
 # name -> the module (under phaita.loader) that defines it
 _TOOL_NAMES = {

@@ -7,8 +7,54 @@ picks the class and the message below for each kind of failure. Every message pa
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
+from urllib.parse import urlsplit
+
+# Who will read the advice: "python" (arguments such as allow_offline=) or "cli" (its flags and
+# variables). The command line sets it for the command it runs (:func:`worded_for_cli`).
+_AUDIENCE: ContextVar[str] = ContextVar("phaita_advice_audience", default="python")
+
+
+@contextmanager
+def worded_for_cli() -> Iterator[None]:
+    """Word the advice of the messages made inside for a command-line user (flags, not arguments)."""
+    token = _AUDIENCE.set("cli")
+    try:
+        yield
+    finally:
+        _AUDIENCE.reset(token)
+
+
+def set_audience(audience: str):
+    """Set who reads the advice ("python" or "cli"); returns the token for :func:`reset_audience`."""
+    if audience not in ("python", "cli"):
+        raise ValueError(f"audience must be 'python' or 'cli'; got {audience!r}")
+    return _AUDIENCE.set(audience)
+
+
+def reset_audience(token) -> None:
+    _AUDIENCE.reset(token)
+
+
+def _said(python: str, cli: str) -> str:
+    """The Python wording or the command line's, for whoever made the call."""
+    return cli if _AUDIENCE.get() == "cli" else python
+
+
+def is_huggingface_hub(endpoint: str) -> bool:
+    """True for the real Hub (huggingface.co, hf.co): only it has the /models search page."""
+    try:
+        host = (urlsplit(endpoint).hostname or "").lower()
+    except ValueError:  # a malformed endpoint ('http://[::1'): not the Hub; its own error names it
+        return False
+    return any(host == d or host.endswith("." + d) for d in ("huggingface.co", "hf.co"))
+
+
+def _load_offline() -> str:
+    return _said("then load with allow_offline=True", "then run with HF_HUB_OFFLINE=1")
 
 
 # --------------------------------------------------------------------------- advice
@@ -52,30 +98,42 @@ def retries_exhausted_message(
                 f"Check the connection to {endpoint} (proxy variables HTTPS_PROXY/NO_PROXY; "
                 "HF_ENDPOINT for a mirror). Partial files were kept: the next try resumes.",
                 f"Check the model name: {endpoint}/{model_name}",
-                f"Download it manually where the network works: {cmd} "
-                "(then load with allow_offline=True)",
-                "Check the Hub status page: https://status.huggingface.co",
-                f"Raise max_retries (now {max_retries}) or timeout (now {timeout:g} s per attempt) "
-                "for a slow or unstable link.",
+                f"Download it manually where the network works: {cmd} ({_load_offline()})",
+                *(["Check the Hub status page: https://status.huggingface.co"] if is_huggingface_hub(endpoint)
+                  else []),
+                _said(f"Raise max_retries (now {max_retries}) or timeout (now {timeout:g} s per attempt) "
+                      "for a slow or unstable link.",
+                      f"Raise --max-retries (now {max_retries}) or --timeout (now {timeout:g} s per attempt) "
+                      "for a slow or unstable link."),
             ]
         )
     )
 
 
-def not_found_message(model_name: str, endpoint: str, has_token: bool) -> str:
+def not_found_message(model_name: str, endpoint: str, has_token: bool, revision: str | None = None) -> str:
     private = (
         "If it is private, the token in use does not give access to it."
         if has_token
-        else "If it is private, pass token=... or set HF_TOKEN (or run `hf auth login`)."
+        else _said("If it is private, pass token=... or set HF_TOKEN (or run `hf auth login`).",
+                   "If it is private, set HF_TOKEN (or run `hf auth login`).")
     )
+    if "/" not in model_name:
+        name = (f"'{model_name}' names no organisation: a model id is 'organization/model-name', e.g. "
+                f"'microsoft/deberta-v3-base' (only a few old models, such as 'gpt2', have none).")
+    else:
+        name = "Check the name: it is 'organization/model-name', e.g. 'microsoft/deberta-v3-base'."
+    hub = is_huggingface_hub(endpoint)
+    where = ("If you use a mirror (HF_ENDPOINT), check that it carries this model." if hub else
+             f"{endpoint} is not the Hugging Face Hub (HF_ENDPOINT): check that it carries this model.")
+    rev = f" (or has no revision '{revision}')" if revision and revision != "main" else ""
     return (
-        f"Model '{model_name}' was not found on {endpoint}.\n"
+        f"Model '{model_name}' was not found on {endpoint}{rev}. This is not retried.\n"
         + numbered(
             [
-                "Check the name: it is 'organization/model-name', e.g. 'microsoft/deberta-v3-base'.",
-                f"Search for it: {endpoint}/models?search={model_name.split('/')[-1]}",
+                name,
+                *([f"Search for it: {endpoint}/models?search={model_name.split('/')[-1]}"] if hub else []),
                 private,
-                "If you use a mirror (HF_ENDPOINT), check that it carries this model.",
+                where,
             ]
         )
     )
@@ -89,7 +147,8 @@ def access_denied_message(model_name: str, endpoint: str, status: int | None, ha
         + numbered(
             [
                 f"Open {endpoint}/{model_name} while logged in and accept its licence/conditions.",
-                "Give a token with read access: token=..., the HF_TOKEN variable, or `hf auth login`.",
+                _said("Give a token with read access: token=..., the HF_TOKEN variable, or `hf auth login`.",
+                      "Give a token with read access: the HF_TOKEN variable, or `hf auth login`."),
                 "Check that the token's account is the one that accepted the conditions.",
             ]
         )
@@ -129,8 +188,39 @@ def disk_full_message(model_name: str, cache_dir: Path, detail: str) -> str:
         + numbered(
             [
                 "Free space on that disk (`phaita models status` lists cached models and sizes).",
-                "Or put the cache on a larger disk: cache_dir=..., HF_HUB_CACHE or HF_HOME.",
+                _said("Or put the cache on a larger disk: cache_dir=..., HF_HUB_CACHE or HF_HOME.",
+                      "Or put the cache on a larger disk: HF_HUB_CACHE or HF_HOME."),
                 "Partial files were kept; the next try resumes where this one stopped.",
+            ]
+        )
+    )
+
+
+def cache_not_writable_message(model_name: str, cache_dir: Path, detail: str, *, blocked: Path | None,
+                               free_bytes: int | None) -> str:
+    """The cache folder cannot be made or written: advice about the path, its permissions, the disk.
+
+    ``blocked``: the deepest part of ``cache_dir``'s path that exists (what stops the rest from being
+    created); ``free_bytes``: free space on its disk, when known.
+    """
+    where = blocked or cache_dir
+    if blocked is not None and blocked.exists() and not blocked.is_dir():
+        path_step = f"{blocked} is a file where a folder should be: move it away, or use another cache folder."
+    elif blocked is not None and blocked != cache_dir:
+        path_step = (f"{cache_dir} does not exist and cannot be created inside {blocked} (no permission, or a "
+                     f"read-only or special file system such as /proc): check the path (`ls -ld {blocked}`).")
+    else:
+        path_step = f"Check that this user may write in {where} (`ls -ld {where}`; a read-only mount cannot)."
+    disk = f" ({free_bytes / 1e9:.1f} GB free there)" if free_bytes is not None else ""
+    return (
+        f"Cannot write the cache folder {cache_dir} for '{model_name}': {detail}\n"
+        "This is not a network problem, and it is not retried.\n"
+        + numbered(
+            [
+                path_step,
+                _said("Or use a cache folder you can write: cache_dir=..., HF_HUB_CACHE or HF_HOME.",
+                      "Or use a cache folder you can write: HF_HUB_CACHE or HF_HOME."),
+                f"Check the disk it is on{disk} (`df -h {where}`); `phaita models doctor` tries to write there.",
             ]
         )
     )
@@ -145,8 +235,9 @@ def offline_miss_message(model_name: str, cache_dir: Path, revision: str | None,
             [
                 f"Where a network is available, download it: {cmd}  (or `phaita models pull {model_name}`), "
                 "with the same HF_HUB_CACHE/HF_HOME.",
-                "To allow network access: pass allow_offline=False and unset HF_HUB_OFFLINE "
-                "(and TRANSFORMERS_OFFLINE).",
+                _said("To allow network access: pass allow_offline=False and unset HF_HUB_OFFLINE "
+                      "(and TRANSFORMERS_OFFLINE).",
+                      "To allow network access: unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE)."),
             ]
         )
     )
@@ -163,7 +254,7 @@ def bad_listing_message(model_name: str, endpoint: str, revision: str | None, de
                 "(revision listing with sizes and hashes, tree API, paths-info, HEAD with X-Linked-Size).",
                 "If it is a mirror, update it or ask its operator; or list another endpoint after it "
                 "(PHAITA_ENDPOINTS=mirror,https://huggingface.co).",
-                f"Or download where the Hub is reachable: {cmd}, then load with allow_offline=True.",
+                f"Or download where the Hub is reachable: {cmd}, {_load_offline()}.",
             ]
         )
     )
@@ -178,7 +269,8 @@ def load_failed_message(model_name: str, snapshot: Path, detail: str) -> str:
         f"The files of '{model_name}' are complete in {snapshot}, but loading them failed: {detail}\n"
         + numbered(
             [
-                "Check that model_type matches the model (auto, causal_lm, tokenizer, sequence_classification...).",
+                _said("Check that model_type matches the model (auto, causal_lm, tokenizer, sequence_classification...).",
+                      "Check that --type matches the model (auto, causal_lm, tokenizer, sequence_classification...)."),
                 "Check that the installed transformers supports this architecture (pip install -U transformers).",
                 "If files were modified by hand, run `phaita models verify --repair`.",
             ]

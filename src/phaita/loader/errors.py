@@ -211,6 +211,10 @@ class DiskFullError(ModelDownloadError):
     """The cache directory has no room for the model."""
 
 
+class CacheNotWritableError(ModelDownloadError):
+    """The cache folder cannot be created or written (read-only, no permission, a file in its place)."""
+
+
 class OfflineModeError(ModelDownloadError):
     """Offline mode is on and the model is not (completely) in the cache."""
 

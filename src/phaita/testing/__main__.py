@@ -1,7 +1,8 @@
 """``python -m phaita.testing serve [--root DIR] [--faults SPEC] [--port P] [--host H]``.
 
 Prints the hub URL as the first line of stdout (flushed), then serves until SIGINT/SIGTERM.
-Without ``--root`` a temporary folder is created and the tiny models are published into it.
+Without ``--root`` a temporary folder is created and the tiny models are published into it, with
+the real small models shipped on PyPI (the manifest's ``small`` profile) unless ``--no-pypi``.
 :func:`add_serve_arguments` and :func:`serve` are reusable by a ``phaita hub serve`` command.
 """
 
@@ -29,7 +30,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--faults", default=None, help="fault spec, e.g. 'reset@30%%,503x2,random:0.2:seed=7'")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--pypi", action="store_true", help="also publish the PyPI-shipped real models")
+    parser.add_argument("--pypi", action=argparse.BooleanOptionalAction, default=True,
+                        help="also publish the PyPI-shipped real models, the manifest's small profile (default)")
     return parser
 
 
@@ -46,7 +48,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    pypi: bool = False,
+    pypi: bool = True,
     out: TextIO | None = None,
     stop_event: threading.Event | None = None,
     tls: ssl.SSLContext | None = None,

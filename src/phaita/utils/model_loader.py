@@ -9,6 +9,7 @@ from phaita.loader.request.facade import (  # noqa: F401  (re-exported names)
     BadListingError,
     BrokenServerError,
     CorruptCacheError,
+    CacheNotWritableError,
     DiskFullError,
     ModelDownloadError,
     ModelLoadError,

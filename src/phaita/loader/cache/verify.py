@@ -31,6 +31,9 @@ class BadFile:
                 "reason": self.reason}
 
 
+CHECK_KINDS = ("listing", "blob name", "size only", "none")  # the keys of ``verify --json``'s ``checks``
+
+
 @dataclass
 class VerifyReport:
     repo_id: str
@@ -46,7 +49,7 @@ class VerifyReport:
 
     def check_counts(self) -> dict[str, int]:
         """How many files got each check (``listing``, ``blob name``, ``size only``, ``none``)."""
-        counts: dict[str, int] = {}
+        counts: dict[str, int] = dict.fromkeys(CHECK_KINDS, 0)  # every kind, 0 when none occurred
         for c in self.checks:
             counts[c["check"] or "none"] = counts.get(c["check"] or "none", 0) + 1
         return counts

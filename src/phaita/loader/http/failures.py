@@ -89,6 +89,24 @@ def _status(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None) if response is not None else None
 
 
+def _model_api(exc: BaseException) -> bool:
+    """True when ``exc`` answers the model or revision API (``/api/models/{repo}[/revision/{rev}]``).
+
+    A 404 there means "no such model (or revision)", whatever the headers say: the Hub adds
+    ``X-Error-Code: RepoNotFound``, mirrors and a name without an organisation often do not. The
+    tree and paths-info APIs are not included: a mirror without them answers 404 for every model.
+    """
+    try:
+        path = exc.response.request.url.path  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # no response, or one built without a request
+        return False
+    _, sep, rest = path.partition("/api/models/")
+    if not sep:
+        return False
+    parts = [p for p in rest.split("/") if p]
+    return len(parts) in (1, 2) or (len(parts) >= 3 and "revision" in parts[1:3])
+
+
 def _retry_after(headers: httpx2.Headers) -> float | None:
     raw = headers.get("Retry-After")
     try:
@@ -157,6 +175,8 @@ def classify(exc: BaseException) -> Failure:
         reason = f"HTTP {status} from the hub" if status else _one_line(exc)
         if status in (401, 403):
             return Failure(FailureKind.ACCESS_DENIED, False, reason, status)
+        if status == 404 and _model_api(exc):  # mirrors answer "no such model" without X-Error-Code
+            return Failure(FailureKind.NOT_FOUND, False, "not found (HTTP 404 from the model API)", 404)
         if status == 404:  # a file the listing announced is missing: the repo may be mid-push
             return Failure(FailureKind.HTTP, True, f"{reason} (file announced but missing)", status)
         if status == 429:

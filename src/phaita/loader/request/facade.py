@@ -26,6 +26,7 @@ from ..errors import (
     BadListingError,
     BrokenServerError,
     CorruptCacheError,
+    CacheNotWritableError,
     DiskFullError,
     ModelDownloadError,
     ModelLoadError,
@@ -44,7 +45,7 @@ from .retry import RetryPolicy
 __all__ = [
     "robust_model_download", "load_model_and_tokenizer", "prefetch_model", "is_model_cached", "_check_cached_model",
     "ModelDownloadError", "ModelNotFoundError", "RevisionNotFoundError", "AccessDeniedError",
-    "DiskFullError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError",
+    "DiskFullError", "CacheNotWritableError", "OfflineModeError", "UnsafeModelError", "ModelLoadError", "BadListingError",
     "UntrustedCertificateError", "ProxyAuthenticationError", "RetryPolicy", "MODEL_TYPES",
     "UnsafeListingError", "BrokenServerError", "CorruptCacheError",
 ]

@@ -8,6 +8,8 @@ carries. Kinds not in the table (transient ones: network, http ...) become a pla
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,7 +38,8 @@ Advice = Callable[[_Case], str]
 
 ERRORS: dict[FailureKind, tuple[type[ModelDownloadError], Advice]] = {
     FailureKind.NOT_FOUND: (
-        errors.ModelNotFoundError, lambda c: advice.not_found_message(c.repo_id, c.endpoint, c.has_token)),
+        errors.ModelNotFoundError,
+        lambda c: advice.not_found_message(c.repo_id, c.endpoint, c.has_token, c.req.revision)),
     FailureKind.REVISION_NOT_FOUND: (
         errors.RevisionNotFoundError,
         lambda c: advice.revision_not_found_message(c.repo_id, c.req.revision, c.endpoint)),
@@ -45,6 +48,7 @@ ERRORS: dict[FailureKind, tuple[type[ModelDownloadError], Advice]] = {
         lambda c: advice.access_denied_message(c.repo_id, c.endpoint, c.failure.status_code, c.has_token)),
     FailureKind.DISK_FULL: (
         errors.DiskFullError, lambda c: advice.disk_full_message(c.repo_id, c.req.cache_dir, c.failure.reason)),
+    FailureKind.CACHE_IO: (errors.CacheNotWritableError, lambda c: _cache_not_writable(c)),
     FailureKind.OFFLINE: (
         errors.OfflineModeError,
         lambda c: advice.offline_miss_message(c.repo_id, c.req.cache_dir, c.req.revision, c.failure.reason)),
@@ -67,6 +71,19 @@ ERRORS: dict[FailureKind, tuple[type[ModelDownloadError], Advice]] = {
         errors.ProxyAuthenticationError,
         lambda c: advice.proxy_auth_message(c.repo_id, c.endpoint, tls.shown_proxies())),
 }
+
+
+def _cache_not_writable(case: _Case) -> str:
+    """The cache advice, with the part of the path that exists and the free space on its disk."""
+    cache_dir = case.req.cache_dir
+    blocked = next((p for p in (cache_dir, *cache_dir.parents) if os.path.lexists(p)), None)
+    try:
+        free = shutil.disk_usage(blocked).free if blocked is not None and blocked.is_dir() else None
+    except OSError:
+        free = None
+    detail = errors.redact(f"{type(case.exc).__name__}: {' '.join(str(case.exc).split())}")
+    return advice.cache_not_writable_message(case.repo_id, cache_dir, detail, blocked=blocked,
+                                             free_bytes=free)
 
 
 def public_error(exc: BaseException, repo_id: str, req: "LoadRequest", attempts: int = 0) -> ModelDownloadError:

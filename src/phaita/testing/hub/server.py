@@ -20,8 +20,9 @@ from .store import FolderStore, RepoFile, RepoStore
 from .transport import HubHandler, _Server
 
 # Hub features a mirror may lack (LocalHub(lacks=...)): the sizes and hashes of the revision answer
-# (olah drops its ?blobs=true), the tree API, POST paths-info, the ETag / X-Linked-Etag headers.
-MIRROR_FEATURES = ("revision-blobs", "tree", "paths-info", "etags")
+# (olah drops its ?blobs=true), the tree API, POST paths-info, the ETag / X-Linked-Etag headers, the
+# X-Error-Code header of error answers (a 404 says only its status, as many mirrors answer).
+MIRROR_FEATURES = ("revision-blobs", "tree", "paths-info", "etags", "error-codes")
 
 
 class LocalHub:

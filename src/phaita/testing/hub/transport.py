@@ -132,6 +132,8 @@ class HubHandler(BaseHTTPRequestHandler):
             else:
                 self._send(route.handler(request), method, fault)
         except HubError as err:
+            if "error-codes" in hub.lacks:  # as many mirrors answer: the status alone, no X-Error-Code
+                err.code = None
             self._send(err.response(), method, None)
         except (BrokenPipeError, ConnectionError, TimeoutError, ValueError, OSError):
             self.close_connection = True  # the client went away (or the hub is stopping)
