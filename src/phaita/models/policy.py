@@ -94,7 +94,7 @@ def next_step(*, base: Mapping[str, float], ranked: Sequence[tuple[str, str, flo
     if best is not None and best[1] >= gain_threshold:
         sid, gain = best
         text, source, rejected = questions._phrase(sid, speaker)
-        return NextStep(Question(text, sid, gain, source, rejected=rejected,
+        return NextStep(Question(text, sid, gain, source, rejected=rejected, speaker=speaker,
                                  reason=f"worth {gain:.2f} bits (asked at {gain_threshold:.2f} or more)"), None)
     best_txt = (f"the best, about {domain.symptoms[best[0]].name}, is worth {best[1]:.2f} bits" if best
                 else "nothing left to ask")
@@ -108,7 +108,7 @@ def next_step(*, base: Mapping[str, float], ranked: Sequence[tuple[str, str, flo
     if open_flags:
         fid, code = open_flags[0]
         flag = domain.red_flags[fid]
-        return NextStep(Question(flag.question_for(speaker), None, 0.0, "template", red_flag_id=fid,
+        return NextStep(Question(flag.question_for(speaker), None, 0.0, "template", red_flag_id=fid, speaker=speaker,
                                  reason=f"red-flag check of {code} (danger {flag.danger}): {flag.label}"), None)
     checked = " and ".join(leading)
     return NextStep(None, f"stopped: no question left worth {gain_threshold:.2f} bits ({best_txt}), and every "

@@ -48,6 +48,7 @@ class Question:
     red_flag_id: str | None = None
     rejected: str | None = None
     reason: str = ""
+    speaker: str = "patient"  # who answers: the patient, or the carer of a baby
 
     @property
     def kind(self) -> str:
@@ -287,4 +288,4 @@ class QuestionGenerator:
         sid, gain = best
         text, source, rejected = self._phrase(sid, speaker)
         return Question(text=text, symptom_id=sid, information_gain=gain, source=source, rejected=rejected,
-                        reason=f"worth {gain:.2f} bits")
+                        reason=f"worth {gain:.2f} bits", speaker=speaker)
