@@ -160,6 +160,7 @@ def test_the_well_formedness_check():
         got = check_question(text, sid, speaker, dom)
         assert got is not None and why in got, (text, got)
     assert check_question("Is your baby feeding less than usual?", "feeding_difficulty", "caregiver", dom) is None
+    assert check_question("Has your temperature been over 38.5?", "fever", "patient", dom) is None  # not a full stop
 
 
 def test_an_lm_wording_that_fails_the_check_falls_back_to_the_template(tmp_path):

@@ -41,12 +41,12 @@ def check_question(text: str, symptom_id: str, speaker: str = "patient", domain:
     """
     domain = domain or get_domain()
     q = " ".join((text or "").split())
-    if not q.endswith("?") or re.search(r"[.!?]", q[:-1]):
+    if not q.endswith("?") or re.search(r"[!?]|\.(?!\d)", q[:-1]):  # "38.5" is not a full stop
         return "not one question ending in '?'"
     words = re.findall(r"[a-z']+", q.lower())
+    if len(words) < _MIN_WORDS and words and words[0] in AUXILIARIES:
+        return "no predicate after the subject (an incomplete question)"
     if not _MIN_WORDS <= len(words) <= _MAX_WORDS:
-        if len(words) < _MIN_WORDS and words and words[0] in AUXILIARIES and len(words) <= 3:
-            return "no predicate after the subject (an incomplete question)"
         return f"{len(words)} words (a question has {_MIN_WORDS}-{_MAX_WORDS})"
     if words[0] not in AUXILIARIES:
         return f"not a yes/no question (starts with {words[0]!r})"
