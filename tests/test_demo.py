@@ -206,3 +206,20 @@ def test_demo_leaves_the_user_cache_and_temp_folder_alone(demo):
     assert proc.returncode == 0
     assert not any(user_home.rglob("*")), sorted(map(str, user_home.rglob("*")))[:20]
     assert not list(tmp.glob("phaita-demo-*"))  # its temporary hub and cache were removed
+
+
+def test_quiet_foreign_progress_is_scoped():
+    """Off inside the block, as it was after it (a user's own transformers session is not changed)."""
+    import huggingface_hub.utils as hf_utils
+    from transformers.utils import logging as tf_logging
+
+    from phaita.demo.session import quiet_foreign_progress
+
+    gguf = pytest.importorskip("transformers.modeling_gguf_pytorch_utils")
+    before = (hf_utils.are_progress_bars_disabled(), tf_logging.is_progress_bar_enabled(), gguf.tqdm)
+    with quiet_foreign_progress():
+        assert hf_utils.are_progress_bars_disabled() and not tf_logging.is_progress_bar_enabled()
+        bar = gguf.tqdm(range(3))
+        assert bar.disable
+        bar.close()
+    assert (hf_utils.are_progress_bars_disabled(), tf_logging.is_progress_bar_enabled(), gguf.tqdm) == before
