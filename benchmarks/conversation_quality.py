@@ -84,6 +84,8 @@ def measure(head, questions, sets: dict[str, tuple[list[str], list[str]]], *, th
         _audit(text, code, record, threshold, tally)
     lm = {k: questions.stats[k] - before[k] for k in before}
     gains: dict[str, list[int]] = {f"{lo:.2f}-{hi:.2f}" if hi < 99 else f">= {lo:.2f}": [0, 0] for lo, hi in _BUCKETS}
+    stress = Counter()  # the LM's wordings of every question asked with no threshold: the check under load
+    start = dict(questions.stats)
     if no_threshold_pass:  # every question asked: does an answer below the threshold ever change the leader?
         for text, code in items:
             record = converse(text, head, questions, simulated_patient(code), gain_threshold=0.0)
@@ -91,6 +93,12 @@ def measure(head, questions, sets: dict[str, tuple[list[str], list[str]]], *, th
             for turn in record.turns:
                 if turn.question.symptom_id is None:
                     continue
+                q = turn.question
+                if q.source == "lm":
+                    stress["lm_shown"] += 1
+                    stress["lm_shown_failing"] += check_question(
+                        q.text, q.symptom_id, q.speaker, domain,
+                        template=domain.symptoms[q.symptom_id].question_for(q.speaker)) is not None
                 g = turn.question.information_gain
                 key = next(k for (lo, hi), k in zip(_BUCKETS, gains) if lo <= g < hi)
                 gains[key][0] += 1
@@ -105,6 +113,7 @@ def measure(head, questions, sets: dict[str, tuple[list[str], list[str]]], *, th
     out = {"n": n, "threshold": threshold, **tally, "median_questions": statistics.median(lengths),
            "mean_questions": statistics.mean(lengths), "max_questions": max(lengths), "lm": lm,
            "gain_buckets": gains, "urgent_after_yes_to_worst_flag": urgent_yes,
+           "no_threshold_lm": {**{k: questions.stats[k] - start[k] for k in start}, **stress},
            "stops": {k[6:]: v for k, v in tally.items() if k.startswith("stop: ")}}
     _print(out)
     return out
@@ -130,6 +139,11 @@ def _print(r: dict) -> None:
     print(f"| URGENT at the end / after a yes to the worst red flag | {r.get('urgent_end', 0)} / "
           f"{r['urgent_after_yes_to_worst_flag']} of {n} |")
     print("| stopped because | " + "; ".join(f"{k}: {v}" for k, v in sorted(r["stops"].items())) + " |")
+    stress = r["no_threshold_lm"]
+    if stress.get("lm_tried"):
+        print(f"\nWith no threshold, the LM worded {stress['lm_tried']} questions: {stress['lm_rejected']} "
+              f"({stress['lm_rejected'] / stress['lm_tried']:.0%}) failed the check and fell back to the template; "
+              f"{stress.get('lm_shown_failing', 0)} of {stress.get('lm_shown', 0)} LM questions shown fail the check.")
     if any(v[0] for v in r["gain_buckets"].values()):
         print("\nWith no threshold (every question asked), the questions' gains and how often the simulated "
               "answer changed the leading condition:\n")

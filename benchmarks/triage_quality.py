@@ -212,17 +212,19 @@ def _realism(scorer: RealismScorer, out: dict, label: str) -> None:
     out.setdefault("realism", {})[label] = {"real_min": worst_real, "off_topic_max": best_off}
 
 
-def _conversations(head: DiagnosisDiscriminator, generator, out: dict, lm_limit: int) -> None:
+def _conversations(head: DiagnosisDiscriminator, generator, out: dict, lm_limit: int, templates: bool = True) -> None:
     sets = {"eval": _load(EVAL), "older 40": _load(DEV), "dev2": _load(DEV2), "dev3": _load(DEV3),
             "dev4": _load(DEV4)}  # read while building; never HOLDOUT2
-    print("\n# Conversations: template wording, featurizer + findings head")
-    out.setdefault("conversations", {})["templates"] = conversation_quality.measure(
-        head, QuestionGenerator(use_pretrained=False), sets)
+    out.setdefault("conversations", {})
+    if templates:
+        print("\n# Conversations: template wording, featurizer + findings head")
+        out["conversations"]["templates"] = conversation_quality.measure(head, QuestionGenerator(use_pretrained=False),
+                                                                         sets)
     if generator is not None and lm_limit > 0:
         print(f"\n# Conversations: SmolLM2 wording, every k-th complaint ({lm_limit})")
         lmq = QuestionGenerator(GENERATOR, model=generator.model, tokenizer=generator.tokenizer, seed=1)
-        out["conversations"]["SmolLM2 wording"] = conversation_quality.measure(
-            head, lmq, sets, limit=lm_limit, no_threshold_pass=False)
+        # with no threshold too: every question asked, so the LM words many (the check under load)
+        out["conversations"]["SmolLM2 wording"] = conversation_quality.measure(head, lmq, sets, limit=lm_limit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="complaints whose conversation the LM words (default 40; 0: none)")
     ap.add_argument("--only-conversations", action="store_true",
                     help="the conversations part only (featurizer head; the LM unless --no-lm)")
+    ap.add_argument("--lm-conversations-only", action="store_true",
+                    help="with --only-conversations: the SmolLM2-worded conversations only")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "triage_quality.json")
     args = ap.parse_args(argv)
     if args.only_conversations:
@@ -264,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_diagnosis:
                 _diagnosis(heads, out)
             best = heads.get("MiniLM + findings, varied") or heads["featurizer + findings, varied"]
-            _conversations(heads["featurizer + findings, varied"], generator, out, args.lm_conversations)
+            _conversations(heads["featurizer + findings, varied"], generator, out, args.lm_conversations,
+                           templates=not args.lm_conversations_only)
             if args.only_conversations:
                 generator = None  # no generation or realism parts
             if not args.skip_questions:
