@@ -146,7 +146,7 @@ def test_demo_prints_one_block_per_complaint(demo):
     for n, i in enumerate(heads):
         block = " ".join(" ".join(lines[i + 1:heads[n + 1] if n + 1 < len(heads) else len(lines)]).split())
         m = re.fullmatch(r"says \((LM|template: the LM's tries were off condition)\): (.+?) "
-                         r"(URGENT: .+?|no red flag stated) diagnosis: (.+?) (?:.+ not told apart by these words )?"
+                         r"(URGENT: .+?|no red flag stated) diagnosis: (.+?) (?:\S+ or \S+: not told apart by these words )?"
                          r"next: (.+) realism: (0\.\d\d|1\.00)", block)
         assert m, block
         _, complaint, _, diagnoses, nxt, _ = m.groups()
