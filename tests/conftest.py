@@ -97,3 +97,13 @@ def hf_env(local_hub, tmp_path, monkeypatch) -> dict[str, str]:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     point_huggingface_hub_at(monkeypatch, local_hub.url, home=str(home), cache=str(cache))
     return dict(os.environ)
+
+
+@pytest.fixture(scope="session")
+def head():
+    """The featurizer triage head, trained once per test session on varied generated complaints (a
+    few seconds on an idle core); shared by test_triage and test_conversation."""
+    from phaita.models import DiagnosisDiscriminator
+    from phaita.models.training_data import train_discriminator
+
+    return train_discriminator(DiagnosisDiscriminator(use_pretrained=False), n_per_condition=60)

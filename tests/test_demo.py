@@ -38,8 +38,8 @@ def demo(tmp_path_factory):
     tmp.mkdir()
     env = {k: v for k, v in os.environ.items()
            if k not in ("HF_ENDPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE")}
-    # A "real" user cache the demo must leave alone, a temp folder it must clean, a wide console.
-    env.update(HF_HOME=str(user_home), TMPDIR=str(tmp), COLUMNS="200", PYTHONUNBUFFERED="1",
+    # A "real" user cache the demo must leave alone, a temp folder it must clean, an 80-column console.
+    env.update(HF_HOME=str(user_home), TMPDIR=str(tmp), COLUMNS="80", PYTHONUNBUFFERED="1",
                HF_HUB_DISABLE_TELEMETRY="1")
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "phaita.cli.main", "demo", "--short"], env=env,
@@ -123,60 +123,82 @@ def test_demo_components_load_the_lm_and_encoder(demo):
     assert re.search(r"DiagnosisDiscriminator: sentence-transformers/all-MiniLM-L6-v2 in [\d.]+ s", flat)
 
 
-def _table_rows(text: str) -> list[list[str]]:
-    """The body rows of the first rich table in ``text``, each cell's wrapped lines joined."""
-    rows: list[list[str]] = []
-    current: list[list[str]] | None = None
-    for line in text.splitlines():
-        if line.startswith(("┡", "├")):
-            if current:
-                rows.append([" ".join(" ".join(parts).split()) for parts in current])
-            current = []
-        elif line.startswith("└"):
-            if current:
-                rows.append([" ".join(" ".join(parts).split()) for parts in current])
-            break
-        elif line.startswith("│") and current is not None:
-            cells = line.strip().strip("│").split("│")
-            if not current:
-                current = [[] for _ in cells]
-            for parts, cell in zip(current, cells):
-                parts.append(cell.strip())
-    return rows
+def _section(text: str, start: str, end: str) -> list[str]:
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if start in line)
+    last = next(i for i, line in enumerate(lines) if i > first and end in line)
+    return lines[first + 1:last]
 
 
-def test_demo_prints_triage_table_rows(demo):
+def test_demo_is_readable_at_80_columns(demo):
     proc, *_ = demo
-    out = proc.stdout
-    rows = _table_rows(out[out.index("7. Triage"):])
+    lines = _section(proc.stdout, "7. Triage", "Done")
+    assert lines and max(len(line) for line in lines) <= 80, max(lines, key=len)
+
+
+def test_demo_prints_one_block_per_complaint(demo):
+    proc, *_ = demo
     dom = get_domain()
     codes = DEMO_CODES[:3]  # short mode: three conditions
-    assert len(rows) == len(codes), rows
-    for cells, code in zip(rows, codes):
-        assert len(cells) == 5, cells
-        condition, complaint, diagnoses, question, realism = cells
-        assert condition == f"{code} {dom.condition(code).name}"
+    lines = _section(proc.stdout, "7. Triage", "8. Triage conversations")
+    heads = [i for i, line in enumerate(lines) if re.match(r"^  (J\d\d(\.\d+)?|R06\.02) ", line)]
+    assert [lines[i].strip() for i in heads] == [f"{c} {dom.condition(c).name}" for c in codes], lines[:20]
+    for n, i in enumerate(heads):
+        block = " ".join(" ".join(lines[i + 1:heads[n + 1] if n + 1 < len(heads) else len(lines)]).split())
+        m = re.fullmatch(r"says \((LM|template: the LM's tries were off condition)\): (.+?) "
+                         r"(URGENT: .+?|no red flag stated) diagnosis: (.+?) (?:\S+ or \S+: not told apart by these words )?"
+                         r"next: (.+) realism: (0\.\d\d|1\.00)", block)
+        assert m, block
+        _, complaint, _, diagnoses, nxt, _ = m.groups()
         assert len(complaint.split()) >= 3  # what the patient says
         ranked = re.findall(r"(J\d\d(?:\.\d+)?|R06\.02) (.+?) (\d{1,3})%", diagnoses)
         assert len(ranked) == 3, diagnoses  # top 3 with probabilities, most likely first
-        assert all(dom.condition_name(c) == n for c, n, _ in ranked)
+        assert all(dom.condition_name(c) == name for c, name, _ in ranked)
         assert [int(p) for *_, p in ranked] == sorted((int(p) for *_, p in ranked), reverse=True)
-        assert re.fullmatch(r".+\? \((lm|template), \d\.\d\d bits\)", question), question
-        assert re.fullmatch(r"0\.\d\d|1\.00", realism), realism  # realism in [0, 1]
-        assert diagnoses.startswith(("URGENT: ", "no red flag stated")), diagnoses  # red flags first
+        # a question with why it is asked, or why there is none
+        assert re.fullmatch(r".+\? \(((lm|template), \d\.\d\d bits, about .+|red-flag check of .+)\)|"
+                            r"none, stopped: .+", nxt), nxt
 
 
-def test_demo_shows_a_triage_conversation_with_its_red_flag(demo):
-    _, flat, *_ = demo
-    part = flat[flat.index("8. Triage conversation"):]
-    assert "patient: My asthma is really bad tonight" in part
-    assert "URGENT: Too breathless to speak in sentences" in part
-    questions = re.findall(r"Q(\d) \((lm|template), [\d.]+ bits, about ([^)]+)\): (.+?\?) -> simulated answer: (yes|no)", part)
-    assert len(questions) >= 2, part[:1500]
-    about = [q[2] for q in questions]
-    assert len(set(about)) == len(about)  # never the same symptom twice
-    assert "wheezing" not in about and "shortness of breath" not in about  # the complaint said so already
-    assert re.search(r"updated diagnosis: J45\.9 Asthma, unspecified \d+%", part), part[:1500]
+def _conversations(stdout: str) -> list[str]:
+    lines = _section(stdout, "8. Triage conversations", "Done")
+    text = "\n".join(lines)
+    return [" ".join(part.split()) for part in re.split(r"\n  patient: ", "\n" + text)[1:]]
+
+
+def test_demo_conversations_ask_what_matters_and_say_why_they_stopped(demo):
+    proc, *_ = demo
+    talks = _conversations(proc.stdout)
+    assert len(talks) == 2, talks
+    dom = get_domain()
+    for talk in talks:
+        questions = re.findall(r"Q\d+ \((.+?)\) (.+?\?) -> (yes|no) \(simulated answer\)", talk)
+        assert re.search(r" stopped: \S.+$", talk), talk  # the reason it ended, last
+        about = [why for why, *_ in questions]
+        assert len(set(about)) == len(about)  # never the same question twice
+        for why, _, _ in questions:  # worth asking, or a red-flag check
+            gain = re.match(r"(lm|template), (\d\.\d\d) bits, about ", why)
+            assert (gain and float(gain.group(2)) >= 0.1) or why.startswith("red-flag check of "), why
+    asthma = talks[0]
+    assert asthma.startswith("My asthma is really bad tonight") and "URGENT: Too breathless to speak in sentences" in asthma
+    checks = re.findall(r"red-flag check of J45\.9 \(danger (\d)\): ([^)]+)\)", asthma)
+    life = {dom.red_flags[f].label for f in dom.condition("J45.9").red_flag_ids if dom.red_flags[f].danger == 1}
+    assert {label for _, label in checks} == life and all(d == "1" for d, _ in checks), checks
+    assert not re.search(r"about (long-term lung disease|more phlegm than usual)", asthma)
+    assert "stopped: URGENT (Too breathless to speak in sentences)" in asthma
+    infection = talks[1]
+    if "Breathing rate over 30 a minute) Are you breathing very fast" in infection:  # its leader has the flag
+        assert "result: URGENT: Breathing rate over 30 a minute" in infection
+        assert "stopped: URGENT (Breathing rate over 30 a minute)" in infection
+
+
+def test_demo_shows_no_foreign_progress_bar(demo):
+    """transformers' and huggingface_hub's own bars are off during the demo; the loader's stays."""
+    proc, *_ = demo
+    both = proc.stdout + proc.stderr
+    for foreign in ("Loading weights", "Writing model shards", "Converting and de-quantizing", "Fetching "):
+        assert foreign not in both, foreign
+    assert not re.search(r"(it/s|s/it)\]", both), re.findall(r".{60}(?:it/s|s/it)\]", both)[:3]  # a count bar
 
 
 def test_demo_leaves_the_user_cache_and_temp_folder_alone(demo):
@@ -184,3 +206,20 @@ def test_demo_leaves_the_user_cache_and_temp_folder_alone(demo):
     assert proc.returncode == 0
     assert not any(user_home.rglob("*")), sorted(map(str, user_home.rglob("*")))[:20]
     assert not list(tmp.glob("phaita-demo-*"))  # its temporary hub and cache were removed
+
+
+def test_quiet_foreign_progress_is_scoped():
+    """Off inside the block, as it was after it (a user's own transformers session is not changed)."""
+    import huggingface_hub.utils as hf_utils
+    from transformers.utils import logging as tf_logging
+
+    from phaita.demo.session import quiet_foreign_progress
+
+    gguf = pytest.importorskip("transformers.modeling_gguf_pytorch_utils")
+    before = (hf_utils.are_progress_bars_disabled(), tf_logging.is_progress_bar_enabled(), gguf.tqdm)
+    with quiet_foreign_progress():
+        assert hf_utils.are_progress_bars_disabled() and not tf_logging.is_progress_bar_enabled()
+        bar = gguf.tqdm(range(3))
+        assert bar.disable
+        bar.close()
+    assert (hf_utils.are_progress_bars_disabled(), tf_logging.is_progress_bar_enabled(), gguf.tqdm) == before

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from phaita.data.domain import get_domain
-from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator
+from phaita.models import ComplaintGenerator, QuestionGenerator
 from phaita.models.findings import condition_fit, extract_symptoms, find_red_flags
 from phaita.models.metrics import diagnosis_report, expected_calibration_error
-from phaita.models.training_data import VariedComplaints, train_discriminator
+from phaita.models.training_data import VariedComplaints
 from phaita.models.triage import parse_answer, triage
 from phaita.utils.realism_scorer import RealismScorer
 
@@ -27,12 +27,6 @@ EVAL = DATA / "handwritten_eval.yaml"
 PEOPLE_SETS = {"eval": (EVAL, 120), "dev2": (DATA / "handwritten_dev2.yaml", 80),
                "dev3": (DATA / "handwritten_dev3.yaml", 100), "dev4": (DATA / "handwritten_dev4.yaml", 100),
                "holdout2": (DATA / "handwritten_holdout2.yaml", 100)}
-
-
-@pytest.fixture(scope="session")
-def head() -> DiagnosisDiscriminator:
-    """The featurizer head, trained once per test session (a few seconds on an idle core)."""
-    return train_discriminator(DiagnosisDiscriminator(use_pretrained=False), n_per_condition=60)
 
 
 # -- negation-aware extraction ---------------------------------------------------------------------

@@ -69,6 +69,15 @@ class RedFlag:
     label: str
     cues: tuple[str, ...]
     absent_cues: tuple[str, ...] = ()
+    question: str = ""
+    caregiver_question: str | None = None
+    #: 1: life-threatening now (ask first), 2: severe, 3: needs urgent review.
+    danger: int = 2
+
+    def question_for(self, speaker: str = "patient") -> str:
+        if speaker == "caregiver" and self.caregiver_question:
+            return self.caregiver_question
+        return self.question or f"Any sign of this: {self.label.lower()}?"
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,10 @@ class Condition:
     def symptom_ids(self) -> list[str]:
         """Symptom ids, most probable first."""
         return sorted(self.symptoms, key=lambda s: -self.symptoms[s])
+
+    def red_flags_by_danger(self, catalogue: Mapping[str, "RedFlag"]) -> list[str]:
+        """This condition's red flag ids, most dangerous first (ties: the order listed)."""
+        return sorted(self.red_flag_ids, key=lambda f: (catalogue[f].danger, self.red_flag_ids.index(f)))
 
 
 @dataclass(frozen=True)
@@ -272,12 +285,19 @@ def _red_flag_catalogue(raw: Any) -> dict[str, RedFlag]:
             raise _err(where, "red flag id must be lower_snake_case")
         if not isinstance(entry, dict):
             raise _err(where, "expected a mapping")
-        extra = set(entry) - {"label", "cues", "absent_cues"}
+        extra = set(entry) - {"label", "cues", "absent_cues", "question", "caregiver_question", "danger"}
         if extra:
             raise _err(where, f"unknown keys {sorted(extra)}")
+        danger = entry.get("danger", 2)
+        if danger not in (1, 2, 3):
+            raise _err(f"{where}.danger", f"must be 1 (life-threatening), 2 (severe) or 3 (urgent review), got {danger!r}")
+        cq = entry.get("caregiver_question")
         out[fid] = RedFlag(id=fid, label=_text(entry.get("label"), f"{where}.label"),
                            cues=_cues(entry.get("cues"), f"{where}.cues"),
-                           absent_cues=_cues(entry["absent_cues"], f"{where}.absent_cues") if entry.get("absent_cues") else ())
+                           absent_cues=_cues(entry["absent_cues"], f"{where}.absent_cues") if entry.get("absent_cues") else (),
+                           question=_text(entry["question"], f"{where}.question") if "question" in entry else "",
+                           caregiver_question=_text(cq, f"{where}.caregiver_question") if cq is not None else None,
+                           danger=danger)
     return out
 
 

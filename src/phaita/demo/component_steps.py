@@ -1,14 +1,14 @@
-"""Steps 5-7 of `phaita demo`: PHAITA end to end on the models the loader just fetched."""
+"""Steps 5-8 of `phaita demo`: PHAITA end to end on the models the loader just fetched."""
 
 from __future__ import annotations
 
+import textwrap
 import time
-
-from rich.table import Table
 
 from phaita.demo.session import ENCODER, GENERATOR, GGUF, Demo
 from phaita.data.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, QuestionGenerator, RealismScorer
+from phaita.models.conversation import converse, simulated_patient
 from phaita.models.training_data import VariedComplaints, train_discriminator
 from phaita.models.triage import triage
 
@@ -42,61 +42,80 @@ def components_part(demo: Demo) -> None:
     train_discriminator(discriminator, n_per_condition=n, calibration_per_condition=5, epochs=200, lr=0.1)
     held_texts, held_codes = VariedComplaints(domain).dataset(5, seed=99)
     metrics = discriminator.evaluate(held_texts, held_codes, top_k=3)
-    c.print(f"  trained on {n * len(domain.codes)} varied complaints in {time.monotonic() - started:.1f} s "
-            f"(features: {discriminator.feature_label}; calibrated, temperature {discriminator.temperature:.2f}); "
-            f"held-out top-1 {metrics['top1']:.0%}, top-3 {metrics['top3']:.0%}")
+    _say(demo, f"trained on {n * len(domain.codes)} varied complaints in {time.monotonic() - started:.1f} s "
+               f"(features: {discriminator.feature_label}; calibrated, temperature {discriminator.temperature:.2f}); "
+               f"held-out top-1 {metrics['top1']:.0%}, top-3 {metrics['top3']:.0%}", indent=2)
 
     demo.step("7. Triage: complaint -> red flags, diagnosis -> next question -> realism")
-    table = Table(show_lines=True)
-    for col in ("condition", "what the patient says (LM)", "top 3 diagnoses", "next question", "realism"):
-        table.add_column(col, overflow="fold")
     for code in DEMO_CODES[: 3 if demo.short else 5]:
         symptoms = generator.sample_symptoms(code)
         complaint = generator.generate_complaint(symptoms, code)
         result = triage(complaint, discriminator, questions)
-        question = result.question
         realism = scorer.score_details(complaint, code)
-        table.add_row(
-            f"{code} {domain.condition(code).name}",
-            complaint + ("" if generator.last_source == "lm" else " (template: the LM's tries were off condition)"),
-            "\n".join([result.headline] + [f"{icd} {name} {p:.0%}" for icd, name, p in result.ranked]
-                       + ([f"{result.ambiguous[0]} or {result.ambiguous[1]}: not told apart by these words"]
-                          if result.ambiguous else [])),
-            f"{question.text} ({question.source}, {question.information_gain:.2f} bits)" if question else "-",
-            f"{realism.score:.2f}",
-        )
-    c.print(table)
+        source = "LM" if generator.last_source == "lm" else "template: the LM's tries were off condition"
+        c.print(f"  {code} {domain.condition(code).name}", style="bold")
+        _say(demo, f"says ({source}): {complaint}")
+        _say(demo, result.headline)
+        _say(demo, "diagnosis: " + _ranked(result))
+        if result.ambiguous:
+            _say(demo, f"{result.ambiguous[0]} or {result.ambiguous[1]}: not told apart by these words")
+        _say(demo, ("next: " + _question(result.question)) if result.question else f"next: none, {result.stop_reason}")
+        _say(demo, f"realism: {realism.score:.2f}")
 
-    demo.step("8. Triage conversation: complaint -> question -> answer -> updated diagnosis")
-    # short mode (CI): template wording here, so the LM runs only for the table's rows
+    demo.step("8. Triage conversations: ask until no answer can change the result")
+    # short mode (CI): template wording here, so the LM runs only for step 7
     talk = QuestionGenerator(use_pretrained=False) if demo.short else questions
-    _conversation(demo, discriminator, talk, CONVERSATION, turns=2 if demo.short else 3)
+    for script in CONVERSATIONS:
+        _conversation(demo, discriminator, talk, *script)
 
 
-# A paramedic's call, scripted so that the demo always shows a red flag; the answers are simulated
-# from the true condition's symptom probabilities (yes when at least 0.5).
-CONVERSATION = ("J45.9", "My asthma is really bad tonight, I'm wheezing and I'm so breathless I can't finish a sentence")
+# Two calls, answered by a patient simulated from the true condition (yes to a symptom it has with
+# probability >= 0.5; yes to the red flags named): the issue's asthma call, URGENT from its first
+# words, and a chest infection that says yes to one red-flag check.
+CONVERSATIONS = (
+    ("J45.9", "My asthma is really bad tonight, I'm wheezing and I'm so breathless I can't finish a sentence", ()),
+    ("J18.9", "I've had a temperature and a chesty cough for four days and I've gone off my food",
+     ("fast_breathing_30",)),
+)
+
+
+def _width(demo: Demo) -> int:
+    return max(40, min(demo.console.width, 100))
+
+
+def _say(demo: Demo, text: str, indent: int = 4) -> None:
+    """One item, wrapped to the console (80 columns readable), continuation lines indented."""
+    lines = textwrap.wrap(text, _width(demo) - 1, initial_indent=" " * indent, subsequent_indent=" " * (indent + 2),
+                          break_on_hyphens=False)
+    demo.console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _ranked(result) -> str:
+    return ", ".join(f"{icd} {name} {p:.0%}" for icd, name, p in result.ranked)
+
+
+def _why(q) -> str:
+    return q.reason if q.red_flag_id else f"{q.source}, {q.information_gain:.2f} bits, about {_about(q)}"
+
+
+def _question(q) -> str:
+    return f"{q.text} ({_why(q)})"
+
+
+def _about(q) -> str:
+    return get_domain().symptoms[q.symptom_id].name
 
 
 def _conversation(demo: Demo, discriminator: DiagnosisDiscriminator, questions: QuestionGenerator,
-                  script: tuple[str, str], turns: int) -> None:
-    c = demo.console
-    true_code, complaint = script
-    domain = discriminator.domain
-    answers: dict[str, str] = {}
-    result = triage(complaint, discriminator, questions)
-    c.print(f"  patient: {complaint}")
-    c.print(f"  {result.headline}")
-    for turn in range(1, turns + 1):
-        c.print("  diagnosis: " + ", ".join(f"{icd} {name} {p:.0%}" for icd, name, p in result.ranked))
-        if result.note:
-            c.print(f"  note: {result.note}")
-        q = result.question
-        if q is None:
-            break
-        answer = "yes" if domain.probability(true_code, q.symptom_id) >= 0.5 else "no"
-        c.print(f"  Q{turn} ({q.source}, {q.information_gain:.2f} bits, about {domain.symptoms[q.symptom_id].name}): "
-                f"{q.text}  -> simulated answer: {answer}")
-        answers[q.symptom_id] = answer
-        result = triage(complaint, discriminator, questions if turn < turns else None, answers=answers)
-    c.print("  updated diagnosis: " + ", ".join(f"{icd} {name} {p:.0%}" for icd, name, p in result.ranked))
+                  true_code: str, complaint: str, yes_flags: tuple[str, ...]) -> None:
+    record = converse(complaint, discriminator, questions, simulated_patient(true_code, red_flags=yes_flags))
+    _say(demo, f"patient: {complaint}", indent=2)
+    _say(demo, record.before.headline)
+    _say(demo, "diagnosis: " + _ranked(record.before))
+    for n, turn in enumerate(record.turns, 1):
+        q = turn.question
+        _say(demo, f"Q{n} ({_why(q)})")
+        _say(demo, f"{q.text} -> {turn.answer} (simulated answer)", indent=7)
+    if record.turns:
+        _say(demo, f"result: {record.result.headline}; {_ranked(record.result)}")
+    _say(demo, record.stop_reason or "")

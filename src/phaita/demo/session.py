@@ -13,9 +13,11 @@ The steps: :mod:`phaita.demo.loader_steps` (1-4), :mod:`phaita.demo.component_st
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from rich.console import Console
 
@@ -44,6 +46,39 @@ def demo_environment(cache_dir: Path, hub_url: str):
         "HF_HUB_DISABLE_TELEMETRY": "1", "PHAITA_STALL_TIMEOUT": "2", "PHAITA_FRESHNESS_TIMEOUT": "3",
         "HF_HUB_OFFLINE": "0",
     })
+
+
+@contextlib.contextmanager
+def quiet_foreign_progress() -> Iterator[None]:
+    """transformers' and huggingface_hub's own progress bars off inside the block ("Loading weights",
+    "Writing model shards", "Fetching files"), and back as they were after it; the loader's own bar
+    (:class:`phaita.loader.TqdmProgress`) stays. transformers' GGUF reader calls ``tqdm.auto.tqdm``
+    directly ("Converting and de-quantizing GGUF tensors"), past both switches, so its module's
+    ``tqdm`` is a disabled one for the block."""
+    import huggingface_hub.utils as hf_utils
+    from transformers.utils import logging as tf_logging
+
+    hub_was_off, tf_was_on = hf_utils.are_progress_bars_disabled(), tf_logging.is_progress_bar_enabled()
+    tf_logging.disable_progress_bar()  # turns huggingface_hub's off too
+    hf_utils.disable_progress_bars()
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # no gguf package: no GGUF bar either
+        gguf_utils = None
+    saved = getattr(gguf_utils, "tqdm", None)
+    if saved is not None:
+        gguf_utils.tqdm = functools.partial(saved, disable=True)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            gguf_utils.tqdm = saved
+        if tf_was_on:
+            tf_logging.enable_progress_bar()
+        if not hub_was_off:
+            hf_utils.enable_progress_bars()
+        elif not tf_was_on:
+            hf_utils.disable_progress_bars()
 
 
 class Demo:

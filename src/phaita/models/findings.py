@@ -19,7 +19,7 @@ from phaita.data.cues import find, normalize
 from phaita.data.domain import Domain, get_domain
 
 __all__ = ["Findings", "RedFlagFinding", "ConditionFit", "extract_symptoms", "find_red_flags", "merge_findings",
-           "condition_fit"]
+           "condition_fit", "implied_known", "implied_stated", "PRESUPPOSES"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,49 @@ SIGNATURE = 0.6
 IMPLIES = {"high_fever": "fever", "shaking_chills": "chills", "rusty_phlegm": "productive_cough",
            "colored_phlegm": "productive_cough", "increased_phlegm": "productive_cough",
            "gradual_breathlessness": "shortness_of_breath", "fast_breathing": "shortness_of_breath"}
+
+
+#: What a stated symptom answers without being asked. Known asthma answers "a long-term lung
+#: condition?" (an asthmatic would say yes, and that says nothing about COPD); one kind of cough answers
+#: the other, and a cough with nothing coming up answers every question about its phlegm.
+_ANSWERED_BY_STATED = {"asthma_history": ("copd_history",),
+                       "dry_cough": ("productive_cough", "colored_phlegm", "rusty_phlegm", "increased_phlegm"),
+                       "productive_cough": ("dry_cough",)}
+#: What a denied symptom answers: no fever is no sudden high fever; no phlegm is no green phlegm.
+_ANSWERED_BY_DENIED = {"fever": ("high_fever",), "chills": ("shaking_chills",),
+                       "productive_cough": ("colored_phlegm", "rusty_phlegm", "increased_phlegm"),
+                       "shortness_of_breath": ("gradual_breathlessness",)}
+
+
+#: A question that takes another symptom for granted ("Is the phlegm green?" takes a cough with phlegm).
+PRESUPPOSES = {"colored_phlegm": "productive_cough", "rusty_phlegm": "productive_cough",
+               "increased_phlegm": "productive_cough", "high_fever": "fever", "shaking_chills": "chills"}
+
+
+def implied_stated(findings: Findings) -> frozenset[str]:
+    """The stated symptoms and their general ones (green phlegm: a cough with phlegm)."""
+    stated = set(findings.stated)
+    while True:  # specific -> general, to a fixed point
+        more = {IMPLIES[s] for s in stated if s in IMPLIES} - stated
+        if not more:
+            return frozenset(stated)
+        stated |= more
+
+
+def implied_known(findings: Findings) -> frozenset[str]:
+    """Symptoms the words imply, beyond those they state or deny: never asked about.
+
+    A specific symptom implies its general one (green phlegm is a cough with phlegm, which in turn
+    is not a dry cough); known asthma implies a long-term lung disease; a denied general symptom
+    denies its specific ones.
+    """
+    stated = implied_stated(findings)
+    out = set(stated)
+    for s in stated:
+        out.update(_ANSWERED_BY_STATED.get(s, ()))
+    for s in findings.denied:
+        out.update(_ANSWERED_BY_DENIED.get(s, ()))
+    return frozenset(out - findings.known)
 
 
 #: Said without saying which kind: "a cough" supports a condition with a dry or a productive cough.

@@ -21,7 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from phaita.data.domain import Domain, get_domain
 from phaita.data.manifest import default_spec
 from phaita.models._common import LoaderOptions, chat_generate, clean_generation, load_causal_lm, model_label
-from phaita.models.findings import extract_symptoms
+from phaita.models.findings import PRESUPPOSES, Findings, extract_symptoms, implied_known, implied_stated, merge_findings
+from phaita.models.question_check import check_question
 
 log = logging.getLogger("phaita.models.question_generator")
 
@@ -30,20 +31,28 @@ __all__ = ["QuestionGenerator", "Question", "expected_information_gain"]
 COMPONENT = "QuestionGenerator"
 _SYSTEM = "You are a paramedic asking a patient short, plain yes/no questions about one symptom at a time."
 _SHOTS = (("sore throat", "Do you have a sore throat?"), ("headache", "Have you been getting headaches?"))
-_AUX = {"do", "does", "did", "is", "are", "was", "were", "have", "has", "had", "can", "could", "would", "will", "any"}
 
 Probabilities = Mapping[str, float] | Sequence[tuple]
 
 
 @dataclass(frozen=True)
 class Question:
-    """A proposed question: its text, the symptom it asks about, the expected information gain
-    (bits) and where the wording came from (``"lm"`` or ``"template"``)."""
+    """A proposed question: its text, the symptom (or red flag) it asks about, the expected
+    information gain (bits; 0 for a red-flag check), where the wording came from (``"lm"`` or
+    ``"template"``), why the LM's wording was not used (``rejected``), and why it is asked."""
 
     text: str
-    symptom_id: str
+    symptom_id: str | None
     information_gain: float
     source: str
+    red_flag_id: str | None = None
+    rejected: str | None = None
+    reason: str = ""
+    speaker: str = "patient"  # who answers: the patient, or the carer of a baby
+
+    @property
+    def kind(self) -> str:
+        return "red_flag" if self.red_flag_id else "symptom"
 
 
 def _entropy(p: Iterable[float]) -> float:
@@ -102,6 +111,8 @@ class QuestionGenerator:
         self.rng = random.Random(seed)
         self.loader_options = LoaderOptions(max_retries, timeout, allow_offline, token, dict(loader_kwargs or {}))
         self.model, self.tokenizer = model, tokenizer
+        #: LM wordings tried, kept, and rejected by the well-formedness check (then the template is shown)
+        self.stats = {"lm_tried": 0, "lm_kept": 0, "lm_rejected": 0}
         self.loaded_model_name: str | None = model_label(self.model_name, model) if model is not None else None
         if model is None and use_pretrained:
             loaded = load_causal_lm(COMPONENT, spec, self.model_name, model_name is not None, use_4bit,
@@ -177,17 +188,59 @@ class QuestionGenerator:
         ranked = self.rank_symptoms(diagnosis, confirmed_symptoms, denied_symptoms, exclude=exclude)
         return ranked[0] if ranked else None
 
-    # -- phrasing -------------------------------------------------------------------------------
-    def _speaker(self, diagnosis: Probabilities) -> str:
+    def addressee(self, diagnosis: Probabilities, said: Findings | None = None) -> str:
+        """Who answers: ``"caregiver"`` when the words are about a baby or the leading condition is a
+        baby's (a baby does not answer questions), else ``"patient"``."""
+        if said is not None and "infant" in said.stated:
+            return "caregiver"
         probs = self._probabilities(diagnosis)
-        top = max(probs, key=probs.get)
-        return self.domain.condition(top).speaker
+        return self.domain.condition(max(probs, key=probs.get)).speaker
 
+    def askable(self, symptom_id: str, speaker: str) -> bool:
+        """A carer is asked only what they can see in their child (a symptom with a carer's question)."""
+        return speaker != "caregiver" or self.domain.symptoms[symptom_id].caregiver_question is not None
+
+    def _heard(self, complaint: str | None, answers: Mapping[str, bool] | None) -> Findings:
+        said = extract_symptoms(complaint, self.domain) if complaint else Findings()
+        answered = Findings(frozenset(s for s, y in (answers or {}).items() if y),
+                            frozenset(s for s, y in (answers or {}).items() if not y))
+        return merge_findings(said, answered)
+
+    def not_to_ask(self, complaint: str | None, answers: Mapping[str, bool] | None = None) -> frozenset[str]:
+        """Symptoms the complaint and answers state, deny or imply (known asthma: a long-term lung
+        disease; green phlegm: a cough with phlegm, so not a dry cough), and those whose question
+        takes for granted a symptom not yet heard ("Is the phlegm green?" before any phlegm)."""
+        heard = self._heard(complaint, answers)
+        stated = implied_stated(heard)
+        presumed = {s for s, needs in PRESUPPOSES.items() if needs not in stated}
+        return heard.known | implied_known(heard) | presumed
+
+    def best_symptom(self, diagnosis: Probabilities, *, complaint: str | None = None,
+                     answers: Mapping[str, bool] | None = None, speaker: str | None = None
+                     ) -> tuple[str, float] | None:
+        """The best (symptom id, gain) to ask next, whatever its gain, or None when nothing is left:
+        never a symptom stated, denied or implied, nor one the person answering cannot tell."""
+        said = extract_symptoms(complaint, self.domain) if complaint else Findings()
+        speaker = speaker or self.addressee(diagnosis, said)
+        confirmed = [s for s, y in (answers or {}).items() if y]
+        denied = [s for s, y in (answers or {}).items() if not y]
+        skip = self.not_to_ask(complaint, answers)
+        for sid, gain in self.rank_symptoms(diagnosis, confirmed, denied, exclude=skip):
+            if self.askable(sid, speaker):
+                return sid, gain
+        return None
+
+    # -- phrasing -------------------------------------------------------------------------------
     def phrase_question(self, symptom_id: str, speaker: str = "patient") -> tuple[str, str]:
-        """(question text, source): the LM's rewording when loaded and sane, else the template."""
+        """(question text, source): the LM's rewording when loaded and well formed, else the template."""
+        text, source, _ = self._phrase(symptom_id, speaker)
+        return text, source
+
+    def _phrase(self, symptom_id: str, speaker: str) -> tuple[str, str, str | None]:
+        """(text, source, why the LM's wording was rejected or None)."""
         template = self.domain.symptom(symptom_id).question_for(speaker)
         if self.model is None:
-            return template, "template"
+            return template, "template", None
         # A 135M model answers a question it is asked to rephrase; asked for a question about a
         # named symptom, with the reply started by the template's first two words, it writes one.
         msgs = [{"role": "system", "content": _SYSTEM}]
@@ -200,40 +253,39 @@ class QuestionGenerator:
         text = clean_generation(raw, max_sentences=2, max_words=30)
         m = re.search(r"[^.!?]*\?", text)
         question = m.group(0).strip() if m else ""
-        if not self._usable(question, symptom_id, template):
-            log.debug("%s: LM question unusable (%r); using the template", COMPONENT, raw)
-            return template, "template"
-        return question[0].upper() + question[1:], "lm"
+        question = question[:1].upper() + question[1:]
+        self.stats["lm_tried"] += 1
+        why = check_question(question, symptom_id, speaker, self.domain, template=template) if question else \
+            "no question in the LM's reply"
+        if why is not None:
+            self.stats["lm_rejected"] += 1
+            log.debug("%s: LM question %r rejected (%s); using the template", COMPONENT, question or raw, why)
+            return template, "template", why
+        self.stats["lm_kept"] += 1
+        return question, "lm", None
 
-    def _usable(self, question: str, symptom_id: str, template: str) -> bool:
-        """A short yes/no question (starts with an auxiliary verb) in plain words (no clinical term)
-        that asks about the chosen symptom, by its lay cues, and about no symptom the template
-        does not ask about."""
-        words = re.findall(r"[a-z']+", question.lower())
-        if len(words) < 3 or len(words) > 25 or words[0] not in _AUX:
-            return False
-        if any(w in self.domain.clinical_terms for w in words):
-            return False
-        asked = extract_symptoms(question, self.domain).known
-        if symptom_id not in asked:
-            return False
-        return asked <= extract_symptoms(template, self.domain).known | {symptom_id}
+    def _usable(self, question: str, symptom_id: str, template: str, speaker: str = "patient") -> bool:
+        """The well-formedness check (:func:`phaita.models.question_check.check_question`) passes."""
+        return check_question(question, symptom_id, speaker, self.domain, template=template) is None
 
     def generate_question(self, diagnosis_probabilities: Probabilities, confirmed_symptoms: Iterable[str] = (),
                           denied_symptoms: Iterable[str] = (), *, complaint: str | None = None,
-                          answers: Mapping[str, bool] | None = None) -> Question | None:
-        """The next question (None when nothing useful is left to ask).
+                          answers: Mapping[str, bool] | None = None, min_gain: float = 0.0,
+                          speaker: str | None = None) -> Question | None:
+        """The next question (None when nothing is left to ask, or nothing worth ``min_gain`` bits).
 
-        ``complaint``: what the patient said; the symptoms it states or denies are not asked about.
+        ``complaint``: what the patient said; the symptoms it states, denies or implies are not asked.
         ``answers``: {symptom id: yes/no} so far (added to the confirmed and denied symptoms).
         """
-        confirmed, denied = list(confirmed_symptoms), list(denied_symptoms)
-        for sid, yes in (answers or {}).items():
-            (confirmed if yes else denied).append(sid)
-        said = extract_symptoms(complaint, self.domain).known if complaint else frozenset()
-        best = self.select_symptom(diagnosis_probabilities, confirmed, denied, exclude=said)
-        if best is None:
+        answers = dict(answers or {})
+        answers.update({s: True for s in confirmed_symptoms})
+        answers.update({s: False for s in denied_symptoms})
+        said = extract_symptoms(complaint, self.domain) if complaint else None
+        speaker = speaker or self.addressee(diagnosis_probabilities, said)
+        best = self.best_symptom(diagnosis_probabilities, complaint=complaint, answers=answers, speaker=speaker)
+        if best is None or best[1] < min_gain:
             return None
         sid, gain = best
-        text, source = self.phrase_question(sid, self._speaker(diagnosis_probabilities))
-        return Question(text=text, symptom_id=sid, information_gain=gain, source=source)
+        text, source, rejected = self._phrase(sid, speaker)
+        return Question(text=text, symptom_id=sid, information_gain=gain, source=source, rejected=rejected,
+                        reason=f"worth {gain:.2f} bits", speaker=speaker)
