@@ -6,18 +6,20 @@ STAMP := $(VENV)/.installed
 # venv: its pins would change this project's packages (psutil) and add httpx. Tests find its olah-cli there.
 OLAH_VENV := .venv-olah
 OLAH_STAMP := $(OLAH_VENV)/.installed
+# Real third-party servers from Debian (an OCI registry, nginx): scripts/system-packages.sh.
+SYSTEM_STAMP := $(VENV)/.system-packages
 
 .PHONY: demo test bench setup
 demo: $(STAMP)
 	$(VENV)/bin/phaita demo
 
-test: $(STAMP) $(OLAH_STAMP)
+test: $(STAMP) $(OLAH_STAMP) $(SYSTEM_STAMP)
 	$(VENV)/bin/python -m pytest -q
 
-bench: $(STAMP) $(OLAH_STAMP)
+bench: $(STAMP) $(OLAH_STAMP) $(SYSTEM_STAMP)
 	$(VENV)/bin/python benchmarks/run.py
 
-setup: $(STAMP) $(OLAH_STAMP)
+setup: $(STAMP) $(OLAH_STAMP) $(SYSTEM_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -31,3 +33,7 @@ $(OLAH_STAMP):
 	$(PY) -m venv $(OLAH_VENV)
 	$(OLAH_VENV)/bin/pip install -q olah==0.5.4
 	touch $(OLAH_STAMP)
+
+$(SYSTEM_STAMP): scripts/system-packages.sh $(STAMP)
+	bash scripts/system-packages.sh
+	touch $(SYSTEM_STAMP)
