@@ -148,7 +148,8 @@ pid {_q(str(base / 'nginx.pid'))};
 error_log {_q(str(base / 'error.log'))} warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log {_q(str(base / 'access.log'))};
+    log_format phaita '$msec $status $body_bytes_sent $request_time "$request" "$http_range"';
+    access_log {_q(str(base / 'access.log'))} phaita;
 {temp}
     types {{ }}
     default_type application/octet-stream;
@@ -220,20 +221,25 @@ http {{
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
-    def bytes_sent(self, path_part: str = "/resolve/") -> int:
-        """Body bytes nginx sent for requests whose URL contains ``path_part`` (from its access log)."""
-        if self.dir is None:
-            return 0
-        total = 0
+    def requests(self) -> list[dict]:
+        """The requests nginx answered so far, from its access log: time (epoch s, at the end), status,
+        body bytes sent, seconds taken, request line, Range header ("-" for none)."""
+        if self.dir is None or not (self.dir / "access.log").exists():
+            return []
+        out = []
         for line in (self.dir / "access.log").read_text(errors="replace").splitlines():
-            # combined format: ... "GET /path HTTP/1.1" status bytes "referer" "agent"
             try:
-                request, rest = line.split('"', 2)[1], line.split('"', 2)[2].split()
-                if path_part in request:
-                    total += int(rest[1])
-            except (IndexError, ValueError):
+                head, request, _, rng = line.split('"')[:4]
+                at, status, sent, took = head.split()
+                out.append({"at": float(at), "status": int(status), "bytes": int(sent), "seconds": float(took),
+                            "request": request, "range": rng})
+            except ValueError:
                 continue
-        return total
+        return out
+
+    def bytes_sent(self, path_part: str = "/resolve/") -> int:
+        """Body bytes nginx sent for requests whose URL contains ``path_part``."""
+        return sum(r["bytes"] for r in self.requests() if path_part in r["request"])
 
     def __enter__(self) -> "NginxHub":
         return self.start()

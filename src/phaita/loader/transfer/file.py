@@ -170,8 +170,8 @@ class FileTransfer(ParallelRanges):
         return StreamHasher.for_blob(self.file.sha256, self.size)
 
     def _advance_hash(self, stop: Callable[[], bool] = lambda: False) -> None:
-        """Hash the contiguous prefix written so far (from the page cache), starting each hashed
-        piece's write-back; ``stop`` (the background thread's) ends it between pieces."""
+        """Hash the contiguous prefix written so far (from the page cache); ``stop`` (the background
+        thread's) ends it between pieces."""
         with self._hash_lock:
             with self.lock:
                 end = sidecar.prefix_end(self._written())
@@ -181,7 +181,6 @@ class FileTransfer(ParallelRanges):
                 if not n:
                     break
                 self._hasher.update(buf[:n])
-                write_back(self.fd, self._hashed, n)
                 self._hashed += n
 
     def _hash_ok(self) -> bool:
@@ -290,6 +289,7 @@ class FileTransfer(ParallelRanges):
             if seg.pos + len(chunk) > self.size:
                 raise self.guard.overran(seg.pos + len(chunk))
             n = max(0, min(len(chunk), seg.end - seg.pos))
+            at = seg.pos
             if n:
                 os.pwrite(self.fd, chunk[:n] if n < len(chunk) else chunk, seg.pos)
                 seg.pos += n
@@ -301,6 +301,7 @@ class FileTransfer(ParallelRanges):
             checkpoint = self.use_sidecar and self._unrecorded >= self.checkpoint_every
             if checkpoint:
                 self._unrecorded = 0
+        write_back(self.fd, at, n)  # the disk starts now, not at the final fsync (the pages are dirty: kept)
         self.ctx.count(n)
         self._report()
         self.background.poke(checkpoint)  # hash it, and record a checkpoint, off this stream's thread

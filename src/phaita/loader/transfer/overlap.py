@@ -5,11 +5,11 @@ write they poke this thread, which
 
 * hashes the file's contiguous prefix as it grows (re-read from the page cache into one reused
   buffer; ``hashlib`` releases the GIL on large buffers, so the hash runs on the other core),
-* starts the write-back of every hashed piece (``posix_fadvise(DONTNEED)`` writes dirty pages back
-  without waiting and drops the ones already clean), so the disk works during the transfer instead
-  of all at the final ``fsync``, and the page cache the download leaves stays small,
 * records checkpoints (``fdatasync`` then the sidecar, :meth:`~.file.FileTransfer._checkpoint`)
   when the streams have written enough since the last one, without a stream waiting on the disk.
+
+(The streams start each piece's write-back as they write it, :func:`write_back`, so that the disk
+works during the transfer instead of all at the final ``fsync``.)
 
 The thread only ever does what the transfer would otherwise do in its own threads, under the same
 locks; the transfer's final synchronous catch-up (hash to the end, ``fsync``) is what decides, so an
@@ -28,7 +28,11 @@ _FADVISE = getattr(os, "posix_fadvise", None)
 
 
 def write_back(fd: int, start: int, length: int) -> None:
-    """Start writing ``[start, start+length)`` of ``fd`` back to disk now, without waiting (Linux)."""
+    """Start writing ``[start, start+length)`` of ``fd`` back to disk now, without waiting (Linux).
+
+    ``posix_fadvise(DONTNEED)`` starts the write-back of the range's dirty pages and drops only pages
+    already clean: called right after the write, it drops nothing (the hash re-reads them from memory).
+    """
     if _FADVISE is not None and length > 0:
         try:
             _FADVISE(fd, start, length, os.POSIX_FADV_DONTNEED)
