@@ -103,3 +103,25 @@ def test_rate_caps_each_connection(tmp_path):
         took = time.monotonic() - start
     assert resp.status == 200 and len(body) == 3_000_000
     assert took >= 1.0  # 3 MB at 2 MB/s: at least 1 s whatever the machine (nginx's first burst aside)
+
+
+def test_phaita_ranges_from_nginx_cover_the_file_once(tmp_path, monkeypatch):
+    """Parallel range streams against nginx (capped per connection): every byte asked for once, every
+    answer a 206 for exactly its range, the blob's sha256 the hub's."""
+    from phaita.testing import publish_large_file
+    from phaita.utils.model_loader import prefetch_model
+
+    size = 12_000_000
+    root = tmp_path / "root"
+    source = publish_large_file(root, "acme/big", size, seed=3)
+    with NginxHub(root, rate=8_000_000) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setenv("PHAITA_PARALLEL_THRESHOLD", "2000000")
+        monkeypatch.setenv("PHAITA_STREAMS_PER_FILE", "4")
+        point_huggingface_hub_at(monkeypatch, hub.url)
+        folder = Path(prefetch_model("acme/big", cache_dir=str(tmp_path / "cache")))
+        answers = [r for r in hub.requests() if "model.safetensors" in r["request"]]
+    assert _sha256(folder / "model.safetensors") == _sha256(source)
+    assert len(answers) > 1 and all(r["status"] == 206 and r["range"].startswith("bytes=") for r in answers)
+    assert sum(r["bytes"] for r in answers) == size  # no byte twice, none missing
