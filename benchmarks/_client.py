@@ -26,6 +26,8 @@ Operations (``spec["op"]``):
                     the hub's faults cost a client that adds nothing of its own
 ``curl_null``       floor: ``curl`` every file of the repo (the tree API's list) to /dev/null, one after another
 ``curl_disk``       floor: ``curl`` every file to disk, then ``sync`` (the durable floor: no hash)
+``curl_cache``      floor: ``curl`` every file to disk, no ``sync`` (the page cache: what a client that never
+                    fsyncs, such as ``hf_transfer``, waits for)
 ``sha256``          floor: the sha256 of ``spec["files"]`` (the hub's copies) on one core, 1 MiB reads
 ``import_phaita``   import the fetch layer and exit (memory baseline)
 ``import_hub``      import ``snapshot_download`` and exit (memory baseline)
@@ -102,7 +104,7 @@ def _tree(spec: dict) -> list[dict]:
         return [e for e in json.load(answer) if e["type"] == "file"]
 
 
-def _curl(spec: dict, to_disk: bool) -> str:
+def _curl(spec: dict, to_disk: bool, sync: bool = True) -> str:
     import os
     import shutil
     import subprocess
@@ -117,7 +119,7 @@ def _curl(spec: dict, to_disk: bool) -> str:
         dest.parent.mkdir(parents=True, exist_ok=True)
         args += [f"{endpoint}/{spec['repo']}/resolve/main/{entry['path']}", "-o", str(dest) if to_disk else os.devnull]
     subprocess.run(args, check=True)
-    if to_disk:
+    if to_disk and sync:
         os.sync()
     return f"{len(entries)} files"
 
@@ -224,8 +226,8 @@ def main(argv: list[str]) -> int:
             result["what"] = _hf_transfer(spec)
         elif op == "floor":
             result["what"] = floor(spec)
-        elif op in ("curl_null", "curl_disk"):
-            result["what"] = _curl(spec, to_disk=op == "curl_disk")
+        elif op in ("curl_null", "curl_disk", "curl_cache"):
+            result["what"] = _curl(spec, to_disk=op != "curl_null", sync=op == "curl_disk")
         elif op == "sha256":
             result["what"] = _sha256(spec)
         elif op == "import_phaita":
