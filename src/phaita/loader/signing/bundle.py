@@ -186,7 +186,7 @@ def _with_ca(doc: dict[str, Any], policy: TrustPolicy, signer: str) -> Signed:
         return _signed(manifest, CERTIFICATE, f"{signer} (CA {ca.name})", True)
     chain_errors = [e for e in failures if type(e).__name__ == "X509StoreContextError"]
     if len(chain_errors) == len(failures):
-        raise Refusal("untrusted-ca", f"the signer's certificate (issued by {leaf.issuer.rfc4514_string()}) does not "
+        raise Refusal("untrusted-ca", f"the signer's certificate (issued by {as_written(leaf.issuer)}) does not "
                       "chain to a CA the trust policy names (" + ", ".join(c.name for c in policy.cas) + ")", signer)
     raise _translate(next(e for e in failures if type(e).__name__ != "X509StoreContextError"), signer)
 
@@ -205,7 +205,7 @@ def subject_names(leaf: Any) -> list[str]:
     """The leaf's RFC 4514 subject, then every SAN value (email, URI, DNS name)."""
     from cryptography import x509
 
-    names = [leaf.subject.rfc4514_string()]
+    names = [as_written(leaf.subject), leaf.subject.rfc4514_string()]  # CN first, and RFC 4514's reversed order
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names += [str(v) for v in san.get_values_for_type(x509.RFC822Name)]
@@ -216,9 +216,14 @@ def subject_names(leaf: Any) -> list[str]:
     return names
 
 
+def as_written(name: Any) -> str:
+    """A subject in the order it was built (``CN=...,O=...``, as people write it and ``openssl`` shows it)."""
+    return ",".join(rdn.rfc4514_string() for rdn in name.rdns)
+
+
 def _subject_named(leaf: Any, ca: TrustedCA, signer: str) -> None:
     if not set(subject_names(leaf)) & set(ca.subjects):
-        raise Refusal("wrong-subject", f"the signer's certificate is for {leaf.subject.rfc4514_string()}, and the trust "
+        raise Refusal("wrong-subject", f"the signer's certificate is for {as_written(leaf.subject)}, and the trust "
                       f"policy accepts from CA {ca.name} only: {', '.join(ca.subjects)}", signer)
 
 
@@ -285,7 +290,7 @@ def _signer_name(doc: dict[str, Any], method: str, policy: TrustPolicy | None) -
         raw = _chain(doc)[0] if method == CERTIFICATE else base64.b64decode(material["certificate"]["rawBytes"])
         leaf = x509.load_der_x509_certificate(raw)
         names = subject_names(leaf)
-        return names[0] if method == CERTIFICATE or len(names) == 1 or not names[0] else names[1]
+        return names[0] if method == CERTIFICATE or len(names) < 3 else names[2]  # Sigstore: the SAN identity
     except Exception:  # a malformed bundle: the check itself reports it
         return "unknown signer"
 

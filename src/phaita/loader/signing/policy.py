@@ -154,7 +154,7 @@ def _parse(path: Path) -> TrustPolicy:
             if b"CERTIFICATE" in data:
                 raise PolicyError(f"{pem} holds a certificate that no [[ca]] entry of {path}/trust.toml names: a CA "
                                   "is trusted only together with the signer subject(s) it may certify")
-            keys += _keys(pem, data, pem.stem)
+            keys += _keys(pem, data, _stem(pem))
     elif path.suffix.lower() in (".toml", ".json"):
         _policy_file(path, reader, keys, cas, stores)
     else:
@@ -162,7 +162,7 @@ def _parse(path: Path) -> TrustPolicy:
         if b"CERTIFICATE" in data:
             raise PolicyError(f"PHAITA_TRUST={str(path)!r} is a certificate: name it in a trust.toml [[ca]] entry "
                               "with the signer subject(s) it may certify (a CA alone would trust anyone it certifies)")
-        keys += _keys(path, data, path.stem)
+        keys += _keys(path, data, _stem(path))
     policy = TrustPolicy(path, tuple(keys), tuple(cas), tuple(stores), reader.hasher.hexdigest(), tuple(reader.read))
     if policy.empty:
         raise PolicyError(f"PHAITA_TRUST={str(path)!r} names no trusted key, CA or Sigstore identity")
@@ -185,7 +185,7 @@ def _policy_file(pf: Path, reader: _Reader, keys: list[TrustedKey], cas: list[Tr
     for i, entry in enumerate(_entries(doc, "key", pf)):
         file = _file(entry, pf, f"key #{i + 1}")
         named.add(file.resolve())
-        keys += _keys(file, reader.bytes(file), str(entry.get("name") or file.stem))
+        keys += _keys(file, reader.bytes(file), str(entry.get("name") or _stem(file)))
     for i, entry in enumerate(_entries(doc, "ca", pf)):
         file = _file(entry, pf, f"ca #{i + 1}")
         named.add(file.resolve())
@@ -226,6 +226,12 @@ def _file(entry: dict[str, Any], pf: Path, what: str, key: str = "file") -> Path
     if not path.is_file():
         raise PolicyError(f"trust policy {pf}: {what}: {path} does not exist")
     return path
+
+
+def _stem(path: Path) -> str:
+    """``release.pub.pem`` -> ``release``: how a key file names its key."""
+    name = path.name[:-4] if path.name.lower().endswith(".pem") else path.stem
+    return name[:-4] if name.lower().endswith(".pub") else name
 
 
 def _keys(path: Path, data: bytes, name: str) -> list[TrustedKey]:
