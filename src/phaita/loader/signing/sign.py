@@ -102,9 +102,6 @@ def _split_chain(chain: Path, tmp: Path, public_key: Any) -> tuple[Path, list[Pa
 
 def manifest_for(repo: RepoCache, commit: str, name: str) -> tuple[Any, int]:
     """The library's manifest of the snapshot from its known digests; (manifest, files)."""
-    from model_signing import manifest as ms_manifest
-    from model_signing._hashing import hashing as ms_hashing
-
     files = snapshot_files(repo, commit)
     dangling = sorted(n for n, v in files.items() if v[0] is None)
     if dangling:
@@ -112,11 +109,35 @@ def manifest_for(repo: RepoCache, commit: str, name: str) -> tuple[Any, int]:
     if SIGNATURE_NAME in files:
         raise SigningError(f"{repo.repo_id}@{commit[:12]}: {SIGNATURE_NAME} is inside the snapshot; move it to "
                            f"{repo.signature_path(commit)} first")
+    return manifest_from_digests(name, {n: v[0] for n, v in files.items()})
+
+
+def manifest_from_digests(name: str, digests: dict[str, str]) -> tuple[Any, int]:
+    """The library's manifest of ``{path: sha256}`` (git metadata left out, as ``model_signing sign`` does)."""
+    from model_signing import manifest as ms_manifest
+    from model_signing._hashing import hashing as ms_hashing
+
     items = [ms_manifest.FileManifestItem(path=pathlib.PurePosixPath(n), digest=ms_hashing.Digest(
-             "sha256", bytes.fromhex(v[0]))) for n, v in sorted(files.items()) if not is_git_path(n)]
+             "sha256", bytes.fromhex(d))) for n, d in sorted(digests.items()) if not is_git_path(n)]
     ignored = [p.rstrip("/") for p in GIT_PATHS]
     serialization = ms_manifest._FileSerialization("sha256", True, [pathlib.Path(p) for p in ignored])
     return ms_manifest.Manifest(name, items, serialization), len(items)
+
+
+def sign_digests(name: str, digests: dict[str, str], signer: Signer) -> bytes:
+    """A bundle over ``{path: sha256}`` (an export's files), as bytes."""
+    import tempfile
+
+    library_signer = signer.build()
+    _, _, _, _, signing = library()
+    manifest, _ = manifest_from_digests(name, digests)
+    try:
+        signature = library_signer.sign(signing.Payload(manifest))
+    except Exception as exc:  # the library's signer: key type, PKCS#11 token...
+        raise SigningError(f"signing {name} with {signer.describe()} failed: {type(exc).__name__}: {exc}") from None
+    with tempfile.TemporaryDirectory(prefix="phaita-sign-") as tmp:  # the library writes to a path only
+        signature.write(Path(tmp) / "model.sig")
+        return (Path(tmp) / "model.sig").read_bytes()
 
 
 def sign_snapshot(repo: RepoCache, commit: str, signer: Signer, out: Path | None = None) -> tuple[Path, int]:
