@@ -163,3 +163,14 @@ def test_import_with_require_refuses_an_unsigned_bundle_and_a_wrong_signer(machi
     run("models", "import", str(plain))  # a policy without require: unsigned bundles come in
     with pytest.raises(SignatureError, match="has no signature"):
         robust_model_download(MODEL, "auto", require_signature=True)
+
+
+def test_the_json_shapes_in_cli_md_are_what_the_signing_commands_print(machine_a, site, tmp_path, monkeypatch):
+    from test_cli_docs import documented_shape, same_keys
+
+    same_keys(documented_shape("models sign"), run_json("models", "sign", MODEL, "--key", str(site.private)))
+    monkeypatch.setenv("PHAITA_TRUST", str(site.public))
+    status = run_json("models", "status")
+    assert status["models"][0]["snapshots"][0]["signature"] is not None
+    same_keys(documented_shape("models status"), status)
+    same_keys(documented_shape("models verify --signatures"), run_json("models", "verify", "--signatures"))

@@ -139,6 +139,9 @@ def test_a_signed_lock_file_verifies_with_model_signing(snapshot, tmp_path, monk
     r = phaita("models", "verify", "--signatures", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["lock"]["ok"]
+    from test_cli_docs import documented_shape, same_keys
+
+    same_keys(documented_shape("models verify --signatures"), json.loads(r.stdout))  # with the lock row
     lock.write_text(lock.read_text().replace(snapshot.name, "0" * 40))
     r = phaita("models", "verify", "--signatures", "--json")
     assert r.returncode == 1 and "differs from the signed one" in json.loads(r.stdout)["lock"]["detail"]
