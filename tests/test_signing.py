@@ -96,7 +96,8 @@ def test_a_model_signed_by_the_site_key_loads_and_the_warm_load_uses_the_record(
     trust(monkeypatch, site.public)
     loads()
     record = json.loads(repo.signature_record_path(commit).read_text())
-    assert record["trusted"] and record["signer"].startswith("key release")
+    (entry,) = record["checks"].values()
+    assert entry["trusted"] and entry["signer"].startswith("key release")
     assert set(record["files"]) == set(repo.linked_files(commit))
     assert any("signed by key release" in r.getMessage() for r in caplog.records)
     from phaita.loader.signing.check import check
@@ -104,6 +105,9 @@ def test_a_model_signed_by_the_site_key_loads_and_the_warm_load_uses_the_record(
 
     assert check(repo, commit, current_policy()).from_record  # the next load reads the record, not the library
     loads()
+    other = key_pair(Path(site.private).parent / "other", "other")
+    trust(monkeypatch, other.public)  # another policy: the record does not answer for it
+    refused("a key the trust policy does not name")
 
 
 def test_require_signature_kwarg_without_the_environment(hub, site, monkeypatch):
@@ -197,6 +201,8 @@ def test_weights_from_the_hub_that_differ_from_the_signed_ones_refused(hub, repo
 def test_tampered_signature_refused(hub, site, monkeypatch):
     repo, commit = fetched()
     path, _ = sign_snapshot(repo, commit, Signer(key=site.private))
+    trust(monkeypatch, site.public)
+    loads()  # recorded: the changed signature below must not be answered by the record
     bundle = json.loads(path.read_text())
     payload = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
     payload["predicate"]["resources"][0]["digest"] = "0" * 64

@@ -4,7 +4,7 @@ The digests come from the cache's content-addressed blobs, not from re-reading t
 named by its sha256 and was verified against it when the loader wrote it, so the name *is* the
 digest the signature lists. Small non-LFS files (named by their git blob id) are hashed; they are
 small. The result is recorded in ``signatures/<commit>/verified.json``, keyed by the signature's
-bytes, the trust policy's digest and every file's identity (inode, size, mtime): a warm load reads
+bytes and every file's identity (inode, size, mtime), one entry per trust policy (its digest): a warm load reads
 that record and a few ``stat`` calls, never the library (whose import alone costs ~0.6 s). A file
 whose identity changed since the record (written in place) is re-hashed, not trusted by name.
 
@@ -163,16 +163,17 @@ def check(repo: RepoCache, commit: str, policy: TrustPolicy | None, rehash: bool
         verdict.signed, verdict.refusal = True, Refusal("unreadable", f"cannot be read ({exc.strerror or exc})")
         return verdict
     verdict.signed = True
-    sig_hash, policy_hash = sha256_bytes(data), policy.digest if policy else None
+    sig_hash, policy_key = sha256_bytes(data), policy.digest if policy else "none"
     record_path = repo.signature_record_path(commit)
     record = _read_record(record_path)
     known = record.get("files") if record else None
     files = snapshot_files(repo, commit, known if isinstance(known, dict) else None, rehash)
-    if (not rehash and record and record.get("signature_sha256") == sig_hash
-            and record.get("policy_sha256") == policy_hash and record.get("files") == files):
-        verdict.signer, verdict.trusted, verdict.method = record.get("signer"), bool(record.get("trusted")), \
-            record.get("method")
-        verdict.not_fetched, verdict.from_record, verdict.files = list(record.get("not_fetched") or []), True, len(files)
+    same = bool(record) and record.get("signature_sha256") == sig_hash and record.get("files") == files
+    checks = dict(record.get("checks") or {}) if same and record else {}
+    hit = checks.get(policy_key)
+    if not rehash and isinstance(hit, dict):
+        verdict.signer, verdict.trusted, verdict.method = hit.get("signer"), bool(hit.get("trusted")), hit.get("method")
+        verdict.not_fetched, verdict.from_record, verdict.files = list(hit.get("not_fetched") or []), True, len(files)
         return verdict
     try:
         signed = verify(data, policy)
@@ -183,12 +184,12 @@ def check(repo: RepoCache, commit: str, policy: TrustPolicy | None, rehash: bool
     listing = repo.load_listing(commit)
     listed = {f.path for f in listing.files} if listing is not None else set()
     verdict.refusal, verdict.not_fetched = compare(signed, files, commit, listed)
-    if verdict.refusal is None:
+    if verdict.refusal is None:  # one entry per trust policy (its digest; "none" without one)
+        checks[policy_key] = {"signer": signed.signer, "trusted": signed.trusted, "method": signed.method,
+                              "not_fetched": verdict.not_fetched}
         try:
-            atomic_write(record_path, json.dumps({
-                "version": RECORD_VERSION, "signature_sha256": sig_hash, "policy_sha256": policy_hash,
-                "signer": signed.signer, "trusted": signed.trusted, "method": signed.method,
-                "not_fetched": verdict.not_fetched, "files": files}, indent=1, sort_keys=True))
+            atomic_write(record_path, json.dumps({"version": RECORD_VERSION, "signature_sha256": sig_hash,
+                                                  "files": files, "checks": checks}, indent=1, sort_keys=True))
         except OSError:  # a read-only cache: checked again next time, still correct
             pass
     return verdict
