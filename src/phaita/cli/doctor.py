@@ -46,9 +46,9 @@ def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile:
         cache,
         _guard("free disk", lambda: check_disk(profile, cache.ok)),
         _guard("offline mode", check_offline),
+        _guard("signature policy", check_signature_policy),
         _guard("mirror listing", lambda: check_listing(timeout, choice)),
         _guard("mirror resume", lambda: check_resume(timeout, choice)),
-        _guard("signature policy", check_signature_policy),
     ]
 
 

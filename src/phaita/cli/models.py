@@ -211,9 +211,10 @@ def _status_table(models: list[Any], cache_dir: Path) -> None:
     from .signature_report import signature_cell, status_signatures
 
     data = [m.to_dict() for m in models]
-    status_signatures(cache_dir, data)
+    signed = status_signatures(cache_dir, data)  # the "Signed by" column only where it says something
     table = Table(title=f"Models in {cache_dir}", title_justify="left")
-    for col in ("Model", "Commit", "Refs", "State", "Signed by", "Size on disk", "Partial", "Last used"):
+    for col in ("Model", "Commit", "Refs", "State") + (("Signed by",) if signed else ()) + (
+            "Size on disk", "Partial", "Last used"):
         table.add_column(col, no_wrap=col in ("Model", "Commit", "Size on disk"), overflow="fold")
     for m, d in zip(models, data):
         for i, s in enumerate(m.snapshots):
@@ -226,7 +227,7 @@ def _status_table(models: list[Any], cache_dir: Path) -> None:
                 state = f"[green]{state}[/]"
             first = i == 0
             table.add_row(m.repo_id if first else "", (s.commit or "-")[:12], ", ".join(s.refs) or "-", state,
-                          signature_cell(d["snapshots"][i]["signature"]),
+                          *((signature_cell(d["snapshots"][i]["signature"]),) if signed else ()),
                           out.human_size(m.size_on_disk) if first else "",
                           (out.human_size(m.incomplete_bytes) if m.incomplete_bytes else "-") if first else "",
                           out.when(s.last_used))

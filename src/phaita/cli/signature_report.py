@@ -32,9 +32,9 @@ def _policy() -> Any:
         raise out.fail(f"the trust policy (PHAITA_TRUST) cannot be used: {exc}") from None
 
 
-def status_signatures(cache_dir: Path, models: list[dict[str, Any]]) -> None:
+def status_signatures(cache_dir: Path, models: list[dict[str, Any]]) -> bool:
     """Add ``signature`` to each snapshot of ``status --json``: null (unsigned) or who signed it and whether
-    it checks out (from the recorded check when it still holds)."""
+    it checks out (from the recorded check when it still holds). True when a policy is set or any is signed."""
     from phaita.loader.cache.layout import RepoCache
     from phaita.loader.signing.check import check
 
@@ -46,6 +46,7 @@ def status_signatures(cache_dir: Path, models: list[dict[str, Any]]) -> None:
             s["signature"] = None if verdict is None or not (verdict.signed or verdict.refusal) else {
                 "signer": verdict.signer, "trusted": verdict.trusted, "ok": verdict.ok,
                 "problem": verdict.refusal.detail if verdict.refusal else None}
+    return policy is not None or any(s["signature"] for m in models for s in m["snapshots"])
 
 
 def signature_cell(sig: dict[str, Any] | None) -> str:
