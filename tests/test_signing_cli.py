@@ -174,3 +174,23 @@ def test_the_json_shapes_in_cli_md_are_what_the_signing_commands_print(machine_a
     assert status["models"][0]["snapshots"][0]["signature"] is not None
     same_keys(documented_shape("models status"), status)
     same_keys(documented_shape("models verify --signatures"), run_json("models", "verify", "--signatures"))
+
+
+def test_the_station_serves_the_signature_and_a_client_loads_under_require(machine_a, site, tmp_path, monkeypatch):
+    from phaita.station.mirror import StationHub, build_index
+
+    run("models", "sign", MODEL, "--key", str(site.private))
+    index = build_index(Path(os.environ["HF_HUB_CACHE"]))
+    (served,) = index.snapshots
+    assert "model.sig" in [f.path for f in served.files]
+    with StationHub(index) as station:
+        cache_b = to_machine_b(monkeypatch, tmp_path)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("HF_ENDPOINT", station.url)
+        point_huggingface_hub_at(monkeypatch, station.url, home=str(cache_b.parent), cache=str(cache_b))
+        monkeypatch.setenv("PHAITA_TRUST", str(site.public))
+        monkeypatch.setenv("PHAITA_REQUIRE_SIGNATURE", "1")
+        assert robust_model_download(MODEL, "auto").config.model_type == "bert"
+    folder = cache_b / "models--phaita-test--tiny-bert"
+    assert (folder / "signatures" / machine_a.name / "model.sig").is_file()
+    assert not (folder / "snapshots" / machine_a.name / "model.sig").exists()
