@@ -5,7 +5,7 @@ With ``--tokens FILE``, a request must carry ``Authorization: Bearer <token>`` w
 file (devices set ``HF_TOKEN`` to it: the loader, ``hf`` and ``transformers`` all send it). With
 ``--client-ca FILE``, a client certificate signed by the site CA admits the request (one signed by
 another CA already failed the TLS handshake). With both, either one admits it. Refused: no
-credential at all -> 401 (``WWW-Authenticate: Bearer``); a token not in the file, or no certificate
+credential at all -> 401 (``WWW-Authenticate: Bearer``, and the Hub's ``X-Error-Message``); a token not in the file, or no certificate
 where only certificates admit -> 403. The answer is a short JSON error: no file byte, no listing.
 
 The token file: one token per line, optionally after a label (``ambulance-17 s3cr3t...``): the
@@ -28,6 +28,9 @@ from typing import Any
 from phaita.hubserver.protocol import HubError
 
 REALM = 'Bearer realm="phaita station"'
+# The Hub's own words on a 401: with them huggingface_hub (and so the loader) reports an access error;
+# a 401 on the model API without them reads as "repository not found" (the Hub's answer for private repos).
+HUB_401 = "Invalid credentials in Authorization header"
 
 
 def _digest(token: str) -> bytes:
@@ -123,7 +126,7 @@ class Access:
         if self.tokens is None:  # certificates only
             raise HubError(403, None, "this station admits clients with a certificate signed by the site CA")
         what = "a token (HF_TOKEN)" + (" or a client certificate of the site CA" if self.client_certs else "")
-        raise HubError(401, None, f"this station needs {what}", {"WWW-Authenticate": REALM})
+        raise HubError(401, None, f"this station needs {what}", {"WWW-Authenticate": REALM, "X-Error-Message": HUB_401})
 
 
 def _bearer(value: str | None) -> str | None:
@@ -133,8 +136,7 @@ def _bearer(value: str | None) -> str | None:
 
 
 def _common_name(cert: dict[str, Any]) -> str:
-    for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return "".join(c if "!" <= c <= "~" else "_" for c in value)[:64] or "cert"
-    return "cert"
+    """The certificate's common name (else its first DNS name), printable, for the access log."""
+    names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    names += [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+    return "".join(c if "!" <= c <= "~" else "_" for c in names[0])[:64] if names else "cert"
