@@ -304,8 +304,9 @@ def test_certificates_only_refuse_a_client_without_one_with_403(source, pki):
 # --------------------------------------------------------------------------- connection bounds
 
 
-def test_connections_past_the_per_client_bound_are_closed_at_once(source):
-    server = StationServer(build_index(source.cache), limits=Limits(max_per_client=2, header_timeout=5))
+@pytest.mark.parametrize("bound", ["max_per_client", "max_connections"])
+def test_connections_past_the_bound_are_closed_at_once(source, bound):
+    server = StationServer(build_index(source.cache), limits=Limits(**{bound: 2}, header_timeout=5))
     with server:
         host, port = "127.0.0.1", server.port
         idle = [socket.create_connection((host, port)) for _ in range(2)]
@@ -323,7 +324,8 @@ def test_connections_past_the_per_client_bound_are_closed_at_once(source):
             time.sleep(0.01)
         status, _, _ = get(server.url, f"/{BERT}/resolve/main/config.json")  # slots are given back
         assert status == 200
-        assert 'phaita_station_connections_rejected_total{reason="per_client"} 1' in server.metrics.render()
+        reason = "per_client" if bound == "max_per_client" else "max_connections"
+        assert f'phaita_station_connections_rejected_total{{reason="{reason}"}} 1' in server.metrics.render()
 
 
 # --------------------------------------------------------------------------- models imported while it runs
