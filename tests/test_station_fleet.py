@@ -409,3 +409,25 @@ def test_station_usage_errors_exit_2(argv, message, source, pki, tmp_path):
     output = " ".join(result.output.replace("│", " ").split())
     assert result.exit_code == 2, result.output
     assert message in output and "Traceback" not in output
+
+
+def test_a_branch_moved_to_a_commit_still_importing_keeps_the_verified_one(source, tmp_path):
+    """refs/main names a new commit whose weights have not arrived: main stays the verified commit."""
+    station_cache = tmp_path / "station"
+    shutil.copytree(source.cache, station_cache, symlinks=True)
+    server = StationServer(build_index(station_cache), rescan_every=0.1)
+    repo = cache.repo_dir(station_cache, BERT)
+    new = "e" * 40
+    with server:
+        (repo / "snapshots" / new).mkdir()
+        os.symlink(os.readlink(repo / "snapshots" / source.commit / "config.json"), repo / "snapshots" / new /
+                   "config.json")
+        (repo / "refs" / "main").write_text(new)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not any(r.commit == new for r in server.index.refused):
+            time.sleep(0.05)
+        assert any(r.commit == new and r.reason.startswith("partial") for r in server.index.refused)
+        status, headers, body = get(server.url, f"/{BERT}/resolve/main/{WEIGHTS}")
+        assert status == 200 and headers["X-Repo-Commit"] == source.commit
+        assert hashlib.sha256(body).hexdigest() == source.files[WEIGHTS]
+        assert get(server.url, f"/{BERT}/resolve/{new}/config.json")[0] == 404
