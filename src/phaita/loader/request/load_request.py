@@ -17,11 +17,12 @@ from huggingface_hub.utils import validate_repo_id
 
 from .. import config
 from ..errors import register_secret
-from ..events import Observer, as_observer
+from ..events import Emitter, Observer, as_observer
 from ..cache.lockfile import LockFile, resolve_lock
 from .load import MODEL_TYPES
 from .options import LoaderOptions
 from .freshness import check_mode
+from . import telemetry
 from .retry import check_backoff_base, check_jitter, check_max_retries
 from ..hub.selection import Needs
 
@@ -52,6 +53,14 @@ class LoadRequest:
     freshness: str | None = None  # freshness=; None: PHAITA_FRESHNESS, read when used
     verify_on_load: bool = False  # re-hash the snapshot before from_pretrained (verify_on_load= / PHAITA_VERIFY_ON_LOAD)
     require_signature: bool = False  # a trusted signature before from_pretrained (require_signature= / PHAITA_REQUIRE_SIGNATURE)
+
+    _emitter: Emitter | None = field(default=None, repr=False, compare=False)
+
+    def emitter(self) -> Emitter:
+        """The request's one Emitter of ``events``: an observer that raises is dropped for the whole call."""
+        if self._emitter is None:
+            self._emitter = Emitter(self.events)
+        return self._emitter
 
     def endpoint_list(self) -> tuple[str, ...]:
         return config.endpoints(self.endpoints)
@@ -180,7 +189,8 @@ def _observers(events: Any) -> list[Observer]:
         if not callable(observer):
             raise ValueError(f"events must be a callable taking loader events, or a list of them; got {observer!r}")
         out.append(observer)
-    return out
+    otel = telemetry.observer()  # None unless OpenTelemetry is installed and configured
+    return out + [otel] if otel is not None else out
 
 
 def needs_for(model_types: Sequence[str], req: LoadRequest) -> Needs:

@@ -32,7 +32,8 @@ from . import sidecar
 from ..cache.layout import RepoCache
 from ..config import Parallelism, Timeouts
 from ..errors import ChecksumMismatch, DiskFull, LockTimeout
-from ..events import Emitter, FileDone, Plan, PlannedFile
+from ..errors import redact
+from ..events import Emitter, FileDone, FileFailed, Plan, PlannedFile
 from ..http.links import ConnectionBudget, LinkState
 from ..hub.listing import RemoteFile, RepoListing, fetch_listing
 from ..http.deadline import Deadline
@@ -209,6 +210,10 @@ def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext
                 ctx.budget.enter(deadline, file.path)
                 try:
                     FileTransfer(url, file, part, ctx, deadline).run()
+                except BaseException as exc:
+                    failure = classify(exc)
+                    ctx.events.emit(FileFailed(file.path, failure.kind.value, redact(failure.reason)))
+                    raise
                 finally:
                     ctx.budget.leave()
                 os.replace(part, blob)
