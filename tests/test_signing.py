@@ -356,3 +356,35 @@ def test_a_signature_is_checked_once_the_library_not_imported_on_a_warm_load(hub
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
     logging.getLogger(__name__).info("warm load did not import model_signing")
+
+
+def _mangle(kind: str, bundle: dict) -> bytes:
+    if kind == "not json":
+        return b"\x00\xffnot a bundle"
+    if kind == "no envelope":
+        return json.dumps({"mediaType": bundle["mediaType"]}).encode()
+    if kind == "no material":
+        return json.dumps({"dsseEnvelope": bundle["dsseEnvelope"]}).encode()
+    if kind == "no signatures":
+        bundle["dsseEnvelope"]["signatures"] = []
+    if kind == "payload not base64":
+        bundle["dsseEnvelope"]["payload"] = "%%%"
+    if kind == "wrong media type":
+        bundle["mediaType"] = "application/json"
+    if kind == "certificate garbage":
+        bundle["verificationMaterial"] = {"x509CertificateChain": {"certificates": [{"rawBytes": "AAAA"}]},
+                                          "tlogEntries": []}
+    return json.dumps(bundle).encode()
+
+
+@pytest.mark.parametrize("kind", ["not json", "no envelope", "no material", "no signatures", "payload not base64",
+                                  "wrong media type", "certificate garbage"])
+def test_a_malformed_signature_is_refused_with_a_message_never_a_traceback(kind, hub, site, tmp_path, monkeypatch):
+    """Whatever the library raises (IndexError, binascii.Error, ValueError, ASN.1 errors...) is one SignatureError."""
+    repo, commit = fetched()
+    path, _ = sign_snapshot(repo, commit, Signer(key=site.private))
+    path.write_bytes(_mangle(kind, json.loads(path.read_text())))
+    ca = make_ca(tmp_path / "ca")
+    trust(monkeypatch, trust_toml(tmp_path / "policy", keys=[site.public], cas=[(ca.path, ["CN=x"])]))
+    error = refused("its signature was refused")
+    assert "Traceback" not in str(error)

@@ -236,6 +236,9 @@ def _stem(path: Path) -> str:
 
 def _keys(path: Path, data: bytes, name: str) -> list[TrustedKey]:
     """Each PEM public key block in ``data``, re-encoded as model-signing hashes it."""
+    if b"PRIVATE KEY" in data:
+        raise PolicyError(f"{path} holds a private key: a trust policy needs only public keys (keep the private "
+                          "key with the release process, and out of this machine)")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
