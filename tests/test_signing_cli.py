@@ -102,7 +102,36 @@ def test_sign_refuses_what_it_cannot_sign(machine_a, site, tmp_path):
     assert "cannot sign with key" in run("models", "sign", MODEL, "--key", str(bad_key), code=1).output
     assert run("models", "sign", MODEL, code=2).exit_code == 2  # neither --key nor --pkcs11-uri
     result = run("models", "sign", MODEL, "--pkcs11-uri", "pkcs11:token=none", code=1)
-    assert "PKCS#11" in result.output  # needs model-signing[pkcs11] (PyKCS11), said clearly
+    assert "PKCS#11" in result.output and "Traceback" not in result.output  # no PyKCS11, or no such token
+
+
+def test_sign_with_a_pkcs11_key_in_softhsm(machine_a, site, tmp_path, monkeypatch):
+    """A real PKCS#11 token (SoftHSM 2) holding the site key: the signature loads under the key's policy."""
+    import subprocess
+
+    pytest.importorskip("PyKCS11", reason="model-signing[pkcs11] (PyKCS11) is not installed")
+    module = Path("/usr/lib/softhsm/libsofthsm2.so")
+    if shutil.which("softhsm2-util") is None or not module.is_file():
+        pytest.skip("softhsm2 is not installed (scripts/system-packages.sh installs it)")
+    tokens = tmp_path / "hsm"
+    tokens.mkdir()
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "site", "--pin", "1234", "--so-pin", "4321"],
+                   check=True, capture_output=True)
+    subprocess.run(["softhsm2-util", "--import", str(site.private), "--token", "site", "--label", "release",
+                    "--id", "01", "--pin", "1234"], check=True, capture_output=True)
+    uri = f"pkcs11:token=site;object=release?module-path={module}&pin-value=1234"
+    doc = run_json("models", "sign", MODEL, "--pkcs11-uri", uri)
+    assert doc["ok"] and doc["signer"] == "PKCS#11 key pkcs11:token=site"
+    monkeypatch.setenv("PHAITA_TRUST", str(site.public))
+    monkeypatch.setenv("PHAITA_REQUIRE_SIGNATURE", "1")
+    assert robust_model_download(MODEL, "auto").config.model_type == "bert"
+    other = key_pair(tmp_path / "other", "other")
+    monkeypatch.setenv("PHAITA_TRUST", str(other.public))
+    with pytest.raises(SignatureError, match="a key the trust policy does not name"):
+        robust_model_download(MODEL, "auto")
 
 
 def test_export_sign_then_import_under_the_sites_trust_loads_offline(machine_a, site, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,9 @@ class Signer:
                 return sign_certificate.Signer(Path(self.key), leaf, chain)
         except SigningError:
             raise
-        except (OSError, ValueError, TypeError) as exc:
-            raise SigningError(f"cannot sign with {self.describe()}: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # a key file, a PKCS#11 module or token (PyKCS11Error...): one message
+            detail = re.sub(r"pin-value=[^&;\s'\"]*", "pin-value=***", str(exc))  # never the token's PIN
+            raise SigningError(f"cannot sign with {self.describe()}: {type(exc).__name__}: {detail}") from None
 
 
 def _public_key(key: Path, password: str | None) -> Any:
