@@ -7,6 +7,7 @@ none (default)         none                           loads, as always
 none                   present, checks out            loads; its signer logged once (INFO)
 none                   present, does not check out    loads; one WARNING (nothing changes for
                                                       users who have not set a policy)
+none                   present, model-signing absent  loads; one INFO line (not checked)
 PHAITA_TRUST           valid, by a trusted signer     loads
 PHAITA_TRUST           present, anything wrong        refused: ``SignatureError``
 PHAITA_TRUST           none                           loads with one WARNING; refused with
@@ -73,7 +74,11 @@ def before_load(model: str, cache_dir: Path, commit: str, require: bool) -> Verd
                      cache_dir=cache_dir)
     verdict = check(repo, commit, policy)
     if policy is None:
-        if verdict.refusal is not None:
+        if verdict.refusal is not None and verdict.refusal.kind == "no-library":
+            if _once(model, commit, "unchecked"):
+                logger.info("%s: commit %s has a signature (%s), not checked: %s", model, commit[:12],
+                            verdict.signature, verdict.refusal.detail)
+        elif verdict.refusal is not None:
             if _once(model, commit, "warn"):
                 logger.warning(advice.unchecked_warning(model, commit, verdict.refusal.kind, verdict.refusal.detail,
                                                         verdict.signer))
