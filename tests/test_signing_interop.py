@@ -145,3 +145,16 @@ def test_a_signed_lock_file_verifies_with_model_signing(snapshot, tmp_path, monk
     lock.write_text(lock.read_text().replace(snapshot.name, "0" * 40))
     r = phaita("models", "verify", "--signatures", "--json")
     assert r.returncode == 1 and "differs from the signed one" in json.loads(r.stdout)["lock"]["detail"]
+
+
+def test_an_export_sign_bundle_verifies_with_model_signing_inside_the_bundle(snapshot, tmp_path):
+    """`export --sign` signs exactly the bundled files: model_signing verifies the bundle's own snapshot folder."""
+    site = key_pair(tmp_path / "k", "release")
+    bundle = tmp_path / "bundle"
+    r = phaita("models", "export", str(bundle), MODEL, "--sign", "--key", str(site.private))
+    assert r.returncode == 0, r.stderr
+    folder = bundle / "models--phaita-test--tiny-bert"
+    sig = folder / "signatures" / snapshot.name / "model.sig"
+    r = ms("verify", "key", str(folder / "snapshots" / snapshot.name), "--public_key", str(site.public),
+           "--signature", str(sig), "--allow_symlinks")
+    assert r.returncode == 0 and "Verification succeeded" in r.stdout, r.stdout + r.stderr
