@@ -142,6 +142,12 @@ def test_a_signed_lock_file_verifies_with_model_signing(snapshot, tmp_path, monk
     from test_cli_docs import documented_shape, same_keys
 
     same_keys(documented_shape("models verify --signatures"), json.loads(r.stdout))  # with the lock row
+    assert robust_model_download(MODEL, "auto").config.model_type == "bert"  # the signed pins: checked, loaded
+    from phaita.loader import SignatureError
+
+    lock.write_text(lock.read_text() + "\n")  # still a valid lock, no longer the signed bytes
+    with pytest.raises(SignatureError, match=f"the lock file {lock} differs from the one key release"):
+        robust_model_download(MODEL, "auto")
     lock.write_text(lock.read_text().replace(snapshot.name, "0" * 40))
     r = phaita("models", "verify", "--signatures", "--json")
     assert r.returncode == 1 and "differs from the signed one" in json.loads(r.stdout)["lock"]["detail"]

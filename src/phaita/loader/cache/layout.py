@@ -11,6 +11,7 @@ same models::
         .phaita/<commit>.json           the hub's listing at that commit (names, sizes, hashes)
         signatures/<commit>/model.sig   an OpenSSF model-signing bundle over that snapshot (never inside it)
         signatures/<commit>/verified.json   the last check of that signature (``phaita.loader.signing``)
+    <cache>/.phaita/lock-signatures/<id>.json  checks of signed lock files (``lock_signature_record``)
 
 The listing is what makes "complete" checkable offline: a snapshot is complete when every file a
 load needs is present with the size the hub announced. Blobs are only ever created by renaming a
@@ -62,6 +63,14 @@ def cached_repos(cache_dir: Path) -> list["RepoCache"]:
         if repo_id is not None and folder.is_dir():
             found.append(RepoCache(cache_dir, repo_id))
     return found
+
+
+def lock_signature_record(cache_dir: Path, lock: Path) -> Path:
+    """Where the check of a signed lock file is recorded: ``<cache>/.phaita/lock-signatures/<sha256 of its path>.json``."""
+    import hashlib
+
+    name = hashlib.sha256(str(Path(lock).resolve()).encode()).hexdigest()[:32]
+    return Path(cache_dir) / LISTING_DIR / "lock-signatures" / f"{name}.json"
 
 
 def atomic_write(path: Path, text: str) -> None:

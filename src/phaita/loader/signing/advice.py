@@ -27,6 +27,8 @@ _WHAT_TO_DO = {
                 "signature is not for these files."],
     "missing": ["Fetch the model again (`phaita models pull {model}`), or re-sign what the snapshot holds."],
     "extra": ["A file in the snapshot was not signed: remove it from the snapshot, or re-sign the model."],
+    "lock-differs": ["The lock file was changed after it was signed: restore the signed one, or re-sign it "
+                     "(`phaita models sign --locked --sign-lock --key ...`)."],
     "unsupported": ["Re-sign the model with phaita or `model_signing sign` defaults (per-file sha256)."],
     "unreadable": ["Fetch the signature again, or re-sign the model."],
     "no-library": ["Install the signing extra: `pip install 'phaita[signing]'`."],
