@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 # The loader's fixtures (loader_env, big_root, big_hub) for every test module.
-pytest_plugins = ("loader_fixtures",)
+pytest_plugins = ("loader_fixtures", "oci_fixtures")
 
 from phaita.loader.config import full_runs
 from phaita.testing import LocalHub, publish_tiny_models
