@@ -135,7 +135,8 @@ class Registry:
                                 kind="access_denied", status=response.status_code,
                                 advice=advice.denied(f"{self.host}/{repository}", response.status_code,
                                                      self.credentials.describe()))
-        self._raise_for_status(response, f"the token endpoint of {self.host}", f"{self.host}/{repository}")
+        if response.status_code >= 400:
+            self._raise_for_status(response, f"the token endpoint of {self.host}", f"{self.host}/{repository}")
         try:
             data = response.json()
             token = data.get("token") or data.get("access_token")

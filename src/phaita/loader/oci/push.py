@@ -25,7 +25,9 @@ from typing import Callable
 
 from .. import config
 from ..cache.layout import RepoCache
-from ..errors import ChecksumMismatch, RegistryError
+from .. import errors
+from ..errors import ModelDownloadError
+from ..http.failures import classify
 from ..hashing import GIT_OID_RE, SHA256_RE, StreamHasher, feed
 from ..http.deadline import Deadline
 from ..hub.listing import is_commit_hash
@@ -124,13 +126,33 @@ class Pusher:
     def _run(self, what: str, fn: Callable[[Deadline], object]) -> object:
         return self.policy.run(lambda n: fn(Deadline.after(self.timeout)), what=what)
 
-    def push(self, repo_id: str, revision: str, target: str) -> PushResult:
+    def push(self, repo_id: str, revision: str, target: str, branch: str | None = None) -> PushResult:
+        """Push ``repo_id`` at ``revision`` to ``target`` (``branch``: the branch tag, when ``revision`` is a
+        commit, as in a lock file); a public error (with advice) when it fails."""
+        try:
+            return self._push(repo_id, revision, target, branch)
+        except (NotPushable, ValueError, ModelDownloadError):
+            raise
+        except Exception as exc:
+            failure = classify(exc)
+            cls = {"access_denied": errors.AccessDeniedError, "not_found": errors.ModelNotFoundError,
+                   "revision_not_found": errors.RevisionNotFoundError}.get(failure.kind.value, ModelDownloadError)
+            text = getattr(exc, "advice", None) or (
+                f"Pushing {repo_id} to {target} failed after {getattr(exc, 'attempts_made', 1)} attempt(s): "
+                f"{failure.reason}\nRun the same command again: blobs already in the registry are skipped and an "
+                f"upload that broke resumes where the registry has it.")
+            raise cls(text, model_name=repo_id, models_attempted=[repo_id], attempts=getattr(exc, "attempts_made", 1),
+                      cache_dir=self.cache_dir, transient=failure.transient,
+                      last_error=errors.UnderlyingError(type(exc).__name__, failure.reason, failure.status_code,
+                                                        failure.transient)) from None
+
+    def _push(self, repo_id: str, revision: str, target: str, branch: str | None) -> PushResult:
         repo = RepoCache(self.cache_dir, repo_id)
         commit = repo.read_ref(revision)
         if commit is None or not repo.snapshot_dir(commit).is_dir():
             raise NotPushable(f"{repo_id}@{revision} is not in the cache ({self.cache_dir}); "
                               f"run `phaita models pull {repo_id}` first")
-        branch = None if is_commit_hash(revision) else revision
+        branch = branch or (None if is_commit_hash(revision) else revision)
         files = verified_files(repo, commit)
         built = modelpack.build(files, repo_id=repo_id, commit=commit, revision=branch)
         ref, tags = target_for(target, repo_id, commit, branch)
