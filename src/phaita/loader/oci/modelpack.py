@@ -107,7 +107,8 @@ def build(files: Iterable[SnapshotFile], *, repo_id: str, commit: str, revision:
                        "digest": f"sha256:{f.sha256}", "size": f.size,
                        "annotations": {FILEPATH: f.path, FILE_METADATA: json.dumps(metadata, sort_keys=True,
                                                                                    separators=(",", ":")),
-                                       UNTESTED: "true", GIT_OID: f.git_oid, LFS: "true" if f.lfs else "false"}})
+                                       UNTESTED: "true", TITLE: f.path, GIT_OID: f.git_oid,
+                                       LFS: "true" if f.lfs else "false"}})
     formats = sorted({PurePosixPath(f.path).suffix.lstrip(".") for f in ordered if kind_of(f.path) == "weight"})
     config = _canonical({
         "descriptor": {"name": repo_id, "revision": commit, "sourceURL": f"{source}/{repo_id}"},
