@@ -16,7 +16,8 @@ def name_unknown(ref: str, code: str) -> str:
 
 
 def manifest_unknown(ref: str, code: str) -> str:
-    return (f"The registry has the repository but no tag or digest {ref} ({code}).\nWhat to do:\n" + _steps([
+    return (f"The registry has no manifest for {ref} ({code}: no such tag or digest; distribution also answers so "
+            f"for a repository it does not have).\nWhat to do:\n" + _steps([
         "Tags are the commit and the branch it was pushed from (main): list them with oras repo tags <repo>.",
         "Push that revision: phaita models push <repo id>@<revision> oci://HOST/PREFIX"]))
 

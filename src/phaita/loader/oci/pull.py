@@ -139,7 +139,7 @@ def _fetch_signature(registry: Registry, ref: Reference, digest: str, repo: Repo
                      deadline: Deadline) -> None:
     """The model's signature referrer, if the registry holds one, into ``signatures/<commit>/model.sig``."""
     try:
-        sig = signatures.fetch_signature(registry, ref.repository, digest, deadline)
+        sig = signatures.fetch_signature(ref, digest, registry=registry, deadline=deadline)
     except Exception as exc:  # a signature is an extra: its absence or a broken one is checked by the verifier
         logger.info("%s: no signature fetched from %s (%s)", repo.repo_id, ref, type(exc).__name__)
         return
