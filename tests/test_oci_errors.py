@@ -118,3 +118,14 @@ def test_the_cli_pushes_and_pulls(registry, cached_model, loader_env, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert pulled.returncode == 0, pulled.stderr
     assert json.loads(pulled.stdout)["models"][0]["commit"] == doc["models"][0]["commit"]
+
+
+def test_doctor_checks_an_oci_endpoint(registry, cached_model, loader_env, monkeypatch):
+    from phaita.cli.doctor import run_checks
+
+    Pusher(Path(cached_model).parents[2]).push(MODEL, "main", f"oci://{registry.host}/site")
+    monkeypatch.setenv("PHAITA_ENDPOINTS", f"oci://{registry.host}/site")
+    checks = {c.name: c for c in run_checks(probe_model=MODEL, timeout=10, profile=None)}
+    reach = checks["endpoint reachable"]
+    assert reach.ok and "Range honoured (206)" in reach.detail and "anonymous" in reach.detail
+    assert checks["mirror listing"].ok and checks["mirror resume"].ok
