@@ -13,8 +13,12 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 demo: $(STAMP)
 	$(VENV)/bin/phaita demo
 
+# The suite runs in parallel (pytest-xdist, one test file per worker; most tests wait on sockets and
+# subprocesses, so more workers than cores pays), then the few tests marked `alone` on their own.
+TEST_WORKERS ?= 4
 test: $(STAMP) $(OLAH_STAMP) $(SYSTEM_STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not alone"
+	$(VENV)/bin/python -m pytest -q -m alone
 
 bench: $(STAMP) $(OLAH_STAMP) $(SYSTEM_STAMP)
 	$(VENV)/bin/python benchmarks/run.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,39 @@ from phaita.testing import LocalHub, publish_tiny_models
 from phaita.testing.env import point_huggingface_hub_at
 
 
+# Test files whose work is long and cannot be split (one demo run, real models loaded once per module,
+# olah's venv): under pytest-xdist (`make test`, one file per worker) they start first, so the other
+# workers fill in around them (longest-first scheduling) instead of one of them starting last.
+LONG_FILES = ("test_demo.py", "test_components_hub.py", "test_airgap_lock.py", "test_airgap_bundle.py",
+              "test_olah.py", "test_benchmarks_smoke.py", "test_conversation.py", "test_station_mirror.py",
+              "test_chaos.py", "test_triage.py", "test_guide.py")
+
+
+def pytest_configure(config):
+    """Each process of the suite (every xdist worker, or the one serial run) gets a private Hugging Face
+    home, cache and Docker config, so no test reads or writes the user's, or another worker's."""
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    home = Path(tempfile.mkdtemp(prefix=f"phaita-tests-{worker}-"))
+    for key, value in {"HF_HOME": home / "hf-home", "HF_HUB_CACHE": home / "hf-home" / "hub",
+                       "DOCKER_CONFIG": home / "docker", "XDG_CACHE_HOME": home / "xdg-cache"}.items():
+        value.mkdir(parents=True, exist_ok=True)
+        os.environ[key] = str(value)
+    for key in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "PHAITA_ENDPOINTS"):
+        os.environ.pop(key, None)
+    config._phaita_test_home = home
+
+
+def pytest_unconfigure(config):
+    home = getattr(config, "_phaita_test_home", None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config, items):
-    """``@pytest.mark.slow`` tests run only with PHAITA_FULL=1 (the marker itself is the switch)."""
+    """Long files first (a stable sort: the order inside a file is kept); ``@pytest.mark.slow`` tests
+    run only with PHAITA_FULL=1 (the marker itself is the switch)."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
     if full_runs():
         return
     skip_slow = pytest.mark.skip(reason="slow: runs only with PHAITA_FULL=1")

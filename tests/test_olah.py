@@ -124,6 +124,9 @@ def test_second_client_loads_from_olah_cache_with_the_upstream_stopped(hub_root,
         assert model.config.model_type == "bert"
 
 
+# How often olah goes upstream for four concurrent clients depends on timing: with four test workers
+# on two loaded cores it went twice (measured), so this count is taken with the machine to itself.
+@pytest.mark.alone
 def test_several_clients_at_once_fetch_the_weights_from_upstream_once(olah, upstream, olah_root, repo, tmp_path):
     errors: list[BaseException] = []
 
