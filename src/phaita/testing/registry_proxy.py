@@ -3,11 +3,14 @@
 Every request is passed on unchanged (its Host header too, so the registry's upload URLs point back
 at the proxy); a :class:`phaita.testing.faults.FaultPlan` rule that matches a request (``path``:
 fnmatch on the URL path, e.g. ``*/blobs/*``) changes the answer: ``reset``, ``close`` (after
-``after_bytes``), ``stall`` (``seconds``), ``status`` (``Retry-After`` too), ``corrupt``.
+``after_bytes``; an upload request: dropped before it reaches the registry), ``stall`` (``seconds``),
+``status`` (``Retry-After`` too), ``corrupt``. With ``redirect_to``, every blob GET is answered 307 to
+that base URL (as a registry with object storage behind it does).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import http.client
 import socket
 import struct
@@ -22,9 +25,12 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "up
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, plan: FaultPlan | None = None) -> None:
+    def __init__(self, upstream_port: int, plan: FaultPlan | None = None, *, upstream_tls=None,
+                 redirect_to: str = "") -> None:
         self.upstream_port = upstream_port
         self.plan = plan or FaultPlan()
+        self.upstream_tls = upstream_tls  # an ssl.SSLContext: the registry speaks TLS
+        self.redirect_to = redirect_to  # base URL a ``redirect`` rule sends blob GETs to
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -37,6 +43,18 @@ class FaultProxy:
         body = h.rfile.read(length) if length else None
         path = urlsplit(h.path).path
         rule = self.plan.select(h.command, path)
+        if rule is not None and rule.kind in ("reset", "close") and h.command in ("PATCH", "PUT", "POST"):
+            if rule.kind == "reset":  # the request is lost on the way: the registry never sees it
+                h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.close_connection = True
+            h.connection.close()
+            return
+        if self.redirect_to and h.command == "GET" and fnmatch.fnmatch(path, "*/blobs/sha256:*"):  # object storage
+            h.send_response(307)
+            h.send_header("Location", f"{self.redirect_to}{h.path}")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if rule is not None and rule.kind == "status":
             h.send_response(rule.status)
             for k, v in rule.status_headers().items():
@@ -44,7 +62,9 @@ class FaultProxy:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
-        conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+        conn = (http.client.HTTPSConnection("127.0.0.1", self.upstream_port, timeout=60, context=self.upstream_tls)
+                if self.upstream_tls is not None else http.client.HTTPConnection("127.0.0.1", self.upstream_port,
+                                                                                  timeout=60))
         headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP}
         conn.request(h.command, h.path, body=body, headers=headers)
         resp = conn.getresponse()

@@ -82,6 +82,15 @@ def put_bytes(registry: Registry, repository: str, data: bytes, digest: str, dea
                   content=data, ok=(201,), what=f"uploading {digest[:19]}")
 
 
+def _offset(header: str, confirmed: int) -> int | None:
+    """The registry's upload size from its ``Range: 0-N`` (distribution says ``0-0`` for 0 bytes and for 1)."""
+    match = _RANGE.match(header or "")
+    if not match:
+        return None
+    end = int(match.group(1))
+    return 0 if end == 0 and confirmed == 0 else end + 1
+
+
 def _status(registry: Registry, repository: str, state: UploadState, deadline: Deadline) -> int | None:
     """The registry's offset for the open upload (None: it no longer knows the upload)."""
     response = registry.send("GET", repository, state.location, deadline=deadline, actions=PUSH,  # type: ignore[arg-type]
@@ -89,8 +98,7 @@ def _status(registry: Registry, repository: str, state: UploadState, deadline: D
     if response.status_code == 404:
         return None
     state.location = _location(registry, response, deadline) if response.headers.get("location") else state.location
-    match = _RANGE.match(response.headers.get("range", ""))
-    return int(match.group(1)) + 1 if match else 0
+    return _offset(response.headers.get("range", ""), state.offset) or 0
 
 
 def _reader(path: Path, start_at: int, length: int) -> Callable[[], Iterator[bytes]]:
@@ -128,8 +136,7 @@ def upload_file(registry: Registry, repository: str, path: Path, digest: str, si
             content=_reader(path, state.offset, end - state.offset), ok=(202,), what=f"uploading {path.name}")
         state.sent += end - state.offset
         state.location = _location(registry, response, deadline)  # a new URL after every PATCH
-        match = _RANGE.match(response.headers.get("range", ""))
-        reported = int(match.group(1)) + 1 if match else None
+        reported = _offset(response.headers.get("range", ""), state.offset)
         if reported != end:  # trust only the registry's own status for where the upload stands
             confirmed = _status(registry, repository, state, deadline)
             if confirmed is None or confirmed > end:
