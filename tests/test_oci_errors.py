@@ -110,6 +110,12 @@ def test_the_cli_pushes_and_pulls(registry, cached_model, loader_env, tmp_path):
     assert pushed.returncode == 0, pushed.stderr
     doc = json.loads(pushed.stdout)
     assert doc["ok"] and doc["models"][0]["bytes_uploaded"] > 0
+    from test_cli_docs import documented_shape, same_keys
+    same_keys(documented_shape("models push"), doc)
+    failed = subprocess.run(cmd + ["push", "nobody/nothing", f"oci://{registry.host}/site", "--json"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1
+    same_keys(documented_shape("models push"), json.loads(failed.stdout))
     again = json.loads(subprocess.run(cmd + ["push", MODEL, f"oci://{registry.host}/site", "--json"], env=env,
                                       capture_output=True, text=True, timeout=120).stdout)
     assert again["models"][0]["bytes_uploaded"] == 0

@@ -11,6 +11,10 @@ from . import output as out
 from .output import expected_failures
 
 
+_FIELDS = ("repo_id", "revision", "commit", "reference", "digest", "tags", "files", "bytes_uploaded",
+           "blobs_uploaded", "blobs_skipped", "blobs_mounted", "signature")
+
+
 @expected_failures
 def push(
     args: list[str] = typer.Argument(..., metavar="[MODEL[@REV]...] TARGET",
@@ -56,14 +60,15 @@ def push(
         for repo_id, revision in models:
             try:
                 result = pusher.push(repo_id, revision, target, branch=revisions.get(repo_id))
-                row = {"ok": True, **result.to_dict(), "error": None}
+                row = {"ok": True, "revision": revision, **result.to_dict(), "error": None}
                 if not json_mode:
                     out.echo(f"{repo_id}@{result.commit[:12]} -> {result.reference} ({', '.join(result.tags)}): "
                              f"{result.files} files, {result.bytes_uploaded} bytes uploaded, "
                              f"{result.blobs_skipped} blobs already there, {result.blobs_mounted} mounted"
                              + ("; signature pushed" if result.signature else ""))
             except (ModelDownloadError, NotPushable, ValueError) as exc:
-                row = {"ok": False, "repo_id": repo_id, "revision": revision, "error": str(exc)}
+                row = {"ok": False, **dict.fromkeys(_FIELDS), "repo_id": repo_id, "revision": revision,
+                       "error": str(exc)}
                 if not json_mode:
                     out.err(str(exc))
             results.append(row)
