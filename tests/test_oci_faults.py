@@ -31,6 +31,7 @@ def pushed(registry, cached_model):
 ], ids=lambda r: r.kind + (str(r.status) if r.kind == "status" else ""))
 def test_a_pull_through_faults_gets_the_whole_verified_model(rule, registry, pushed, fresh_cache, monkeypatch):
     result, source = pushed
+    monkeypatch.setenv("PHAITA_PARALLEL_THRESHOLD", "65536")  # the weights over several range streams
     plan = FaultPlan([rule])
     with FaultProxy(registry.port, plan) as proxy:
         monkeypatch.setenv("PHAITA_ENDPOINTS", f"oci://{proxy.host}/models")
