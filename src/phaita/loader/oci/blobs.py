@@ -1,7 +1,7 @@
 """Files that arrive whole from a registry (small files, members of tar layers) into ``blobs/``.
 
-A small (non-LFS) file is read whole, its sha256 checked against the layer digest, and named by its
-git blob id as the Hub names it; a member of a tar layer (the tar checked against its digest first)
+A small (non-LFS) file, fetched by the loader's transfer and checked against its layer digest, is
+named by its git blob id as the Hub names it; a member of a tar layer (the tar checked against its digest first)
 is named by sha256 when it is an LFS file by the Hub's rule, else by git blob id. Either way the blob
 appears by a rename of a fsynced temporary file, under huggingface_hub's per-blob lock, so a reader
 never sees part of one.
@@ -18,46 +18,37 @@ from typing import IO
 from huggingface_hub.utils import WeakFileLock
 
 from ..cache.layout import RepoCache
-from ..errors import ChecksumMismatch, UnsafeRepository
+from ..errors import ChecksumMismatch, LockMismatch, UnsafeRepository
 from ..hashing import StreamHasher
 from ..hub.listing import RemoteFile, check_relative_path
 from .modelpack import Layer, is_lfs
 
 
-def _place(repo: RepoCache, name: str, data_source, size: int, timeout: float) -> None:
-    """Write ``blobs/<name>`` from ``data_source`` (an iterable of bytes) whole or not at all."""
-    blob = repo.blob_path(name)
-    lock = repo.lock_path(name)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with WeakFileLock(lock, timeout=max(timeout, 0.01)):
-        if blob.is_file() and blob.stat().st_size == size:
-            return
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        tmp = blob.with_name(f".{name}.{os.getpid()}.oci.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                for chunk in data_source:
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, blob)
-        finally:
-            tmp.unlink(missing_ok=True)
+def name_small_file(repo: RepoCache, layer: Layer, part: Path, ref: str, timeout: float,
+                    locked_oid: str | None = None) -> RemoteFile:
+    """A small file whose bytes matched the layer digest (``part``): named ``blobs/<git blob id>``.
 
-
-def small_file(repo: RepoCache, layer: Layer, body: bytes, ref: str, timeout: float) -> RemoteFile:
-    """A small file read whole: checked against its digest (and git id, when the manifest gives one)."""
-    if len(body) != layer.size or hashlib.sha256(body).hexdigest() != layer.sha256:
-        raise ChecksumMismatch(f"{layer.path}: content does not match the layer digest {layer.digest[:19]}... of "
-                               f"{ref}; nothing was kept", layer.path)
-    git = StreamHasher("git", len(body))
-    git.update(body)
+    Its git id must match the manifest's annotation and the lock file's, when they give one; else the
+    part is deleted and nothing is kept.
+    """
+    git = StreamHasher("git", layer.size)
+    with open(part, "rb") as fh:
+        for _ in _chunks(fh, [git]):
+            pass
     oid = git.hexdigest()
     if layer.git_oid and oid != layer.git_oid:
+        part.unlink(missing_ok=True)
         raise ChecksumMismatch(f"{layer.path}: its git blob id differs from the manifest's annotation ({ref})",
                                layer.path)
-    _place(repo, oid, [body], len(body), timeout)
-    return RemoteFile(layer.path, len(body), oid, None)
+    if locked_oid and oid != locked_oid:
+        part.unlink(missing_ok=True)
+        raise LockMismatch(f"{layer.path}: the registry's copy ({ref}) is not the locked file (git oid "
+                           f"{oid[:12]}..., the lock says {locked_oid[:12]}...)")
+    lock = repo.lock_path(oid)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with WeakFileLock(lock, timeout=max(timeout, 0.01)):
+        os.replace(part, repo.blob_path(oid))
+    return RemoteFile(layer.path, layer.size, oid, None)
 
 
 def _members(archive: tarfile.TarFile, ref: str):

@@ -95,7 +95,7 @@ def fetch_model(ref: Reference, repo_id: str, revision: str, needs: Needs, ctx: 
         elif _lfs(layer):
             files.append(RemoteFile(layer.path, layer.size, layer.git_oid, layer.sha256))
         else:
-            files.append(_small(registry, ref, repo, layer, deadline, locked))
+            files.append(_small(ref, repo, layer, reg_ctx, deadline, locked))
     listing = RepoListing(repo_id, commit, tuple(files))
     try:
         path = fetch_snapshot(repo_id, revision, needs, reg_ctx, deadline, listing=listing)
@@ -105,22 +105,22 @@ def fetch_model(ref: Reference, repo_id: str, revision: str, needs: Needs, ctx: 
     return path
 
 
-def _small(registry: Registry, ref: Reference, repo: RepoCache, layer: modelpack.Layer, deadline: Deadline,
+def _small(ref: Reference, repo: RepoCache, layer: modelpack.Layer, ctx: FetchContext, deadline: Deadline,
            locked: LockedModel | None) -> RemoteFile:
+    """A small (non-LFS) file: fetched like any other (resume, digest check), then named by its git blob id."""
     if layer.git_oid and repo.blob_path(layer.git_oid).is_file() and \
             repo.blob_path(layer.git_oid).stat().st_size == layer.size:
         return RemoteFile(layer.path, layer.size, layer.git_oid, None)
-    response = registry.send("GET", ref.repository, f"/v2/{ref.repository}/blobs/{layer.digest}", deadline=deadline,
-                             follow=True, what=f"{layer.path} ({ref})")
-    body = response.content
-    if locked is not None and locked.get(layer.path) is not None and not layer.git_oid:
-        from ..hashing import StreamHasher
-        git = StreamHasher("git", len(body))
-        git.update(body)
-        want = locked.get(layer.path)
-        if want is not None and not want.sha256 and git.hexdigest() != want.git_oid:
-            raise LockMismatch(f"{layer.path}: the registry's copy ({ref}) is not the locked file")
-    return blobs.small_file(repo, layer, body, str(ref), deadline.remaining())
+    part = repo.incomplete_path(f"oci-{layer.sha256}")
+    remote = RemoteFile(layer.path, layer.size, None, layer.sha256)
+    ctx.budget.enter(deadline, layer.path)
+    try:
+        FileTransfer(ctx.blob_url(remote), remote, part, ctx, deadline).run()  # type: ignore[misc]
+    finally:
+        ctx.budget.leave()
+    want = locked.get(layer.path) if locked is not None else None
+    return blobs.name_small_file(repo, layer, part, str(ref), deadline.remaining(),
+                                 want.git_oid if want is not None and not want.sha256 else None)
 
 
 def _tar_layer(registry: Registry, ref: Reference, repo: RepoCache, layer: modelpack.Layer, ctx: FetchContext,
