@@ -20,12 +20,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+import filelock
+from huggingface_hub.utils import WeakFileLock
 
 from .. import config
 from ..cache.layout import RepoCache
 from ..cache.lockfile import LockedModel
-from ..errors import ChecksumMismatch, LockMismatch
+from ..errors import LockMismatch, LockTimeout
 from ..http.deadline import Deadline
 from ..hub.listing import RemoteFile, RepoListing, is_commit_hash
 from ..hub.selection import Needs
@@ -111,28 +116,42 @@ def _small(ref: Reference, repo: RepoCache, layer: modelpack.Layer, ctx: FetchCo
     if layer.git_oid and repo.blob_path(layer.git_oid).is_file() and \
             repo.blob_path(layer.git_oid).stat().st_size == layer.size:
         return RemoteFile(layer.path, layer.size, layer.git_oid, None)
-    part = repo.incomplete_path(f"oci-{layer.sha256}")
     remote = RemoteFile(layer.path, layer.size, None, layer.sha256)
-    ctx.budget.enter(deadline, layer.path)
-    try:
-        FileTransfer(ctx.blob_url(remote), remote, part, ctx, deadline).run()  # type: ignore[misc]
-    finally:
-        ctx.budget.leave()
     want = locked.get(layer.path) if locked is not None else None
-    return blobs.name_small_file(repo, layer, part, str(ref), deadline.remaining(),
-                                 want.git_oid if want is not None and not want.sha256 else None)
+    with _transfer(repo, remote, ctx, deadline) as part:
+        return blobs.name_small_file(repo, layer, part, str(ref), deadline.remaining(),
+                                     want.git_oid if want is not None and not want.sha256 else None)
+
+
+@contextmanager
+def _transfer(repo: RepoCache, remote: RemoteFile, ctx: FetchContext, deadline: Deadline) -> Iterator[Path]:
+    """``remote`` (by its sha256) into ``blobs/oci-<sha256>.incomplete`` with the loader's transfer, under
+    the per-blob lock other processes take too; yields the verified part (gone afterwards)."""
+    name = f"oci-{remote.sha256}"
+    part = repo.incomplete_path(name)
+    lock = repo.lock_path(name)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with WeakFileLock(lock, timeout=max(deadline.remaining(), 0.01)):
+            ctx.budget.enter(deadline, remote.path)
+            try:
+                FileTransfer(ctx.blob_url(remote), remote, part, ctx, deadline).run()  # type: ignore[misc]
+            finally:
+                ctx.budget.leave()
+            try:
+                yield part
+            finally:
+                part.unlink(missing_ok=True)
+    except filelock.Timeout:
+        raise LockTimeout(f"{remote.path}: another process is downloading it; waited {deadline.seconds:g} s") from None
 
 
 def _tar_layer(registry: Registry, ref: Reference, repo: RepoCache, layer: modelpack.Layer, ctx: FetchContext,
                deadline: Deadline) -> list[RemoteFile]:
     """A tar layer: fetched like a large file (ranges, resume, digest), unpacked, then deleted."""
-    part = repo.incomplete_path(f"oci-{layer.sha256}")
     archive = RemoteFile(layer.path + ".tar", layer.size, None, layer.sha256)
-    FileTransfer(ctx.blob_url(archive), archive, part, ctx, deadline).run()  # type: ignore[misc]
-    try:
+    with _transfer(repo, archive, ctx, deadline) as part:
         return blobs.unpack_tar(repo, layer, part, str(ref), deadline.remaining())
-    finally:
-        part.unlink(missing_ok=True)
 
 
 def _fetch_signature(registry: Registry, ref: Reference, digest: str, repo: RepoCache, commit: str,
