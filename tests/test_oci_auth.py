@@ -26,7 +26,7 @@ def trust(tls_ca, monkeypatch):
 
 
 def test_basic_over_tls_with_credentials_from_the_environment(basic_registry, trust, cached_model, fresh_cache,
-                                                              monkeypatch):
+                                                              monkeypatch, caplog):
     target = f"oci://{basic_registry.host}/site"
     cache = Path(cached_model).parents[2]
     with pytest.raises(AccessDeniedError) as info:
@@ -42,6 +42,8 @@ def test_basic_over_tls_with_credentials_from_the_environment(basic_registry, tr
     monkeypatch.setenv("PHAITA_ENDPOINTS", target)
     path = Path(prefetch_model(MODEL, max_retries=1, timeout=30))
     assert snapshot_bytes(path) == snapshot_bytes(Path(cached_model))
+    encoded = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+    assert not any(PASSWORD in r.getMessage() or encoded in r.getMessage() for r in caplog.records)
 
 
 def test_docker_config_auths_and_a_credential_helper_named(basic_registry, trust, cached_model, tmp_path,

@@ -14,8 +14,8 @@ from phaita.loader.oci.push import Pusher
 def test_a_registry_pull_serves_hf_cache_ls_transformers_offline_and_warm_loads(registry, cached_model, fresh_cache,
                                                                                 monkeypatch, caplog):
     pushed = Pusher(Path(cached_model).parents[2]).push(MODEL, "main", f"oci://{registry.host}/models")
+    prefetch_model(MODEL, max_retries=1, timeout=30, endpoints=[f"oci://{registry.host}/models"])
     monkeypatch.setenv("PHAITA_ENDPOINTS", f"oci://{registry.host}/models")
-    prefetch_model(MODEL, max_retries=1, timeout=30)
     from huggingface_hub import scan_cache_dir
     info = {r.repo_id: r for r in scan_cache_dir(fresh_cache).repos}
     revisions = {rev.commit_hash: rev for rev in info[MODEL].revisions}

@@ -135,3 +135,20 @@ def test_doctor_checks_an_oci_endpoint(registry, cached_model, loader_env, monke
     reach = checks["endpoint reachable"]
     assert reach.ok and "Range honoured (206)" in reach.detail and "anonymous" in reach.detail
     assert checks["mirror listing"].ok and checks["mirror resume"].ok
+
+
+def test_push_locked_tags_each_locked_commit_and_its_branch(registry, cached_model, loader_env, tmp_path):
+    from phaita.loader.cache.lockfile import LockFile, LockedFile, LockedModel, write_lock
+
+    commit = Path(cached_model).name
+    listing = RepoCache(Path(cached_model).parents[2], MODEL).load_listing(commit)
+    files = tuple(LockedFile.from_remote(f) for f in listing.files if (Path(cached_model) / f.path).exists())
+    lock = write_lock(LockFile((LockedModel(MODEL, "main", commit, files),)), tmp_path / "phaita.lock")
+    env = dict(loader_env)
+    env["PYTHONPATH"] = str(Path(__file__).parents[1] / "src")
+    done = subprocess.run([sys.executable, "-m", "phaita.cli.main", "models", "push", "--locked", "--lockfile",
+                           str(lock), f"oci://{registry.host}/site", "--json"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)["models"][0]
+    assert row["commit"] == commit and row["tags"] == [commit, "main"]
