@@ -37,6 +37,19 @@ def test_a_chunked_push_resumes_after_a_lost_chunk_and_sends_each_byte_once(regi
     assert snapshot_bytes(Path(prefetch_model(MODEL, max_retries=1, timeout=30))) == snapshot_bytes(source)
 
 
+def test_an_upload_offset_the_registry_reports_wrongly_is_confirmed_by_its_status(registry, cached_model, fresh_cache,
+                                                                                 monkeypatch):
+    source = Path(cached_model)
+    monkeypatch.setenv("PHAITA_OCI_CHUNK_SIZE", "65536")
+    with FaultProxy(registry.port) as proxy:
+        proxy.false_ranges = 2
+        result = Pusher(source.parents[2]).push(MODEL, "main", f"oci://{proxy.host}/models")
+        assert proxy.false_ranges == 0 and proxy.status_gets >= 2  # each odd answer checked with a status GET
+    assert result.bytes_uploaded - _sizes(source) < 4096  # nothing sent twice
+    monkeypatch.setenv("PHAITA_ENDPOINTS", f"oci://{registry.host}/models")
+    assert snapshot_bytes(Path(prefetch_model(MODEL, max_retries=1, timeout=30))) == snapshot_bytes(source)
+
+
 class _ObjectStore:
     """Serves blobs out of the registry's storage, recording the headers of each request."""
 

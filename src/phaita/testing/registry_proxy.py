@@ -31,6 +31,8 @@ class FaultProxy:
         self.plan = plan or FaultPlan()
         self.upstream_tls = upstream_tls  # an ssl.SSLContext: the registry speaks TLS
         self.redirect_to = redirect_to  # base URL a ``redirect`` rule sends blob GETs to
+        self.false_ranges = 0  # answer this many upload PATCHes with a wrong ``Range`` (the client must ask again)
+        self.status_gets = 0  # upload status GETs seen
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -71,9 +73,14 @@ class FaultProxy:
         data = resp.read() if h.command != "HEAD" else b""
         conn.close()
         h.send_response(resp.status)
+        lie = h.command == "PATCH" and self.false_ranges > 0 and resp.status == 202
+        if lie:
+            self.false_ranges -= 1
+        if h.command == "GET" and "/blobs/uploads/" in path:
+            self.status_gets += 1
         for k, v in resp.getheaders():
             if k.lower() not in _HOP and k.lower() != "content-length":
-                h.send_header(k, v)
+                h.send_header(k, "0-0" if lie and k.lower() == "range" else v)
         h.send_header("Content-Length", resp.getheader("Content-Length", str(len(data))) if h.command == "HEAD"
                       else str(len(data)))
         h.end_headers()
