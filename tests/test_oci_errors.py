@@ -38,21 +38,17 @@ def test_unknown_repository_and_tag_are_permanent_with_advice(registry, loader_e
     assert info.value.attempts == 1 and "_UNKNOWN" in str(info.value) and "phaita models push" in str(info.value)
 
 
-def test_unknown_tag_and_a_non_model_artifact(registry, cached_model, fresh_cache, tmp_path):
+def test_unknown_tag_and_a_non_model_artifact(registry, cached_model, fresh_cache, tmp_path, monkeypatch):
     Pusher(Path(cached_model).parents[2]).push(MODEL, "main", f"oci://{registry.host}/models")
     with pytest.raises(RevisionNotFoundError) as info:
         prefetch_model(f"oci://{registry.host}/models/{MODEL}:nope", max_retries=3, timeout=10)
     assert "MANIFEST_UNKNOWN" in str(info.value) and "oras repo tags" in str(info.value)
     oras_client = pytest.importorskip("oras.client")
     (tmp_path / "notes.txt").write_text("not a model")
-    import os
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
+    with monkeypatch.context() as m:
+        m.chdir(tmp_path)
         oras_client.OrasClient(hostname=registry.host, insecure=True).push(
             target=f"{registry.host}/misc/notes:v1", files=["notes.txt"])
-    finally:
-        os.chdir(cwd)
     with pytest.raises(UnsafeModelError) as info:
         prefetch_model(f"oci://{registry.host}/misc/notes:v1", max_retries=2, timeout=10)
     assert "is not a model" in str(info.value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from pathlib import Path
 
@@ -41,15 +40,12 @@ def test_oras_pulls_what_phaita_pushed_byte_for_byte_with_modelpack_media_types(
     assert pulled == snapshot_bytes(Path(cached_model))
 
 
-def _publish_with_oras(registry, folder: Path, target: str, files: list[str], config: dict) -> None:
+def _publish_with_oras(registry, folder: Path, target: str, files: list[str], config: dict, monkeypatch) -> None:
     (folder / "modelpack-config.json").write_text(json.dumps(config))
-    cwd = os.getcwd()
-    os.chdir(folder)  # oras titles each layer with the path as given
-    try:
+    with monkeypatch.context() as m:
+        m.chdir(folder)  # oras titles each layer with the path as given
         _oras(registry).push(target=target, files=files, disable_path_validation=True,
                              manifest_config="modelpack-config.json:application/vnd.cncf.model.config.v1+json")
-    finally:
-        os.chdir(cwd)
 
 
 def _config(diff_ids: list[str]) -> dict:
@@ -57,7 +53,8 @@ def _config(diff_ids: list[str]) -> dict:
             "modelfs": {"type": "layers", "diffIds": diff_ids}}
 
 
-def test_phaita_loads_a_modelpack_artifact_that_oras_pushed(registry, cached_model, fresh_cache, tmp_path):
+def test_phaita_loads_a_modelpack_artifact_that_oras_pushed(registry, cached_model, fresh_cache, tmp_path,
+                                                            monkeypatch):
     folder = tmp_path / "by-oras"
     folder.mkdir()
     files = []
@@ -66,7 +63,7 @@ def test_phaita_loads_a_modelpack_artifact_that_oras_pushed(registry, cached_mod
         (folder / name).write_bytes(data)
         kind = "weight" if name.endswith(".safetensors") else "weight.config"
         files.append(f"{name}:application/vnd.cncf.model.{kind}.v1.raw")
-    _publish_with_oras(registry, folder, f"{registry.host}/other/tiny-bert:v1", files, _config([]))
+    _publish_with_oras(registry, folder, f"{registry.host}/other/tiny-bert:v1", files, _config([]), monkeypatch)
     model = robust_model_download(f"oci://{registry.host}/other/tiny-bert:v1", model_type="auto",
                                   max_retries=1, timeout=60)
     assert model.__class__.__name__.startswith("Bert")
@@ -75,7 +72,7 @@ def test_phaita_loads_a_modelpack_artifact_that_oras_pushed(registry, cached_mod
     assert (fresh_cache / "models--other--tiny-bert" / "refs" / "v1").read_text() == snap.name
 
 
-def test_phaita_reads_a_tar_layer_artifact(registry, cached_model, fresh_cache, tmp_path):
+def test_phaita_reads_a_tar_layer_artifact(registry, cached_model, fresh_cache, tmp_path, monkeypatch):
     folder = tmp_path / "tarred"
     folder.mkdir()
     with tarfile.open(folder / "model.tar", "w") as tar:
@@ -85,7 +82,7 @@ def test_phaita_reads_a_tar_layer_artifact(registry, cached_model, fresh_cache, 
             path.write_bytes(data)
             tar.add(path, arcname=name)
     _publish_with_oras(registry, folder, f"{registry.host}/tarred/tiny-bert:v1",
-                       ["model.tar:application/vnd.cncf.model.weight.v1.tar"], _config([]))
+                       ["model.tar:application/vnd.cncf.model.weight.v1.tar"], _config([]), monkeypatch)
     path = Path(prefetch_model(f"oci://{registry.host}/tarred/tiny-bert:v1", max_retries=1, timeout=60))
     assert snapshot_bytes(path) == snapshot_bytes(Path(cached_model))
     assert not list(path.parents[1].joinpath("blobs").glob("*.incomplete"))
