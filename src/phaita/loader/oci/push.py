@@ -177,17 +177,24 @@ class Pusher:
     def _blob(self, registry: Registry, ref: Reference, blob: _Blob, uploads: upload.Uploads, deadline: Deadline) -> None:
         repo = ref.repository
         known = self._pushed_in.setdefault(registry.host, {})
+        opened = None
         if upload.exists(registry, repo, blob.digest, deadline):
             uploads.skipped += 1
-        elif known.get(blob.digest) not in (None, repo) and \
-                upload.start(registry, repo, deadline, mount=(blob.digest, known[blob.digest]))[0]:
-            uploads.mounted += 1
-        elif blob.data is not None:
+            known.setdefault(blob.digest, repo)
+            return
+        if known.get(blob.digest) not in (None, repo):
+            mounted, opened = upload.start(registry, repo, deadline, mount=(blob.digest, known[blob.digest]))
+            if mounted:
+                uploads.mounted += 1
+                return
+        if blob.data is not None:
             upload.put_bytes(registry, repo, blob.data, blob.digest, deadline)
             uploads.uploaded += 1
             uploads.bytes_sent += len(blob.data)
         else:
             state = uploads.open.setdefault(blob.digest, upload.UploadState())
+            if opened is not None and state.location is None:  # the mount was declined: upload into what it opened
+                state.location = opened
             before = state.sent
             try:
                 upload.upload_file(registry, repo, blob.path, blob.digest, blob.size, deadline, state,  # type: ignore[arg-type]
