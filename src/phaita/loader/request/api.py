@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send
 
 from .. import advice, config, errors
-from ..cache.layout import RepoCache
+from ..cache.layout import RepoCache, repo_id_of
 from ..cache.verify import verify_snapshot
 from ..errors import CorruptCacheError, LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from ..transfer.endpoints import fetch_from_endpoints
-from ..events import Emitter, Retried
+from ..events import Attempt, Emitter, LoadFinished, LoadStarted, Retried
 from ..transfer.snapshot import FetchContext
 from ..hub.listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
 from ..cache.lockfile import LockedModel
+from ..signing import enforce as signatures
 from .load import load_snapshot, quantization_kwargs
 from ..http.deadline import Deadline
 from .retry import RetryEvent, RetryPolicy, log_retry
@@ -38,6 +40,69 @@ from ..oci.client import Registry
 from ..oci.reference import is_oci, parse as parse_oci
 
 logger = logging.getLogger("phaita.model_loader")
+
+
+# --------------------------------------------------------------------------- one load, as observers see it
+
+
+@contextmanager
+def observed_load(repo_id: str, req: LoadRequest) -> Iterator[Callable[[Path], Path]]:
+    """``LoadStarted`` now; ``LoadFinished`` when the block ends (``finish(folder)``: it succeeded)."""
+    events = req.emitter()
+    if not events:
+        yield lambda folder: folder
+        return
+    revision = req.revision or "main"
+    try:
+        endpoint = errors.redact(req.endpoint_list()[0])
+    except ValueError:  # a malformed HF_ENDPOINT: the public error says so
+        endpoint = ""
+    events.emit(LoadStarted(repo_id, revision, endpoint))
+    done: list[Path] = []
+
+    def finish(folder: Path) -> Path:
+        done.append(folder)
+        return folder
+
+    try:
+        yield finish
+    except BaseException as exc:
+        events.emit(LoadFinished(repo_id, revision, "failed", kind=failure_kind(exc), reason=_reason(exc),
+                                 attempts=getattr(exc, "attempts", None)))
+        raise
+    if done:
+        events.emit(LoadFinished(repo_id, revision, "ok", commit=done[0].name, snapshot_bytes=_size(done[0])))
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The kind of a load's failure: the ``FailureKind`` value its public error came from."""
+    kind = getattr(exc, "failure_kind", None)
+    if kind:
+        return str(kind)
+    if isinstance(exc, ModelLoadError):
+        return "load_failed"
+    if isinstance(exc, CorruptCacheError):
+        return "corrupt_cache"
+    if isinstance(exc, ModelDownloadError):
+        return "other"
+    return classify(exc).kind.value
+
+
+def _reason(exc: BaseException) -> str:
+    last = getattr(exc, "last_error", None)
+    text = getattr(last, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return errors.redact(text)[:300]
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 # --------------------------------------------------------------------------- fetch or reuse
@@ -76,13 +141,23 @@ def fetch_context(req: LoadRequest, quiet: bool = False) -> FetchContext:
     ``quiet``: no progress bar (a background refresh must not draw over the caller's output); the
     ``events`` observers still see everything.
     """
-    observers = [no_progress if quiet else (req.progress or default_progress()), *req.events]
+    observers = [no_progress if quiet else (req.progress or default_progress())]
+    if req.events:
+        observers.append(req.emitter())
     return FetchContext(req.cache_dir, req.endpoint_list()[0], _headers(req), config.Timeouts.from_env(),
                         Emitter(observers), config.Parallelism.from_env())
 
 
 def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
-    """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors."""
+    """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors.
+
+    One load as observers see it: ``LoadStarted`` ... ``LoadFinished``.
+    """
+    with observed_load(repo_id, req) as finish:
+        return finish(_ensure_snapshot(repo_id, needs, req))
+
+
+def _ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     revision = req.revision or "main"
     repo = RepoCache(req.cache_dir, repo_id)
     if not req.resume:
@@ -191,6 +266,7 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
     first = [listing]
 
     def attempt(n: int) -> Path:
+        ctx.events.emit(Attempt(repo_id, n, req.max_retries))
         known = first.pop() if first else None
         deadline = Deadline.after(req.timeout)
         if known is None and locked is not None and not is_oci(ctx.endpoint):  # the hub's listing at the locked commit must agree with the lock
@@ -204,7 +280,8 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
 
     def on_retry(event: RetryEvent) -> None:
         log_retry(event)
-        ctx.events.emit(Retried(event.what, event.attempt, event.max_attempts, event.failure.reason, event.wait))
+        ctx.events.emit(Retried(event.what, event.attempt, event.max_attempts, event.failure.reason, event.wait,
+                                event.failure.kind.value))
 
     policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
                          on_retry=on_retry)
@@ -263,14 +340,26 @@ def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, 
 
 
 def _load_one(name: str, req: LoadRequest, model_types: Sequence[str], quant: dict[str, Any]) -> tuple[Any, ...]:
-    if is_oci(name):
-        folder = ensure_oci(name, needs_for(model_types, req), req)
-    elif os.path.isdir(name):
-        folder = Path(name)
-    else:
-        folder = ensure_snapshot(name, needs_for(model_types, req), req)
+    if os.path.isdir(name):
+        signatures.local_folder(name, req.require_signature)
+        return _load_folder(name, Path(name), req, model_types, quant)
+    with observed_load(name, req) as finish:
+        if is_oci(name):  # an OCI reference: cached under the repo id its manifest names
+            folder = ensure_oci(name, needs_for(model_types, req), req)
+            repo_id = repo_id_of(folder.parents[1].name) or name
+        else:
+            folder = _ensure_snapshot(name, needs_for(model_types, req), req)
+            repo_id = name
         if req.verify_on_load:
-            _verify_before_load(name, folder, req)
+            _verify_before_load(repo_id, folder, req)
+        signatures.before_load(repo_id, req.cache_dir, folder.name, req.require_signature)  # before from_pretrained
+        loaded = _load_folder(name, folder, req, model_types, quant)
+        finish(folder)
+        return loaded
+
+
+def _load_folder(name: str, folder: Path, req: LoadRequest, model_types: Sequence[str],
+                 quant: dict[str, Any]) -> tuple[Any, ...]:
     loaded = []
     for model_type in model_types:
         extra = quant if model_type != "tokenizer" else {}

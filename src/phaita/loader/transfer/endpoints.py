@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import config
-from ..errors import ChecksumMismatch, ContentChanged
+from ..errors import ChecksumMismatch, ContentChanged, redact
+from ..events import EndpointFallback
 from .snapshot import FetchContext, fetch_snapshot
 from ..hub.listing import RepoListing, fetch_listing
 from ..http.deadline import Deadline
@@ -90,10 +91,14 @@ def fetch_from_endpoints(repo_id: str, revision: str, needs: Needs, ctx: FetchCo
                                    else corrupt_copy(endpoint, path, listing))
                     if following:
                         logger.warning("%s: %s; fetching it from %s", repo_id, corrupt[-1], following)
+                        ctx.events.emit(EndpointFallback(repo_id, redact(endpoint), redact(following),
+                                                         redact(corrupt[-1])))
                 elif following and failure.kind in NEXT_ENDPOINT_KINDS:
                     others.append(f"{describe(endpoint)}: {failure.reason}")
                     logger.warning("%s: %s failed (%s); trying %s", repo_id, describe(endpoint), failure.reason,
                                    following)
+                    ctx.events.emit(EndpointFallback(repo_id, redact(endpoint), redact(following),
+                                                     redact(failure.reason)))
                 if following is None or failure.kind not in NEXT_ENDPOINT_KINDS:
                     if corrupt and isinstance(exc, ChecksumMismatch):
                         raise ChecksumMismatch("; ".join(corrupt), path) from exc

@@ -28,7 +28,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from . import sidecar
 from .empty_break import EmptyBreaks
 from .progress_guard import ProgressGuard, refused_for_good, unmatched_hash
-from ..errors import BadResponse, TransferIncomplete
+from ..errors import BadResponse, TransferIncomplete, redact
 from ..events import FileStarted, Progress, Resumed
 from ..hashing import StreamHasher
 from ..http.links import crowded
@@ -83,7 +83,8 @@ class FileTransfer(ParallelRanges):
         try:
             self._load_state()
             self.guard.initial = sidecar.total(self.done)
-            self.ctx.events.emit(FileStarted(self.file.path, self.size, sidecar.total(self.done)))
+            self.ctx.events.emit(FileStarted(self.file.path, self.size, sidecar.total(self.done),
+                                             redact(self.ctx.endpoint)))
             while True:
                 self._fetch_missing()
                 self._advance_hash()

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from ..faults import FaultPlan, FaultRule, parse_faults
 from .protocol import RequestRecord
-from .routes import ROUTES, Route
+from phaita.hubserver.routes import ROUTES, Route
 from .store import FolderStore, RepoFile, RepoStore
 from .transport import HubHandler, _Server
 
