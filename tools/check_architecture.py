@@ -17,7 +17,8 @@ Layers, lowest first (an import may only go to its own layer or lower; the longe
 1. ``phaita.loader.http``: HTTP with a deadline, TLS, links, failure kinds
 2. ``phaita.loader.hub``: listings, mirror fallbacks, file selection
 3. ``phaita.loader.cache``: layout, lock files, status, verify, repair
-4. ``phaita.loader.transfer``: snapshots, files, ranges, endpoints
+4. ``phaita.loader.transfer``: snapshots, files, ranges, endpoints; ``phaita.loader.signing``: OpenSSF
+   model signatures (beside transfer: neither imports the other)
 5. ``phaita.loader.request``: one load request, retries, public errors, the facade
 6. the public names: ``phaita.loader`` (package), ``phaita.utils.model_loader``
 7. data and tools below the components: ``phaita.data``, ``phaita.testing``, ``phaita.hubserver``
@@ -47,7 +48,7 @@ REASONS: dict[str, str] = {}
 LAYERS: list[tuple[int, str]] = [  # (layer, module prefix): the longest matching prefix wins
     (0, "phaita"), (0, "phaita.loader"),
     (1, "phaita.loader.http"), (2, "phaita.loader.hub"), (3, "phaita.loader.cache"),
-    (4, "phaita.loader.transfer"), (5, "phaita.loader.request"),
+    (4, "phaita.loader.transfer"), (4, "phaita.loader.signing"), (5, "phaita.loader.request"),
     (6, "phaita.loader.__init__"), (6, "phaita.utils.model_loader"),
     (7, "phaita.data"), (7, "phaita.testing"), (7, "phaita.hubserver"),
     (8, "phaita.models"), (8, "phaita.utils"),

@@ -33,6 +33,7 @@ def _guard(name: str, func: Callable[[], Check]) -> Check:
 
 def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile: Optional[str] = None) -> list[Check]:
     from .doctor_mirror import check_listing, check_resume, probe_choice
+    from .signature_report import check_signature_policy
 
     choice = probe_choice(probe_model, profile)  # the models the endpoint checks ask for, and why those
     cache = _guard("cache directory", check_cache_writable)
@@ -45,6 +46,7 @@ def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile:
         cache,
         _guard("free disk", lambda: check_disk(profile, cache.ok)),
         _guard("offline mode", check_offline),
+        _guard("signature policy", check_signature_policy),
         _guard("mirror listing", lambda: check_listing(timeout, choice)),
         _guard("mirror resume", lambda: check_resume(timeout, choice)),
     ]

@@ -32,6 +32,13 @@ PHAITA_VERIFY_ON_LOAD      unset       ``1``: re-hash every file of the snapshot
                                        ``from_pretrained`` (warm loads too); a file that no
                                        longer matches its hash is refused. Unset, a warm
                                        load checks sizes, links and blob names, not bytes
+PHAITA_TRUST               unset       The site's trust policy for OpenSSF model signatures:
+                                       a PEM public key, a ``trust.toml``/``trust.json``, or
+                                       a folder of them (keys; root CAs with the signer
+                                       subject; Sigstore identities with a staged trust root)
+PHAITA_REQUIRE_SIGNATURE   unset       ``1``: a load of a model that is not signed by a
+                                       signer PHAITA_TRUST names fails (``SignatureError``)
+                                       before ``from_pretrained``
 PHAITA_MAX_WORKERS         8           Files of a snapshot fetched at once
 PHAITA_MAX_CONNECTIONS     16          Connections one snapshot fetch opens at once, in all
 PHAITA_STREAMS_PER_FILE    8           Parallel range streams for one large file (1 = off)
@@ -149,6 +156,17 @@ def max_files() -> int:
 def verify_on_load(explicit: bool | None = None) -> bool:
     """``verify_on_load=`` when given, else ``PHAITA_VERIFY_ON_LOAD``."""
     return bool(explicit) if explicit is not None else env_flag("PHAITA_VERIFY_ON_LOAD")
+
+
+def trust_path() -> Path | None:
+    """``PHAITA_TRUST``: the file or folder of the site's signature trust policy (None: no policy)."""
+    value = os.environ.get("PHAITA_TRUST", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def require_signature(explicit: bool | None = None) -> bool:
+    """``require_signature=`` when given, else ``PHAITA_REQUIRE_SIGNATURE``."""
+    return bool(explicit) if explicit is not None else env_flag("PHAITA_REQUIRE_SIGNATURE")
 
 
 def _env_int(name: str, default: int, *, minimum: int = 1) -> int:

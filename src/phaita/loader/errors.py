@@ -249,5 +249,11 @@ class ProxyAuthenticationError(ModelDownloadError):
     """The proxy refused the credentials (HTTP 407), or asked for some and none were given."""
 
 
+class SignatureError(ModelDownloadError):
+    """A model's OpenSSF signature is missing (where one is required), does not verify, names a
+    signer the site's trust policy does not, or does not cover exactly these files at this commit.
+    The message names the model, the file and the signer; nothing was loaded."""
+
+
 class ModelLoadError(ModelDownloadError):
     """The files are here and verified, but ``from_pretrained`` failed on them."""

@@ -6,7 +6,9 @@ and against huggingface_hub's tree listing when that is the only one recorded) a
 it hashes to what the cache recorded (``phaita models verify``'s rule: a listing, else the blob's
 name). The result is an in-memory index; requests read the index and the verified files, and
 nothing is hashed again. Partial snapshots, files without a recorded hash and ``.incomplete``
-downloads are invisible. Branches and tags resolve through ``refs/`` to the cached commit.
+downloads are invisible. A snapshot's OpenSSF signature (``signatures/<commit>/model.sig``) is
+served as the repository's root ``model.sig``, which the loader puts beside the client's snapshot.
+Branches and tags resolve through ``refs/`` to the cached commit.
 
 The HTTP side is :mod:`phaita.station.server` (the Hub's routes, headers, Range, HEAD and error
 codes of :mod:`phaita.hubserver`, given this index as its repository store). Models imported into
@@ -28,9 +30,10 @@ from phaita.loader.cache import expected
 from phaita.loader.cache.layout import RepoCache
 from phaita.loader.cache.scan import SnapshotInfo, scan_cache
 from phaita.loader.cache.verify import verify_model
-from phaita.loader.hashing import lfs_pointer, lfs_pointer_oid
+from phaita.loader.hashing import GIT, hash_file, lfs_pointer, lfs_pointer_oid
 from phaita.loader.hub.listing import is_commit_hash
 from phaita.hubserver.store import RepoFile
+from phaita.loader.hub.selection import SIGNATURE_FILE
 
 Hashed = Callable[[int], None]
 
@@ -235,6 +238,10 @@ def _served(cache_dir: Path, repo_id: str, snap: SnapshotInfo) -> ServedSnapshot
             files.append(RepoFile(exp.path, str(exp.content), size, exp.digest, None, None))
     if not files:
         return "empty snapshot"
+    signature = repo.signature_path(snap.commit)  # served at the repository's root, as a publisher ships it
+    if signature.is_file() and not any(f.path == SIGNATURE_FILE for f in files):
+        size = signature.stat().st_size
+        files.append(RepoFile(SIGNATURE_FILE, str(signature), size, hash_file(signature, GIT, size), None, None))
     return ServedSnapshot(repo_id, snap.commit, list(snap.refs), sorted(files, key=lambda f: f.path))
 
 

@@ -25,6 +25,7 @@ from ..events import Attempt, Emitter, LoadFinished, LoadStarted, Retried
 from ..transfer.snapshot import FetchContext
 from ..hub.listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
 from ..cache.lockfile import LockedModel
+from ..signing import enforce as signatures
 from .load import load_snapshot, quantization_kwargs
 from ..http.deadline import Deadline
 from .retry import RetryEvent, RetryPolicy, log_retry
@@ -305,11 +306,13 @@ def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, 
 
 def _load_one(name: str, req: LoadRequest, model_types: Sequence[str], quant: dict[str, Any]) -> tuple[Any, ...]:
     if os.path.isdir(name):
+        signatures.local_folder(name, req.require_signature)
         return _load_folder(name, Path(name), req, model_types, quant)
     with observed_load(name, req) as finish:
         folder = _ensure_snapshot(name, needs_for(model_types, req), req)
         if req.verify_on_load:
             _verify_before_load(name, folder, req)
+        signatures.before_load(name, req.cache_dir, folder.name, req.require_signature)  # before from_pretrained
         loaded = _load_folder(name, folder, req, model_types, quant)
         finish(folder)
         return loaded

@@ -52,6 +52,7 @@ class LoadRequest:
     endpoints: tuple[str, ...] | None = None  # endpoints=; None: PHAITA_ENDPOINTS or HF_ENDPOINT, read when used
     freshness: str | None = None  # freshness=; None: PHAITA_FRESHNESS, read when used
     verify_on_load: bool = False  # re-hash the snapshot before from_pretrained (verify_on_load= / PHAITA_VERIFY_ON_LOAD)
+    require_signature: bool = False  # a trusted signature before from_pretrained (require_signature= / PHAITA_REQUIRE_SIGNATURE)
 
     _emitter: Emitter | None = field(default=None, repr=False, compare=False)
 
@@ -155,6 +156,9 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
     verify = kwargs.pop("verify_on_load", options.verify_on_load)
     if verify is not None and not isinstance(verify, bool):
         raise ValueError(f"verify_on_load must be True, False or None (None: PHAITA_VERIFY_ON_LOAD); got {verify!r}")
+    signed = kwargs.pop("require_signature", options.require_signature)
+    if signed is not None and not isinstance(signed, bool):
+        raise ValueError(f"require_signature must be True, False or None (None: PHAITA_REQUIRE_SIGNATURE); got {signed!r}")
     return LoadRequest(
         candidates=_candidates(model_name),
         max_retries=max_retries,
@@ -174,6 +178,7 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
         endpoints=config.parse_endpoints(endpoints) if endpoints is not None else None,
         freshness=check_mode(freshness) if freshness is not None else None,
         verify_on_load=config.verify_on_load(verify),
+        require_signature=config.require_signature(signed),
     )
 
 

@@ -38,7 +38,7 @@ from ..http.links import ConnectionBudget, LinkState
 from ..hub.listing import RemoteFile, RepoListing, fetch_listing
 from ..http.deadline import Deadline
 from ..http.failures import classify
-from ..hub.selection import Needs, select_files
+from ..hub.selection import SIGNATURE_FILE, Needs, select_files
 from .file import FileTransfer
 
 logger = logging.getLogger("phaita.model_loader")
@@ -96,6 +96,9 @@ def fetch_snapshot(
     ctx.events.emit(Plan(repo_id, listing.commit, tuple(
         PlannedFile(f.path, f.size, _on_disk(repo, f)) for f in wanted)))
     _fetch_all(repo, listing.commit, wanted, ctx, deadline)
+    signature = next((f for f in listing.files if f.path == SIGNATURE_FILE and not needs.subfolder), None)
+    if signature is not None:
+        _place_signature(repo, listing.commit, signature, ctx, deadline)
     status = repo.check_files(listing.commit, wanted)
     if not status.complete:
         raise ChecksumMismatch(f"snapshot incomplete after fetch ({'; '.join(status.problems)})")
@@ -103,6 +106,24 @@ def fetch_snapshot(
     # (plain transformers and `hf` offline find a snapshot through refs/ and do not check it is whole).
     repo.write_ref(revision, listing.commit)
     return repo.snapshot_dir(listing.commit)
+
+
+def _place_signature(repo: RepoCache, commit: str, file: RemoteFile, ctx: FetchContext, deadline: Deadline) -> None:
+    """The repository's ``model.sig``, fetched and verified like any file, then moved to the commit's
+    signature place (outside the snapshot, where it would sign itself). A signature already there
+    (one the site made with ``phaita models sign``) is kept."""
+    target = repo.signature_path(commit)
+    if target.exists():
+        return
+    blob = download_blob(repo.repo_id, commit, file, ctx, deadline)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        shutil.copyfile(blob, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("%s: the repository's %s is kept at %s", repo.repo_id, SIGNATURE_FILE, target)
 
 
 def _fetch_all(repo: RepoCache, commit: str, files: list[RemoteFile], ctx: FetchContext, deadline: Deadline) -> None:
