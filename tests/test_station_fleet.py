@@ -461,3 +461,19 @@ def test_sighup_rescans_at_once_and_the_access_log_goes_to_stderr(source, tmp_pa
     assert f"# rescan: now serving {BERT} {source.commit}" in err
     assert re.search(rf'^127\.0\.0\.1 - - \[.*\] "GET /{BERT}/resolve/main/{WEIGHTS} HTTP/1\.1" 404 \d+ ', err, re.M), err
     assert re.search(rf'"GET /{BERT}/resolve/main/{WEIGHTS} HTTP/1\.1" 200 {len(body)} ', err), err
+
+
+def test_a_signature_imported_after_its_snapshot_is_served_at_the_next_rescan(source, tmp_path):
+    station_cache = tmp_path / "station"
+    shutil.copytree(source.cache, station_cache, symlinks=True)
+    server = StationServer(build_index(station_cache), rescan_every=0.1)
+    with server:
+        assert get(server.url, f"/{BERT}/resolve/main/model.sig")[0] == 404
+        signature = cache.RepoCache(station_cache, BERT).signature_path(source.commit)
+        signature.parent.mkdir(parents=True, exist_ok=True)
+        signature.write_bytes(b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}')
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and get(server.url, f"/{BERT}/resolve/main/model.sig")[0] != 200:
+            time.sleep(0.05)
+        status, headers, body = get(server.url, f"/{BERT}/resolve/main/model.sig")
+        assert status == 200 and body == signature.read_bytes() and headers["X-Repo-Commit"] == source.commit
