@@ -177,13 +177,14 @@ def test_the_json_shapes_in_cli_md_are_what_the_signing_commands_print(machine_a
 
 
 def test_the_station_serves_the_signature_and_a_client_loads_under_require(machine_a, site, tmp_path, monkeypatch):
-    from phaita.station.mirror import StationHub, build_index
+    from phaita.station.mirror import build_index
+    from phaita.station.server import StationServer
 
     run("models", "sign", MODEL, "--key", str(site.private))
     index = build_index(Path(os.environ["HF_HUB_CACHE"]))
     (served,) = index.snapshots
     assert "model.sig" in [f.path for f in served.files]
-    with StationHub(index) as station:
+    with StationServer(index) as station:
         cache_b = to_machine_b(monkeypatch, tmp_path)
         monkeypatch.setenv("HF_HUB_OFFLINE", "0")
         monkeypatch.setenv("HF_ENDPOINT", station.url)
