@@ -17,7 +17,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(_var, "1")
 
 # The loader's fixtures (loader_env, big_root, big_hub) for every test module.
-pytest_plugins = ("loader_fixtures",)
+pytest_plugins = ("loader_fixtures", "oci_fixtures")
 
 from phaita.loader.config import full_runs
 from phaita.testing import LocalHub, publish_tiny_models

@@ -18,8 +18,10 @@ Layers, lowest first (an import may only go to its own layer or lower; the longe
 2. ``phaita.loader.hub``: listings, mirror fallbacks, file selection
 3. ``phaita.loader.cache``: layout, lock files, status, verify, repair
 4. ``phaita.loader.transfer``: snapshots, files, ranges, endpoints; ``phaita.loader.signing``: OpenSSF
-   model signatures (beside transfer: neither imports the other)
-5. ``phaita.loader.request``: one load request, retries, public errors, the facade
+   model signatures (beside transfer: neither imports the other); ``phaita.loader.oci``: OCI
+   registries (ModelPack manifests, auth, pull, uploads, signatures as referrers)
+5. ``phaita.loader.request``: one load request, retries, public errors, the facade;
+   ``phaita.loader.oci.push`` (pushes under the retry policy)
 6. the public names: ``phaita.loader`` (package), ``phaita.utils.model_loader``
 7. data and tools below the components: ``phaita.data``, ``phaita.testing``, ``phaita.hubserver``
    (the Hub's HTTP protocol, server side: the test hub's and the station's)
@@ -49,6 +51,7 @@ LAYERS: list[tuple[int, str]] = [  # (layer, module prefix): the longest matchin
     (0, "phaita"), (0, "phaita.loader"),
     (1, "phaita.loader.http"), (2, "phaita.loader.hub"), (3, "phaita.loader.cache"),
     (4, "phaita.loader.transfer"), (4, "phaita.loader.signing"), (5, "phaita.loader.request"),
+    (4, "phaita.loader.oci"), (5, "phaita.loader.oci.push"),
     (6, "phaita.loader.__init__"), (6, "phaita.utils.model_loader"),
     (7, "phaita.data"), (7, "phaita.testing"), (7, "phaita.hubserver"),
     (8, "phaita.models"), (8, "phaita.utils"),

@@ -80,6 +80,9 @@ def _probe_endpoint(name: str, endpoint: str, choice, timeout: float) -> Check:
     from phaita.loader.config import Timeouts
     from phaita.loader.http.deadline import Deadline, stream
 
+    if endpoint.startswith("oci://"):  # a registry: its own probe (reachable, auth, Range)
+        from .doctor_oci import probe_registry
+        return Check(name, *probe_registry(endpoint, choice.models or [DEFAULT_PROBE], timeout))
     t0 = time.monotonic()
     deadline = Deadline.after(timeout)
     ms = lambda: f"{(time.monotonic() - t0) * 1000:.0f} ms"  # noqa: E731

@@ -368,3 +368,8 @@ def doctor(
                 out.echo(f"{'':6}{'':<{width}}  -> {c.advice}")
     if not ok:
         raise typer.Exit(1)
+
+
+from .push import push as _push  # noqa: E402  (its own module: models.py stays short)
+
+app.command("push")(_push)

@@ -17,7 +17,7 @@ from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send
 
 from .. import advice, config, errors
-from ..cache.layout import RepoCache
+from ..cache.layout import RepoCache, repo_id_of
 from ..cache.verify import verify_snapshot
 from ..errors import CorruptCacheError, LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from ..transfer.endpoints import fetch_from_endpoints
@@ -36,6 +36,9 @@ from .progress import default_progress, no_progress
 from .load_request import LoadRequest, needs_for
 from .public_errors import public_error
 from ..hub.selection import Needs
+from ..oci import pull as oci_pull
+from ..oci.client import Registry
+from ..oci.reference import is_oci, parse as parse_oci
 
 logger = logging.getLogger("phaita.model_loader")
 
@@ -202,6 +205,10 @@ def _refresh(repo_id: str, revision: str, needs: Needs, req: LoadRequest, ctx: F
     commit = cached.name
     try:
         deadline = Deadline.after(budget)
+        if is_oci(ctx.endpoint):  # a registry: the tag's manifest names the commit
+            if oci_pull.resolve_commit(ctx.endpoint, repo_id, revision, ctx.timeouts, deadline) == commit:
+                return cached
+            return _fetch_with_retries(repo_id, revision, needs, req, ctx, None)
         answer = fetch_revision(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                 timeouts=ctx.timeouts, endpoint=ctx.endpoint)
         if answer.commit == commit:  # (no need for sizes a mirror may leave out)
@@ -263,14 +270,14 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
         ctx.events.emit(Attempt(repo_id, n, req.max_retries))
         known = first.pop() if first else None
         deadline = Deadline.after(req.timeout)
-        if known is None and locked is not None:  # the hub's listing at the locked commit must agree with the lock
+        if known is None and locked is not None and not is_oci(ctx.endpoint):  # the hub's listing at the locked commit must agree with the lock
             known = fetch_listing(repo_id, locked.commit, headers=ctx.headers, deadline=deadline,
                                   timeouts=ctx.timeouts, endpoint=ctx.endpoint)
             problems = locked.mismatches(known)
             if problems:
                 raise LockMismatch(f"the hub's files at the locked commit {locked.commit[:12]} differ from the lock "
                                    f"file {req.lock.source if req.lock else '?'}: " + "; ".join(problems[:5]))
-        return fetch_from_endpoints(repo_id, revision, needs, ctx, deadline, known, req.endpoint_list())
+        return fetch_from_endpoints(repo_id, revision, needs, ctx, deadline, known, req.endpoint_list(), locked)
 
     def on_retry(event: RetryEvent) -> None:
         log_retry(event)
@@ -283,6 +290,34 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
         return policy.run(attempt, what=repo_id)
     except Exception as exc:
         raise public_error(exc, repo_id, req, attempts=getattr(exc, "attempts_made", 1)) from None
+
+
+def ensure_oci(name: str, needs: Needs, req: LoadRequest) -> Path:
+    """``oci://host/path:tag`` as a model name: that artifact into the cache (as the repo id it names)."""
+    ref = parse_oci(name, what="model_name")
+    if req.offline:
+        raise public_error(OfflineMiss("an oci:// reference is read from its registry; offline, load the model by "
+                                       "its repo id (it is in the cache under that name once pulled)"),
+                           name, req, attempts=0)
+    try:
+        ctx = fetch_context(req)
+    except Exception as exc:
+        raise public_error(exc, name, req, attempts=0) from None
+
+    def attempt(n: int) -> Path:
+        deadline = Deadline.after(req.timeout)
+        manifest = oci_pull.read_model(Registry(ref.host, ctx.timeouts), ref, deadline)
+        repo_id = oci_pull.repo_id_of(manifest, ref)
+        revision = ref.tag if ref.tag and ref.tag != "latest" or not manifest.revision else manifest.revision
+        return oci_pull.fetch_model(ref, repo_id, revision or oci_pull.commit_of(manifest, ref), needs, ctx, deadline)
+
+    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
+                         on_retry=lambda e: (log_retry(e), ctx.events.emit(Retried(
+                             e.what, e.attempt, e.max_attempts, e.failure.reason, e.wait))))
+    try:
+        return policy.run(attempt, what=name)
+    except Exception as exc:
+        raise public_error(exc, name, req, attempts=getattr(exc, "attempts_made", 1)) from None
 
 
 # --------------------------------------------------------------------------- load
@@ -312,10 +347,15 @@ def _load_one(name: str, req: LoadRequest, model_types: Sequence[str], quant: di
         signatures.local_folder(name, req.require_signature)
         return _load_folder(name, Path(name), req, model_types, quant)
     with observed_load(name, req) as finish:
-        folder = _ensure_snapshot(name, needs_for(model_types, req), req)
+        if is_oci(name):  # an OCI reference: cached under the repo id its manifest names
+            folder = ensure_oci(name, needs_for(model_types, req), req)
+            repo_id = repo_id_of(folder.parents[1].name) or name
+        else:
+            folder = _ensure_snapshot(name, needs_for(model_types, req), req)
+            repo_id = name
         if req.verify_on_load:
-            _verify_before_load(name, folder, req)
-        signatures.before_load(name, req.cache_dir, folder.name, req.require_signature)  # before from_pretrained
+            _verify_before_load(repo_id, folder, req)
+        signatures.before_load(repo_id, req.cache_dir, folder.name, req.require_signature)  # before from_pretrained
         loaded = _load_folder(name, folder, req, model_types, quant)
         finish(folder)
         return loaded

@@ -81,7 +81,10 @@ def _candidates(model_name: Any) -> list[str]:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"model_name must be a non-empty string, a local folder, or a list of them; got {name!r}")
         name = name.strip()
-        if not os.path.isdir(name):
+        if name.startswith("oci://"):  # an OCI registry reference: checked here, read by the loader
+            from ..oci.reference import parse as parse_oci
+            parse_oci(name, what="model_name")
+        elif not os.path.isdir(name):
             try:
                 validate_repo_id(name)
             except ValueError as exc:

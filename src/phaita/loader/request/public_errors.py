@@ -101,6 +101,8 @@ def public_error(exc: BaseException, repo_id: str, req: "LoadRequest", attempts:
                                                     failure.transient),
                   transient=failure.transient)
     case = _Case(exc, failure, repo_id, req, endpoints[0], has_token)
+    if getattr(exc, "advice", None) and failure.kind in ERRORS:  # a registry's error says what to do itself
+        return ERRORS[failure.kind][0](exc.advice, **common)  # type: ignore[attr-defined]
     if failure.kind in ERRORS:
         cls, message = ERRORS[failure.kind]
         err = cls(message(case), **common)

@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import quote
 
 import filelock
@@ -56,6 +56,8 @@ class FetchContext:
     events: Emitter = field(default_factory=Emitter, repr=False)
     parallel: Parallelism = field(default_factory=Parallelism)
     bytes_received: int = 0  # counted across attempts, for reports
+    # where a file's bytes are (None: the hub's /resolve/ URL); an OCI registry gives its blob URL
+    blob_url: Callable[[RemoteFile], str] | None = field(default=None, repr=False)
     links: LinkState = field(init=False, repr=False)
     budget: ConnectionBudget = field(init=False, repr=False)
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -205,7 +207,8 @@ def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext
                 blob.unlink(missing_ok=True)  # wrong size: never trust it
                 # Built here, not with hf_hub_url: its template is fixed when huggingface_hub is imported,
                 # and HF_ENDPOINT may be set later.
-                url = f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}"
+                url = (ctx.blob_url(file) if ctx.blob_url is not None
+                       else f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}")
                 part = repo.incomplete_path(file.etag)
                 ctx.budget.enter(deadline, file.path)
                 try:
