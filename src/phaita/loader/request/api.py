@@ -25,8 +25,7 @@ from ..events import Attempt, Emitter, LoadFinished, LoadStarted, Retried
 from ..transfer.snapshot import FetchContext
 from ..hub.listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
 from ..cache.lockfile import LockedModel
-from ..signing import enforce as signatures
-from ..signing import lockcheck as signed_lock
+from ..signing import enforce as signatures, lockcheck as signed_lock
 from .load import load_snapshot, quantization_kwargs
 from ..http.deadline import Deadline
 from .retry import RetryEvent, RetryPolicy, log_retry
@@ -329,8 +328,7 @@ def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, 
     quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False)), req.kwargs) if any(
         t != "tokenizer" for t in model_types) else {}
     req.kwargs.pop("use_4bit", None)
-    if req.lock is not None and req.lock.source != "<memory>":  # a signed lock: its pins checked first
-        signed_lock.before_load(req.candidates[0], req.lock.source, req.cache_dir)
+    signed_lock.before_load(req.candidates[0], req.lock, req.cache_dir)  # a signed lock (<lock>.sig): checked first
     for name in req.lock.pinned(req.candidates) if req.lock is not None else req.candidates:
         try:
             return _load_one(name, req, model_types, quant)

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..cache.layout import atomic_write, lock_signature_record
 from .bundle import Refusal, sha256_bytes, verify
 from .enforce import policy_or_refuse, refuse
 
 
-def before_load(model: str, lock_source: str, cache_dir: Path) -> None:
-    lock = Path(lock_source)
+def before_load(model: str, lock_file: Any, cache_dir: Path) -> None:
+    """``lock_file``: the load's ``LockFile`` (or None); its ``source`` is the file it was read from."""
+    if lock_file is None or lock_file.source == "<memory>":
+        return
+    lock = Path(lock_file.source)
     sig = lock.with_name(lock.name + ".sig")
     if not sig.is_file():
         return
