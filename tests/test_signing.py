@@ -388,3 +388,29 @@ def test_a_malformed_signature_is_refused_with_a_message_never_a_traceback(kind,
     trust(monkeypatch, trust_toml(tmp_path / "policy", keys=[site.public], cas=[(ca.path, ["CN=x"])]))
     error = refused("its signature was refused")
     assert "Traceback" not in str(error)
+
+
+def test_a_sigstore_bundle_needs_a_sigstore_identity_and_its_staged_trust_root(hub, site, tmp_path, monkeypatch):
+    """Keyless (Sigstore) bundles are checked by the library against the policy's identity, issuer and staged
+    trust root; one the policy has no identity for, or a trust root that cannot be read, is refused (offline)."""
+    from cryptography.hazmat.primitives import serialization
+
+    repo, commit = fetched()
+    path, _ = sign_snapshot(repo, commit, Signer(key=site.private))
+    ca = make_ca(tmp_path / "ca")
+    leaf = make_leaf(tmp_path / "leaf", ca)
+    from cryptography import x509
+
+    der = x509.load_pem_x509_certificate(leaf.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    bundle = json.loads(path.read_text())
+    bundle["verificationMaterial"] = {"certificate": {"rawBytes": base64.b64encode(der).decode()}, "tlogEntries": []}
+    path.write_text(json.dumps(bundle))
+    trust(monkeypatch, site.public)
+    refused("signed with Sigstore, and the trust policy names no Sigstore identity", "release@example.org")
+    (tmp_path / "sigstore").mkdir()
+    (tmp_path / "sigstore" / "trust_config.json").write_text('{"mediaType": "not a trust config"}')
+    (tmp_path / "sigstore" / "trust.toml").write_text(
+        '[[sigstore]]\nidentity = "release@example.org"\nissuer = "https://issuer.example"\n'
+        'trust_config = "trust_config.json"\n')
+    trust(monkeypatch, tmp_path / "sigstore")
+    refused("its signature was refused", "Signer: release@example.org")
