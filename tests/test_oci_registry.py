@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
-
 from oci_fixtures import MODEL, snapshot_bytes
-from phaita.loader import config
 from phaita.loader.oci.push import Pusher
-from phaita.loader.oci.signatures import fetch_signature, push_signature
 
 
 def _push(cache: Path, target: str, repo_id: str = MODEL, revision: str = "main"):
