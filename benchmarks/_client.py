@@ -24,6 +24,11 @@ Operations (``spec["op"]``):
 ``floor``           a minimal client: the weights file alone over raw HTTP/1.1, resumed at once
                     with a Range request after any break, sha256 and fsync like phaita -- what
                     the hub's faults cost a client that adds nothing of its own
+``curl_null``       floor: ``curl`` every file of the repo (the tree API's list) to /dev/null, one after another
+``curl_disk``       floor: ``curl`` every file to disk, then ``sync`` (the durable floor: no hash)
+``curl_cache``      floor: ``curl`` every file to disk, no ``sync`` (the page cache: what a client that never
+                    fsyncs, such as ``hf_transfer``, waits for)
+``sha256``          floor: the sha256 of ``spec["files"]`` (the hub's copies) on one core, 1 MiB reads
 ``import_phaita``   import the fetch layer and exit (memory baseline)
 ``import_hub``      import ``snapshot_download`` and exit (memory baseline)
 ``make_model``      write a BERT-like model of about ``spec["mb"]`` MB (float32) into ``spec["out"]``
@@ -88,6 +93,49 @@ def _hf_transfer(spec: dict) -> str:
         hf_transfer.download(f"{endpoint}/{repo}/resolve/main/{entry['path']}", str(dest), max_files=streams,
                              chunk_size=10 * 1024 * 1024, parallel_failures=streams, max_retries=5)
     return f"{len(entries)} files"
+
+
+def _tree(spec: dict) -> list[dict]:
+    import os
+    import urllib.request
+
+    endpoint = os.environ["HF_ENDPOINT"].rstrip("/")
+    with urllib.request.urlopen(f"{endpoint}/api/models/{spec['repo']}/tree/main?recursive=true", timeout=30) as answer:
+        return [e for e in json.load(answer) if e["type"] == "file"]
+
+
+def _curl(spec: dict, to_disk: bool, sync: bool = True) -> str:
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    endpoint = os.environ["HF_ENDPOINT"].rstrip("/")
+    out = Path(spec["cache_dir"]) / "curl"
+    args = [shutil.which("curl") or "curl", "-sSf"]
+    entries = _tree(spec)
+    for entry in entries:
+        dest = out / entry["path"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        args += [f"{endpoint}/{spec['repo']}/resolve/main/{entry['path']}", "-o", str(dest) if to_disk else os.devnull]
+    subprocess.run(args, check=True)
+    if to_disk and sync:
+        os.sync()
+    return f"{len(entries)} files"
+
+
+def _sha256(spec: dict) -> str:
+    import hashlib
+
+    buf = memoryview(bytearray(1 << 20))
+    total = 0
+    for path in spec["files"]:
+        h = hashlib.sha256()
+        with open(path, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                h.update(buf[:n])
+                total += n
+    return f"{total} bytes"
 
 
 def floor(spec: dict) -> str:
@@ -178,6 +226,10 @@ def main(argv: list[str]) -> int:
             result["what"] = _hf_transfer(spec)
         elif op == "floor":
             result["what"] = floor(spec)
+        elif op in ("curl_null", "curl_disk", "curl_cache"):
+            result["what"] = _curl(spec, to_disk=op != "curl_null", sync=op == "curl_disk")
+        elif op == "sha256":
+            result["what"] = _sha256(spec)
         elif op == "import_phaita":
             import phaita.utils.model_loader  # noqa: F401
         elif op == "import_hub":

@@ -35,6 +35,10 @@ LABELS = {
     "transformers": "transformers",
     "floor": "minimal client (floor)",
     "hf_transfer": "hf_transfer.download",
+    "curl_null": "floor: curl to /dev/null",
+    "curl_disk": "floor: curl to disk, then sync",
+    "curl_cache": "floor: curl to disk, no sync",
+    "sha256": "floor: sha256 on one core",
     "import_phaita": "import phaita only",
     "import_hub": "import hub only",
 }

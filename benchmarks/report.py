@@ -19,6 +19,7 @@ from chart import chart
 from scenarios import SCENARIO_TITLES
 import parallel  # noqa: E402  (scenarios 6-10: their rows, comparisons and goals)
 import fleet  # noqa: E402,F401  (scenario 11: its row titles)
+import lan  # noqa: E402  (scenarios 13-16: nginx, the floors, freshness)
 
 
 def comparison(row: Row, rows: list[Row], cap: float, timeout: float) -> str:
@@ -62,6 +63,8 @@ def comparison(row: Row, rows: list[Row], cap: float, timeout: float) -> str:
         return f"peak RSS {statistics.median(r.rss_mb for r in row.runs):.0f} MB"
     if s in ("6", "7", "8", "9", "10"):
         return parallel.comparison(row, rows)
+    if s.split("-")[0] in ("13", "14", "15", "16"):
+        return lan.comparison(row, rows)
     if s == "11-outage":  # benchmarks/fleet.py
         br = [r.bytes_ratio for r in row.runs if r.bytes_ratio is not None]
         return f"origin sent the weights x{br[0]:.2f} for 20 clients" if br else ""
@@ -166,7 +169,7 @@ def goals(rows: list[Row], mode: Mode, cap: float) -> list[Goal]:
                         f"phaita fetch {peak:.0f} MB worst; "
                         + ", ".join(f"{x.label} {max(r.rss_mb for r in x.runs):.0f} MB"
                                     for x in rows if x.scenario == "5" and x is not row and x.runs)))
-    return out + parallel.goals(rows)
+    return out + parallel.goals(rows) + lan.goals(rows)
 
 
 def machine() -> dict[str, str]:

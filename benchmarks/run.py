@@ -58,6 +58,7 @@ from report import machine, report
 from scenarios import SCENARIOS, Context
 import parallel  # noqa: F401,E402  (registers scenarios 6-10: parallel transfers)
 import fleet  # noqa: F401,E402  (registers scenario 11: a fleet behind olah)
+import lan  # noqa: F401,E402  (registers scenarios 13-16: nginx as a LAN mirror, the floors, freshness)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "out", help="results, chart, scratch (default benchmarks/out)")
     parser.add_argument("--models-dir", type=Path, default=HERE / "out" / "models",
                         help="generated models, kept between invocations (default benchmarks/out/models)")
+    parser.add_argument("--lan-bytes", type=float, default=None, metavar="BYTES",
+                        help="scenarios 13-15: the single file's size (shards: a quarter each; default 1 GiB, smoke 16 MiB)")
     parser.add_argument("--from-results", type=Path, default=None, metavar="JSON",
                         help="measure nothing: print the table and goals and draw the chart of a saved results.json")
     args = parser.parse_args(argv)
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"phaita benchmarks, {mode.name} mode: {runs} run(s) per row, cap {cap:g} s; "
         + ", ".join(f"{k} {v}" for k, v in info.items()))
     bench = Bench(mode, out, args.models_dir.resolve(), cap, runs, log=log)
+    bench.lan_bytes = int(args.lan_bytes) if args.lan_bytes else None
     shutil.rmtree(bench.work, ignore_errors=True)
     bench.home.mkdir(parents=True)
 

@@ -431,3 +431,49 @@ def test_a_branch_moved_to_a_commit_still_importing_keeps_the_verified_one(sourc
         assert status == 200 and headers["X-Repo-Commit"] == source.commit
         assert hashlib.sha256(body).hexdigest() == source.files[WEIGHTS]
         assert get(server.url, f"/{BERT}/resolve/{new}/config.json")[0] == 404
+
+
+def test_sighup_rescans_at_once_and_the_access_log_goes_to_stderr(source, tmp_path):
+    """`--rescan 0`: nothing looks at the cache until `kill -HUP`; then the copied-in model is verified and served."""
+    import signal
+
+    station_cache = tmp_path / "station"
+    (station_cache / "models--acme--placeholder" / "snapshots").mkdir(parents=True)  # a cache, nothing servable
+    proc = subprocess.Popen([str(BIN / "phaita"), "hub", "serve", "--cache", str(station_cache), "--rescan", "0",
+                             "--access-log", "-"], env=client_env(tmp_path / "home", "http://127.0.0.1:9"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+        shutil.copytree(cache.repo_dir(source.cache, BERT), cache.repo_dir(station_cache, BERT), symlinks=True)
+        time.sleep(0.3)
+        assert get(url, f"/{BERT}/resolve/main/{WEIGHTS}")[0] == 404  # no rescan without the signal
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and get(url, f"/{BERT}/resolve/main/{WEIGHTS}")[0] != 200:
+            time.sleep(0.05)
+        status, _, body = get(url, f"/{BERT}/resolve/main/{WEIGHTS}")
+        assert status == 200 and hashlib.sha256(body).hexdigest() == source.files[WEIGHTS]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    err = proc.stderr.read()
+    assert f"# rescan: now serving {BERT} {source.commit}" in err
+    assert re.search(rf'^127\.0\.0\.1 - - \[.*\] "GET /{BERT}/resolve/main/{WEIGHTS} HTTP/1\.1" 404 \d+ ', err, re.M), err
+    assert re.search(rf'"GET /{BERT}/resolve/main/{WEIGHTS} HTTP/1\.1" 200 {len(body)} ', err), err
+
+
+def test_a_signature_imported_after_its_snapshot_is_served_at_the_next_rescan(source, tmp_path):
+    station_cache = tmp_path / "station"
+    shutil.copytree(source.cache, station_cache, symlinks=True)
+    server = StationServer(build_index(station_cache), rescan_every=0.1)
+    with server:
+        assert get(server.url, f"/{BERT}/resolve/main/model.sig")[0] == 404
+        signature = cache.RepoCache(station_cache, BERT).signature_path(source.commit)
+        signature.parent.mkdir(parents=True, exist_ok=True)
+        signature.write_bytes(b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}')
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and get(server.url, f"/{BERT}/resolve/main/model.sig")[0] != 200:
+            time.sleep(0.05)
+        status, headers, body = get(server.url, f"/{BERT}/resolve/main/model.sig")
+        assert status == 200 and body == signature.read_bytes() and headers["X-Repo-Commit"] == source.commit

@@ -6,7 +6,8 @@ sizes and mtimes, no hashing). Such a snapshot goes through the same checks as a
 every file hashing to what the cache recorded); only when it passes is it added to the index, and
 only then do its branch names point at it. Until then, a branch that moved to a commit still being
 imported keeps naming the commit that was verified before. Served snapshots are not hashed again
-(a changed file withdraws its snapshot at the next request, :meth:`~.mirror.CacheIndex.resolve`).
+(a changed file withdraws its snapshot at the next request, :meth:`~.mirror.CacheIndex.resolve`);
+a signature (``model.sig``) imported after its snapshot is added to it (the client verifies it).
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from phaita.hubserver.store import RepoFile
+from phaita.loader.cache.layout import RepoCache
 from phaita.loader.cache.scan import scan_cache
+from phaita.loader.hashing import GIT, hash_file
+from phaita.loader.hub.selection import SIGNATURE_FILE
 
-from .mirror import CacheIndex, RefusedSnapshot, _refusal, _served, fingerprint
+from .mirror import CacheIndex, RefusedSnapshot, ServedSnapshot, _refusal, _served, fingerprint
 
 
 @dataclass
@@ -44,10 +49,11 @@ def rescan(index: CacheIndex) -> RescanReport:
             if snap.commit is None:
                 continue
             with index.lock:
-                served = snap.commit in index.served.get(repo_id, {})
-                if served:  # a branch may have been pointed at a commit already served
+                served = index.served.get(repo_id, {}).get(snap.commit)
+                if served is not None:  # a branch may have been pointed at a commit already served
                     for ref in snap.refs:
                         index.refs.setdefault(repo_id, {})[ref] = snap.commit
+                    _add_signature(index, served)
                     continue
                 before = index.checked.get((repo_id, snap.commit))
             state = fingerprint(index.cache_dir, repo_id, snap.commit)
@@ -85,3 +91,18 @@ def rescan(index: CacheIndex) -> RescanReport:
     index.bytes_hashed += report.bytes_hashed
     report.seconds = time.monotonic() - started
     return report
+
+
+def _add_signature(index: CacheIndex, snap: ServedSnapshot) -> None:
+    """A signature imported after its snapshot was served: serve it too (clients check it themselves)."""
+    if any(f.path == SIGNATURE_FILE for f in snap.files):
+        return
+    signature = RepoCache(index.cache_dir, snap.repo_id).signature_path(snap.commit)
+    try:
+        st = os.stat(signature)
+        oid = hash_file(signature, GIT, st.st_size)
+    except OSError:
+        return
+    snap.files = sorted([*snap.files, RepoFile(SIGNATURE_FILE, str(signature), st.st_size, oid, None, None)],
+                        key=lambda f: f.path)
+    index.stamps[str(signature)] = (st.st_size, st.st_mtime_ns)

@@ -8,6 +8,7 @@
 
 from .faults import KINDS, FaultPlan, FaultRule, FiredFault, parse_faults, parse_size
 from .hub import LocalHub, RepoFile, RequestRecord, commit_sha, repo_files
+from .nginx_hub import NginxHub, nginx_binary
 from .models import (
     TINY_REPOS,
     publish_large_file,
@@ -28,6 +29,8 @@ __all__ = [
     "parse_faults",
     "parse_size",
     "LocalHub",
+    "NginxHub",
+    "nginx_binary",
     "RepoFile",
     "RequestRecord",
     "commit_sha",

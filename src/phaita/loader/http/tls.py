@@ -34,18 +34,34 @@ from ..advice import untrusted_certificate_message
 
 _lock = threading.Lock()
 _built_for: tuple | None = None  # the settings the shared client was last built with by our factory
+_contexts: dict[tuple, ssl.SSLContext] = {}  # (bundle path, size, mtime) -> its context
+_contexts_lock = threading.Lock()
 
 
 def trust_context(bundle: config.CaBundle | None) -> ssl.SSLContext | bool:
-    """The ``verify=`` for an httpx client: the bundle's CAs, or True (httpx's default store)."""
+    """The ``verify=`` for an httpx client: the bundle's CAs, or True (httpx's default store).
+
+    A context is built once per bundle file as it is now (path, size, modification time): loading a
+    system bundle takes ~0.1 s, which every process would otherwise pay two or three times.
+    """
     if bundle is None:
         return True
     try:
+        st = os.stat(bundle.path)
+        key = (bundle.path, st.st_size, st.st_mtime_ns)
+        with _contexts_lock:
+            cached = _contexts.get(key)
+        if cached is not None:
+            return cached
         if os.path.isdir(bundle.path):
-            return ssl.create_default_context(capath=bundle.path)
-        return ssl.create_default_context(cafile=bundle.path)
+            context = ssl.create_default_context(capath=bundle.path)
+        else:
+            context = ssl.create_default_context(cafile=bundle.path)
     except (ssl.SSLError, OSError) as exc:
         raise BadEnvironment(f"{bundle}: not a readable PEM file of CA certificates ({exc})") from None
+    with _contexts_lock:
+        _contexts[key] = context
+    return context
 
 
 def trusted_from(bundle: config.CaBundle | None) -> str:
@@ -93,13 +109,18 @@ def _client_factory() -> httpx2.Client:
     """huggingface_hub's client (its request hook, redirects, no timeout) with the site's CAs."""
     global _built_for
     settings = _settings()
-    template = hf_http.default_client_factory()
     verify = trust_context(settings[0])
-    try:
-        client = httpx2.Client(event_hooks=template.event_hooks, follow_redirects=template.follow_redirects,
-                               timeout=template.timeout, verify=verify, mounts=_https_proxy_mounts(verify))
-    finally:
-        template.close()
+    hook = getattr(hf_http, "hf_request_event_hook", None)
+    if hook is not None:  # what default_client_factory sets, without building its client (an SSL context)
+        client = httpx2.Client(event_hooks={"request": [hook]}, follow_redirects=True, timeout=None, verify=verify,
+                               mounts=_https_proxy_mounts(verify))
+    else:
+        template = hf_http.default_client_factory()
+        try:
+            client = httpx2.Client(event_hooks=template.event_hooks, follow_redirects=template.follow_redirects,
+                                   timeout=template.timeout, verify=verify, mounts=_https_proxy_mounts(verify))
+        finally:
+            template.close()
     _built_for = settings
     return client
 

@@ -3,7 +3,8 @@
 Bytes are written at their offset (``os.pwrite``) into the one ``.incomplete`` file. What is on
 disk is known from the sidecar (:mod:`.sidecar`) or, without one, from the file's contiguous
 prefix; only the missing ranges are requested. The file is hashed in order as its contiguous
-prefix grows (re-read from the page cache), so checking the hash at the end costs no extra pass.
+prefix grows (re-read from the page cache, in a background thread: :mod:`.overlap`), so checking the
+hash at the end costs no extra pass; a body is read straight from the socket (:mod:`.body`).
 
 A stream that breaks after progress resumes its range at once (a Range request); with one stream,
 a break with no progress ends the attempt. Files of at least ``PHAITA_PARALLEL_THRESHOLD`` bytes
@@ -20,13 +21,14 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx2
 from huggingface_hub.errors import HfHubHTTPError
 
-from . import sidecar
+from . import body, sidecar
 from .empty_break import EmptyBreaks
+from .overlap import Background, write_back
 from .progress_guard import ProgressGuard, refused_for_good, unmatched_hash
 from ..errors import BadResponse, TransferIncomplete, redact
 from ..events import FileStarted, Progress, Resumed
@@ -37,7 +39,7 @@ from ..http.deadline import Deadline, stream
 from .ranges import ParallelRanges, RangesIgnored, Segment, Stopped
 
 logger = logging.getLogger("phaita.model_loader")
-CHUNK = 1 << 20
+CHUNK = 4 << 20  # bytes hashed per piece (one reused buffer; hashlib releases the GIL on it)
 REPORT_EVERY = 1 << 20  # progress events at most once per MiB per file
 CHECKPOINT_EVERY = 8 << 20  # fsync + sidecar after this many new bytes (all streams of the file)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -63,6 +65,7 @@ class FileTransfer(ParallelRanges):
         self._hashed = 0
         self._refused_resumes = 0  # 416s: the second one in a transfer ends the attempt (see _request)
         self._hasher = self._new_hasher()
+        self._hash_buf = memoryview(bytearray(CHUNK))
         self._unreported = 0
         self._cuts = 0
         self.guard = ProgressGuard(file.path, self.size, deadline, ctx.events)  # this file's requests, this attempt
@@ -80,8 +83,10 @@ class FileTransfer(ParallelRanges):
         self.part.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
         finished = refused = False
+        self.background = Background(self)
         try:
             self._load_state()
+            self.background.start()
             self.guard.initial = sidecar.total(self.done)
             self.ctx.events.emit(FileStarted(self.file.path, self.size, sidecar.total(self.done),
                                              redact(self.ctx.endpoint)))
@@ -100,6 +105,7 @@ class FileTransfer(ParallelRanges):
             refused = refused_for_good(exc)
             raise
         finally:
+            self.background.close()
             self._report(flush=True)
             if not finished and self.use_sidecar and not refused:
                 self._checkpoint()
@@ -164,16 +170,19 @@ class FileTransfer(ParallelRanges):
     def _new_hasher(self) -> StreamHasher:
         return StreamHasher.for_blob(self.file.sha256, self.size)
 
-    def _advance_hash(self) -> None:
+    def _advance_hash(self, stop: Callable[[], bool] = lambda: False) -> None:
+        """Hash the contiguous prefix written so far (from the page cache); ``stop`` (the background
+        thread's) ends it between pieces."""
         with self._hash_lock:
             with self.lock:
                 end = sidecar.prefix_end(self._written())
-            while self._hashed < end:
-                data = os.pread(self.fd, min(CHUNK, end - self._hashed), self._hashed)
-                if not data:
+            buf = self._hash_buf
+            while self._hashed < end and not stop():
+                n = os.preadv(self.fd, [buf[:min(CHUNK, end - self._hashed)]], self._hashed)
+                if not n:
                     break
-                self._hasher.update(data)
-                self._hashed += len(data)
+                self._hasher.update(buf[:n])
+                self._hashed += n
 
     def _hash_ok(self) -> bool:
         if self._hashed != self.size:
@@ -234,7 +243,7 @@ class FileTransfer(ParallelRanges):
                     seg.end = self.size
                 elif ranged:
                     self._check_content_range(response, *asked)
-                for chunk in response.iter_raw():  # unbuffered: a break loses no received bytes
+                for chunk in body.chunks(response, self._read_timeout, seg.heard):  # a break loses no received bytes
                     if not self._write(seg, chunk):
                         break
         except (httpx2.TransportError, TransferIncomplete) as exc:
@@ -261,6 +270,9 @@ class FileTransfer(ParallelRanges):
             exc.answered = True  # type: ignore[attr-defined]
             raise exc
 
+    def _read_timeout(self) -> float:
+        return min(self.ctx.timeouts.stall, self.deadline.remaining())
+
     def _check_content_range(self, response: httpx2.Response, start: int, end: int) -> None:
         value = response.headers.get("Content-Range", "")
         m = _CONTENT_RANGE.match(value.strip())
@@ -278,6 +290,7 @@ class FileTransfer(ParallelRanges):
             if seg.pos + len(chunk) > self.size:
                 raise self.guard.overran(seg.pos + len(chunk))
             n = max(0, min(len(chunk), seg.end - seg.pos))
+            at = seg.pos
             if n:
                 os.pwrite(self.fd, chunk[:n] if n < len(chunk) else chunk, seg.pos)
                 seg.pos += n
@@ -289,10 +302,10 @@ class FileTransfer(ParallelRanges):
             checkpoint = self.use_sidecar and self._unrecorded >= self.checkpoint_every
             if checkpoint:
                 self._unrecorded = 0
+        write_back(self.fd, at, n)  # the disk starts now, not at the final fsync (the pages are dirty: kept)
         self.ctx.count(n)
         self._report()
-        if checkpoint:
-            self._checkpoint(wait=False)
+        self.background.poke(checkpoint)  # hash it, and record a checkpoint, off this stream's thread
         return more
 
     def _report(self, flush: bool = False) -> None:
@@ -338,7 +351,7 @@ class FileTransfer(ParallelRanges):
                                                          f"HTTP 429 with {self.ctx.budget.used} connections open")
                         self.ctx.budget.wait_for_room(self.deadline, self.file.path)
                     finally:
-                        self._advance_hash()
+                        self.background.poke()
             finally:
                 with self.lock:
                     self.active.discard(seg)

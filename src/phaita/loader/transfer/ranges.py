@@ -57,6 +57,10 @@ class Segment:
         if self.pos < 0:
             self.pos = self.start
 
+    def heard(self) -> None:
+        """Bytes arrived (not yet written): the stream is not silent."""
+        self.last_byte = time.monotonic()
+
     def rate(self, now: float) -> float:
         return (self.pos - self.start) / max(now - self.began, 1e-3)
 
@@ -106,7 +110,7 @@ class ParallelRanges:
                         t.start()
                         continue
                 self._cut_stalled(takeover)
-                self._advance_hash()
+                self.background.poke()
                 self._check()
                 with self.cond:
                     self.cond.wait(0.05)
@@ -217,7 +221,7 @@ class ParallelRanges:
                 self.pending.appendleft(Segment(seg.pos, seg.end))
             self.cond.notify_all()
         if self.use_sidecar and seg.pos > seg.start:
-            self._checkpoint(wait=False)
+            self.background.poke(checkpoint=True)
 
     def _fail(self, exc: BaseException) -> None:
         with self.cond:
