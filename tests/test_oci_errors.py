@@ -148,3 +148,11 @@ def test_push_locked_tags_each_locked_commit_and_its_branch(registry, cached_mod
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout)["models"][0]
     assert row["commit"] == commit and row["tags"] == [commit, "main"]
+
+
+def test_a_lock_is_not_made_from_a_registry(registry, loader_env, tmp_path):
+    env = {**loader_env, "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+           "PHAITA_ENDPOINTS": f"oci://{registry.host}/site"}
+    done = subprocess.run([sys.executable, "-m", "phaita.cli.main", "models", "lock", MODEL], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "not from the registry" in done.stderr and "Traceback" not in done.stderr

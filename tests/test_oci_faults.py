@@ -63,3 +63,19 @@ def test_a_blob_corrupted_in_the_registrys_storage_is_never_visible_and_the_hub_
     path = Path(prefetch_model(MODEL, max_retries=2, timeout=30))
     assert snapshot_bytes(path) == snapshot_bytes(source)
     assert any("serves a copy of " + weights.name in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("path", ["*/manifests/*", WEIGHTS])
+def test_a_registrys_retry_after_is_waited_for(path, registry, pushed, fresh_cache, monkeypatch):
+    from phaita.loader.events import Retried
+
+    _, source = pushed
+    monkeypatch.setenv("PHAITA_BACKOFF_BASE", "0")
+    seen: list = []
+    plan = FaultPlan([FaultRule("status", path=path, methods=("GET", "HEAD"), status=429, retry_after=1, times=1)])
+    with FaultProxy(registry.port, plan) as proxy:
+        monkeypatch.setenv("PHAITA_ENDPOINTS", f"oci://{proxy.host}/models")
+        got = Path(prefetch_model(MODEL, max_retries=3, timeout=30, events=seen.append))
+    assert snapshot_bytes(got) == snapshot_bytes(source)
+    waits = [e.wait for e in seen if isinstance(e, Retried)]
+    assert waits and waits[0] >= 1.0, waits

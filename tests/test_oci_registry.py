@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
-
 from oci_fixtures import MODEL, snapshot_bytes
-from phaita.loader import config
 from phaita.loader.oci.push import Pusher
-from phaita.loader.oci.signatures import fetch_signature, push_signature
 
 
 def _push(cache: Path, target: str, repo_id: str = MODEL, revision: str = "main"):
@@ -36,3 +31,18 @@ def test_push_then_pull_gives_the_same_snapshot_and_a_second_push_uploads_nothin
     src_blobs = sorted(p.name for p in (Path(cached_model).parents[1] / "blobs").iterdir())
     dst_blobs = sorted(p.name for p in (fresh_cache / "models--phaita-test--tiny-bert" / "blobs").iterdir())
     assert dst_blobs == src_blobs
+
+
+def test_the_oci_benchmark_runs_in_smoke_mode(registry, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    out = tmp_path / "oci.json"
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "oci.py"), "--smoke", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**__import__("os").environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["step"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["push again (phaita)"]["note"].startswith("0 bytes uploaded")
