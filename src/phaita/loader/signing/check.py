@@ -56,6 +56,7 @@ class Verdict:
     not_fetched: list[str] = field(default_factory=list)  # signed, in the hub's listing, not needed by the load
     from_record: bool = False
     files: int = 0
+    signature_sha256: str = ""  # of the signature's bytes ("" when there is none)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +165,7 @@ def check(repo: RepoCache, commit: str, policy: TrustPolicy | None, rehash: bool
         return verdict
     verdict.signed = True
     sig_hash, policy_key = sha256_bytes(data), policy.digest if policy else "none"
+    verdict.signature_sha256 = sig_hash
     record_path = repo.signature_record_path(commit)
     record = _read_record(record_path)
     known = record.get("files") if record else None

@@ -33,7 +33,7 @@ from .check import Verdict, check
 from .policy import PolicyError, TrustPolicy, current_policy
 
 logger = logging.getLogger("phaita.model_loader")
-_said: set[tuple[str, str, str]] = set()
+_said: set[tuple[str, ...]] = set()  # (model, commit, signature or policy, what): said once per process
 _said_lock = threading.Lock()
 
 
@@ -75,14 +75,14 @@ def before_load(model: str, cache_dir: Path, commit: str, require: bool) -> Verd
     verdict = check(repo, commit, policy)
     if policy is None:
         if verdict.refusal is not None and verdict.refusal.kind == "no-library":
-            if _once(model, commit, "unchecked"):
+            if _once(model, commit, verdict.signature_sha256, "unchecked"):
                 logger.info("%s: commit %s has a signature (%s), not checked: %s", model, commit[:12],
                             verdict.signature, verdict.refusal.detail)
         elif verdict.refusal is not None:
-            if _once(model, commit, "warn"):
+            if _once(model, commit, verdict.signature_sha256, "warn"):
                 logger.warning(advice.unchecked_warning(model, commit, verdict.refusal.kind, verdict.refusal.detail,
                                                         verdict.signer))
-        elif verdict.signed and _once(model, commit, "signer"):
+        elif verdict.signed and _once(model, commit, verdict.signature_sha256, "signer"):
             logger.info("%s: commit %s is signed by %s (not checked against a trust policy: PHAITA_TRUST is unset)",
                         model, commit[:12], verdict.signer)
         return verdict
@@ -93,11 +93,11 @@ def before_load(model: str, cache_dir: Path, commit: str, require: bool) -> Verd
         if require:
             raise refuse(model, "unsigned", f"commit {commit} has no signature (looked for {verdict.signature})",
                          signature=verdict.signature, policy=policy, cache_dir=cache_dir)
-        if _once(model, commit, "unsigned"):
+        if _once(model, commit, str(policy.source), "unsigned"):
             logger.warning("%s: commit %s is not signed; loading it because PHAITA_REQUIRE_SIGNATURE is off",
                            model, commit[:12])
         return verdict
-    if _once(model, commit, "trusted"):
+    if _once(model, commit, verdict.signature_sha256 + policy.digest, "trusted"):
         logger.info("%s: commit %s signed by %s: %d file(s) match the signature%s", model, commit[:12], verdict.signer,
                     verdict.files, f" ({len(verdict.not_fetched)} signed file(s) not needed by this load)"
                     if verdict.not_fetched else "")
