@@ -338,14 +338,23 @@ def test_a_model_imported_while_running_is_served_once_verified_never_before(sou
     seen: list[int] = []
     with server, LocalHub(source.hub_root, connection_rate=200_000) as origin:  # a slow import: ~1-2 s
         assert get(server.url, f"/api/models/{GPT2}/revision/main")[0] == 404
-        importing = threading.Thread(target=prefetch_model, args=(GPT2,),
-                                     kwargs={"cache_dir": str(station_cache), "endpoints": [origin.url]})
+        failed: list[BaseException] = []
+
+        def pull() -> None:
+            try:
+                prefetch_model(GPT2, cache_dir=str(station_cache), endpoints=[origin.url])
+            except BaseException as exc:  # collected: the import's own failure is this test's failure
+                failed.append(exc)
+
+        importing = threading.Thread(target=pull)
         importing.start()
         while importing.is_alive():  # while the files arrive, the station never answers with the model
             seen.append(get(server.url, f"/{GPT2}/resolve/main/{WEIGHTS}")[0])
         importing.join()
+        assert failed == []
         commit = origin.commit_sha(GPT2)
-        deadline = time.monotonic() + 10
+        # a bound on the wait for the next rescan (every 0.1 s), not a speed: generous for a loaded machine
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             status, headers, body = get(server.url, f"/{GPT2}/resolve/main/{WEIGHTS}")
             if status == 200:
@@ -369,7 +378,7 @@ def test_an_imported_copy_that_fails_verification_is_never_served(source, tmp_pa
         data = bytearray(blob.read_bytes())
         data[len(data) // 2] ^= 0xFF
         blob.write_bytes(bytes(data))
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30  # a bound on the wait for a rescan (every 0.1 s), not a speed
         while time.monotonic() < deadline and not server.index.refused:
             assert get(server.url, f"/{BERT}/resolve/main/{WEIGHTS}")[0] == 404
             time.sleep(0.05)
@@ -378,7 +387,7 @@ def test_an_imported_copy_that_fails_verification_is_never_served(source, tmp_pa
         assert get(server.url, f"/{BERT}/resolve/main/{WEIGHTS}")[0] == 404
         data[len(data) // 2] ^= 0xFF  # repaired (the right bytes imported again): served after verification
         blob.write_bytes(bytes(data))
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # the next rescans' bound on a loaded machine, not a speed
         while time.monotonic() < deadline and get(server.url, f"/{BERT}/resolve/main/{WEIGHTS}")[0] != 200:
             time.sleep(0.05)
         status, _, body = get(server.url, f"/{BERT}/resolve/main/{WEIGHTS}")
@@ -423,7 +432,7 @@ def test_a_branch_moved_to_a_commit_still_importing_keeps_the_verified_one(sourc
         os.symlink(os.readlink(repo / "snapshots" / source.commit / "config.json"), repo / "snapshots" / new /
                    "config.json")
         (repo / "refs" / "main").write_text(new)
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30  # a bound on the wait for a rescan (every 0.1 s), not a speed
         while time.monotonic() < deadline and not any(r.commit == new for r in server.index.refused):
             time.sleep(0.05)
         assert any(r.commit == new and r.reason.startswith("partial") for r in server.index.refused)
