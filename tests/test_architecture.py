@@ -86,3 +86,20 @@ def test_an_upward_import_and_a_giant_fail_the_check(tmp_path):
     bad = tool.problems(tool.measure(tmp_path))
     assert any("upward import (1 -> 4): phaita.loader.http.tls imports phaita.loader.transfer.ranges" in p for p in bad)
     assert any("src/phaita/loader/transfer/ranges.py: 401 lines" in p for p in bad)
+
+
+def test_the_station_importing_test_code_fails_the_check(tmp_path):
+    """The station is a production server: phaita.testing under it (even lazily, in a function) is refused."""
+    tool = _tool()
+    _tree(tmp_path, {
+        "src/phaita/__init__.py": "", "src/phaita/testing/__init__.py": "", "src/phaita/testing/hub.py": "X = 1\n",
+        "src/phaita/station/__init__.py": "", "src/phaita/hubserver/__init__.py": "",
+        "src/phaita/station/server.py": "def serve():\n    from phaita.testing.hub import X\n",
+        "src/phaita/hubserver/routes.py": "from phaita.testing import hub\n",
+    })
+    bad = tool.problems(tool.measure(tmp_path))
+    assert any("forbidden import: phaita.station.server imports phaita.testing.hub" in p for p in bad), bad
+    assert any("forbidden import: phaita.hubserver.routes imports phaita.testing.hub" in p for p in bad), bad
+    (tmp_path / "src/phaita/station/server.py").write_text("def serve():\n    pass\n")
+    (tmp_path / "src/phaita/hubserver/routes.py").write_text("X = 2\n")
+    assert tool.problems(tool.measure(tmp_path)) == []

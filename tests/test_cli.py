@@ -288,7 +288,8 @@ def test_doctor_ok_against_local_hub(cli_env, local_hub, monkeypatch):
     data = json.loads(result.stdout)
     checks = {c["name"]: c for c in data["checks"]}
     assert set(checks) == {"endpoint reachable", "endpoint variable", "TLS certificate", "proxy variables", "token",
-                           "cache directory", "free disk", "offline mode", "mirror listing", "mirror resume"}
+                           "cache directory", "free disk", "offline mode", "signature policy", "mirror listing",
+                           "mirror resume"}
     assert checks["TLS certificate"]["ok"] and "plain HTTP" in checks["TLS certificate"]["detail"]
     assert checks["endpoint reachable"]["status"] == "OK" and "HTTP 200 in" in checks["endpoint reachable"]["detail"]
     assert f"probe model {DEBERTA}, given with --model" in checks["endpoint reachable"]["detail"]

@@ -112,6 +112,7 @@ def test_the_exit_codes_cli_md_lists_are_the_real_ones(hf_env, monkeypatch, tmp_
 
 
 @pytest.mark.parametrize("command", ["models pull", "models lock", "models export", "models import",
-                                     "models status", "models verify", "models doctor"])
+                                     "models status", "models verify", "models doctor", "models sign",
+                                     "models verify --signatures"])
 def test_every_command_section_shows_its_json_shape(command):
     assert documented_shape(command)

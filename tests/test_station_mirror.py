@@ -289,13 +289,14 @@ def test_nothing_is_writable(station, source, tmp_path):
 
 def test_a_file_changed_after_verification_is_never_served(source, tmp_path):
     """The index is built once; a blob truncated later withdraws its snapshot instead of serving it."""
-    from phaita.station.mirror import StationHub, build_index
+    from phaita.station.mirror import build_index
+    from phaita.station.server import StationServer
 
     copy = tmp_path / "hub"
     shutil.copytree(source["cache"], copy, symlinks=True)
     index = build_index(copy)
     assert index.files_hashed > 0 and index.resolve(DEBERTA, "main") is not None
-    with StationHub(index) as hub:
+    with StationServer(index) as hub:
         url = f"{hub.url}/{DEBERTA}/resolve/main/model.safetensors"
         assert request(url, "HEAD")[0] == 200
         blob = Path(os.path.realpath(cache.repo_dir(copy, DEBERTA) / "snapshots" / source["commits"][DEBERTA] /

@@ -185,7 +185,7 @@ def test_tls_usage_errors_exit_2_without_a_traceback(pki, source, tmp_path, cert
 def test_station_tls_context_is_tls_1_2_or_later(pki):
     import ssl
 
-    from phaita.station.mirror import station_tls_context
+    from phaita.station.tls import station_tls_context
 
     ctx = station_tls_context(pki.cert, pki.key)
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2

@@ -17,12 +17,19 @@ Layers, lowest first (an import may only go to its own layer or lower; the longe
 1. ``phaita.loader.http``: HTTP with a deadline, TLS, links, failure kinds
 2. ``phaita.loader.hub``: listings, mirror fallbacks, file selection
 3. ``phaita.loader.cache``: layout, lock files, status, verify, repair
-4. ``phaita.loader.transfer``: snapshots, files, ranges, endpoints
-5. ``phaita.loader.request``: one load request, retries, public errors, the facade
+4. ``phaita.loader.transfer``: snapshots, files, ranges, endpoints; ``phaita.loader.signing``: OpenSSF
+   model signatures (beside transfer: neither imports the other); ``phaita.loader.oci``: OCI
+   registries (ModelPack manifests, auth, pull, uploads, signatures as referrers)
+5. ``phaita.loader.request``: one load request, retries, public errors, the facade;
+   ``phaita.loader.oci.push`` (pushes under the retry policy)
 6. the public names: ``phaita.loader`` (package), ``phaita.utils.model_loader``
-7. data and tools below the components: ``phaita.data``, ``phaita.testing``
+7. data and tools below the components: ``phaita.data``, ``phaita.testing``, ``phaita.hubserver``
+   (the Hub's HTTP protocol, server side: the test hub's and the station's)
 8. the components: ``phaita.models``, ``phaita.utils.realism_scorer``
 9. applications: ``phaita.cli``, ``phaita.demo``, ``phaita.station``, ``phaita.airgap``
+
+Forbidden imports, whatever the layers say (:data:`FORBIDDEN`): the station mirror, a production
+server, and the protocol package it shares with the test hub never import ``phaita.testing``.
 
 ``benchmarks/`` is outside the layers (it may use anything) but not outside the cycle check.
 """
@@ -43,12 +50,23 @@ REASONS: dict[str, str] = {}
 LAYERS: list[tuple[int, str]] = [  # (layer, module prefix): the longest matching prefix wins
     (0, "phaita"), (0, "phaita.loader"),
     (1, "phaita.loader.http"), (2, "phaita.loader.hub"), (3, "phaita.loader.cache"),
-    (4, "phaita.loader.transfer"), (5, "phaita.loader.request"),
+    (4, "phaita.loader.transfer"), (4, "phaita.loader.signing"), (5, "phaita.loader.request"),
+    (4, "phaita.loader.oci"), (5, "phaita.loader.oci.push"),
     (6, "phaita.loader.__init__"), (6, "phaita.utils.model_loader"),
-    (7, "phaita.data"), (7, "phaita.testing"),
+    (7, "phaita.data"), (7, "phaita.testing"), (7, "phaita.hubserver"),
     (8, "phaita.models"), (8, "phaita.utils"),
     (9, "phaita.cli"), (9, "phaita.demo"), (9, "phaita.station"), (9, "phaita.airgap"),
 ]
+
+# (importing package, imported package, why): never, at any layer
+FORBIDDEN: list[tuple[str, str, str]] = [
+    ("phaita.station", "phaita.testing", "the station mirror is a production server: no test code under it"),
+    ("phaita.hubserver", "phaita.testing", "the Hub protocol is the station's too: no test code under it"),
+]
+
+
+def _under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
 
 
 def module_name(path: Path, src: Path = SRC) -> str:
@@ -174,6 +192,10 @@ def measure(root: Path = ROOT) -> dict:
     all_edges = graph({**modules, **bench_modules}, type_checking=True)
     upward = [{"from": m, "to": t, "line": line, "layers": f"{layer(m)} -> {layer(t)}"}
               for m, targets in sorted(edges.items()) for t, line in sorted(targets.items()) if layer(t) > layer(m)]
+    forbidden = [{"from": m, "to": t, "line": line, "why": why}
+                 for m, targets in sorted(graph(modules, type_checking=True).items())
+                 for t, line in sorted(targets.items())
+                 for a, b, why in FORBIDDEN if _under(m, a) and _under(t, b)]
     lines = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in files + bench}
     over = {f: n for f, n in lines.items() if n > LIMIT}
     return {
@@ -182,6 +204,7 @@ def measure(root: Path = ROOT) -> dict:
         "over_limit": [{"file": f, "lines": n, "reason": REASONS.get(f)} for f, n in sorted(over.items())],
         "cycles": cycles(all_edges),
         "upward_imports": upward,
+        "forbidden_imports": forbidden,
     }
 
 
@@ -189,6 +212,8 @@ def problems(report: dict) -> list[str]:
     out = [f"import cycle: {' <-> '.join(c)}" for c in report["cycles"]]
     out += [f"upward import ({u['layers']}): {u['from']} imports {u['to']} (line {u['line']})"
             for u in report["upward_imports"]]
+    out += [f"forbidden import: {f['from']} imports {f['to']} (line {f['line']}): {f['why']}"
+            for f in report.get("forbidden_imports", [])]
     out += [f"{o['file']}: {o['lines']} lines (over {LIMIT}) with no stated reason in tools/check_architecture.py"
             for o in report["over_limit"] if not o["reason"]]
     return out

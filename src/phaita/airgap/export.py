@@ -255,8 +255,12 @@ def snapshot_link(file_path: str, etag: str) -> str:
 
 
 def export_bundle(sources: list[_Source], path: str | os.PathLike[str], lock: LockFile | None = None,
-                  on_bytes: Hashed | None = None, on_file: Callable[[str], None] | None = None) -> ExportReport:
-    """Write ``sources`` to ``path`` (a folder, or a tar when it ends in ``.tar``); every byte verified."""
+                  on_bytes: Hashed | None = None, on_file: Callable[[str], None] | None = None,
+                  extra: dict[str, bytes] | None = None) -> ExportReport:
+    """Write ``sources`` to ``path`` (a folder, or a tar when it ends in ``.tar``); every byte verified.
+
+    ``extra``: more files for the bundle, ``{name: bytes}`` (the models' signatures).
+    """
     final = Path(path)
     if final.exists() or final.is_symlink():
         raise ExportError(f"{final} already exists: choose a new path (a bundle is never written over another)")
@@ -282,6 +286,8 @@ def export_bundle(sources: list[_Source], path: str | os.PathLike[str], lock: Lo
                 writer.add_bytes(f"{m.folder}/refs/{ref}", m.commit.encode())
             report.models.append({"repo_id": m.repo_id, "commit": m.commit, "refs": list(m.refs),
                                   "files": len(m.files), "bytes": sum(f.size for f in m.files)})
+        for name, data in sorted((extra or {}).items()):
+            writer.add_bytes(name, data)
         manifest = BundleManifest(tuple(s.model for s in sources), f"phaita {__version__}")
         lock = lock or LockFile(tuple(s.lock_entry for s in sources))
         writer.add_bytes(LOCK, lock.to_json().encode())

@@ -36,6 +36,7 @@ from phaita.loader.hashing import SHA256, Hashed, StreamHasher, algorithm_of, lf
 from phaita.loader.hub.listing import RemoteFile, RepoListing, check_relative_path
 
 from .bundle import BundleError, BundleFile, BundleManifest, BundleModel, BundleReader, Entry
+from . import signatures
 from .export import snapshot_link
 
 STAGING = ".phaita-import"
@@ -84,14 +85,24 @@ def import_bundle(path: str | os.PathLike[str], cache_dir: Path, on_bytes: Hashe
             created = _missing_parents(staging) + outer
             staging.parent.mkdir(parents=True, exist_ok=True)
             try:
-                blobs = _plan(manifest, {e.name: e for e in entries}, cache_dir, staging)
+                by_name = {e.name: e for e in entries}
+                blobs = _plan(manifest, by_name, cache_dir, staging)
                 _stage(reader, blobs, staging, report, on_bytes, on_file)
+                where = {(b.model.repo_id, b.file.etag): b for b in blobs}
+                checked = signatures.check_import(reader, by_name, manifest, listings, lambda m, f: _verified_bytes(
+                    where[(m.repo_id, f.etag)], staging))  # signatures checked before anything is visible
             except BundleError:
                 _discard(staging, created)
                 raise
+            signatures.publish(cache_dir, checked)
             _publish(manifest, blobs, listings, staging, report)
             _discard(staging, created)
     return report
+
+
+def _verified_bytes(blob: _Blob, staging: Path) -> Path:
+    """Where a blob's verified bytes are now: in the cache (present) or in the staging folder."""
+    return blob.repo.blob_path(blob.file.etag) if blob.state == "present" else staging / blob.model.folder / blob.file.etag
 
 
 def _missing_parents(staging: Path) -> list[Path]:

@@ -104,6 +104,10 @@ def _resolve(repo_id: str, revision: str, target: LockTarget, req: load_request.
         ctx = api.fetch_context(req)
     except Exception as exc:
         raise public_error(exc, repo_id, req) from None
+    if ctx.endpoint.startswith("oci://"):  # a lock records the Hub's listing: made where the Hub answers
+        raise ValueError(f"a lock file is made from a Hub (or a Hub mirror), not from the registry {ctx.endpoint}: "
+                         f"run `phaita models lock` where the Hub is reachable (PHAITA_ENDPOINTS unset or a Hub URL "
+                         f"first), then push with `phaita models push --locked`")
 
     def attempt(n: int) -> LockedModel:
         deadline = Deadline.after(req.timeout)

@@ -101,6 +101,11 @@ def export_cmd(
                                       "org/name@<branch or commit>; default: the snapshot main points at)."),
     locked: bool = typer.Option(False, "--locked", help="Bundle exactly the commits and files of the lock file."),
     lockfile: Optional[Path] = LOCKFILE_OPT,
+    sign: bool = typer.Option(False, "--sign", help="Sign each bundled model's files (OpenSSF model signing) with "
+                              "--key [--cert-chain]; without it the cache's own signatures are carried."),
+    key: Optional[Path] = typer.Option(None, "--key", help="With --sign: the site's EC private key (PEM)."),
+    cert_chain: Optional[Path] = typer.Option(None, "--cert-chain", help="With --sign: the key's certificate and "
+                                              "chain (PEM)."),
     json_mode: bool = JSON_OPT,
 ) -> None:
     """Write a bundle of complete, verified snapshots from the cache (offline): blobs, snapshots, lock, manifest.
@@ -114,9 +119,12 @@ def export_cmd(
     cache_dir = _cache()
     lock_file = read_lock_option(lockfile) if locked else None
     sources = export.sources_from_lock(cache_dir, lock_file) if lock_file else export.sources_from_names(cache_dir, names)
+    if sign != (key is not None):
+        raise typer.BadParameter("--sign needs --key (and --key is only for --sign)", param_hint="--sign")
+    sigs = _signatures(sources, cache_dir, key, cert_chain)
     total = lambda: sum({(s.model.repo_id, f.etag): f.size for s in sources for f in s.model.files}.values())  # noqa: E731
-    report = _with_bar(json_mode, total, "exporting",
-                       lambda on_bytes, on_file: export.export_bundle(sources, path, lock_file, on_bytes, on_file))
+    report = _with_bar(json_mode, total, "exporting", lambda on_bytes, on_file: export.export_bundle(
+        sources, path, lock_file, on_bytes, on_file, extra=sigs))
     if json_mode:
         out.emit_json({"ok": True, "cache_dir": str(cache_dir), **report.to_dict()})
         return
@@ -151,6 +159,19 @@ def import_cmd(
                  f"{where}; {refs}")
     out.err(f"Added {report.blobs_added} blobs ({out.human_size(report.bytes_added)}) to {report.cache_dir}; "
             f"{report.blobs_present} already present, {report.blobs_resumed} from an interrupted import")
+
+
+def _signatures(sources: list[Any], cache_dir: Path, key: Optional[Path], cert_chain: Optional[Path]) -> dict[str, bytes]:
+    from phaita.airgap.signatures import for_export
+
+    if key is None:
+        return for_export(sources, cache_dir, None)
+    from phaita.loader.signing.sign import Signer, SigningError
+
+    try:
+        return for_export(sources, cache_dir, Signer(key=key, cert_chain=cert_chain))
+    except SigningError as exc:
+        raise out.fail(str(exc)) from None
 
 
 def _cache() -> Path:

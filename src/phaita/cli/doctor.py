@@ -33,6 +33,7 @@ def _guard(name: str, func: Callable[[], Check]) -> Check:
 
 def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile: Optional[str] = None) -> list[Check]:
     from .doctor_mirror import check_listing, check_resume, probe_choice
+    from .signature_report import check_signature_policy
 
     choice = probe_choice(probe_model, profile)  # the models the endpoint checks ask for, and why those
     cache = _guard("cache directory", check_cache_writable)
@@ -45,6 +46,7 @@ def run_checks(probe_model: Optional[str] = None, timeout: float = 5.0, profile:
         cache,
         _guard("free disk", lambda: check_disk(profile, cache.ok)),
         _guard("offline mode", check_offline),
+        _guard("signature policy", check_signature_policy),
         _guard("mirror listing", lambda: check_listing(timeout, choice)),
         _guard("mirror resume", lambda: check_resume(timeout, choice)),
     ]
@@ -78,6 +80,9 @@ def _probe_endpoint(name: str, endpoint: str, choice, timeout: float) -> Check:
     from phaita.loader.config import Timeouts
     from phaita.loader.http.deadline import Deadline, stream
 
+    if endpoint.startswith("oci://"):  # a registry: its own probe (reachable, auth, Range)
+        from .doctor_oci import probe_registry
+        return Check(name, *probe_registry(endpoint, choice.models or [DEFAULT_PROBE], timeout))
     t0 = time.monotonic()
     deadline = Deadline.after(timeout)
     ms = lambda: f"{(time.monotonic() - t0) * 1000:.0f} ms"  # noqa: E731

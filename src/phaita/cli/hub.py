@@ -10,6 +10,8 @@ For the machines of one site loading from the one that holds the models::
 
     phaita hub serve --cache --host 0.0.0.0 --port 8080
     phaita hub serve --cache --host 0.0.0.0 --port 8443 --tls-cert station.pem --tls-key station.key
+    phaita hub serve --cache --host 0.0.0.0 --port 8443 --tls-cert station.pem --tls-key station.key \
+        --tokens /etc/phaita/station-tokens --access-log /var/log/phaita-station.log
 """
 
 from __future__ import annotations
@@ -59,6 +61,27 @@ def serve(
                                             "certificate (PEM: the server's, then any intermediates); needs --tls-key."),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", metavar="FILE", help="The certificate's private key "
                                            "(PEM, unencrypted); needs --tls-cert."),
+    tokens: Optional[Path] = typer.Option(None, "--tokens", metavar="FILE", help="With --cache: admit only requests "
+                                          "with one of these bearer tokens (one per line, optionally after a label; "
+                                          "re-read when it changes). Devices send it as HF_TOKEN."),
+    client_ca: Optional[Path] = typer.Option(None, "--client-ca", metavar="FILE", help="With --cache and "
+                                             "--tls-cert: admit clients presenting a certificate signed by this CA "
+                                             "(PEM); with --tokens too, either admits."),
+    access_log: Optional[str] = typer.Option(None, "--access-log", metavar="FILE", help="With --cache: append one "
+                                             "line per request (Combined Log Format) to FILE; '-' for stderr."),
+    max_connections: int = typer.Option(256, "--max-connections", min=1, help="With --cache: connections at once; "
+                                        "more are closed at once (503 on plain HTTP)."),
+    max_per_client: int = typer.Option(32, "--max-per-client", min=1, help="With --cache: connections at once "
+                                       "from one address."),
+    handshake_timeout: float = typer.Option(10.0, "--handshake-timeout", min=0.01, help="With --cache: seconds "
+                                            "for a TLS handshake."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.01, help="With --cache: seconds for a "
+                                         "request's line and headers (and a POST body)."),
+    idle_timeout: float = typer.Option(15.0, "--idle-timeout", min=0.01, help="With --cache: seconds a kept-alive "
+                                       "connection may wait for its next request."),
+    rescan: float = typer.Option(60.0, "--rescan", min=0, metavar="SECONDS", help="With --cache: look for models "
+                                 "imported into the cache this often, and serve them once verified (0: only on "
+                                 "SIGHUP)."),
 ) -> None:
     """Serve a local hub until Ctrl-C / SIGTERM. The URL is the first line printed.
 
@@ -72,10 +95,26 @@ def serve(
     if cache and (root is not None or faults or pypi_given):
         raise typer.BadParameter("--cache serves a cache as it is: it takes no --root, --faults or --pypi",
                                  param_hint="--cache")
-    tls = _tls_context(tls_cert, tls_key)
+    station_only = [f"--{n.replace('_', '-')}" for n in ("tokens", "client_ca", "access_log", "max_connections",
+                                                           "max_per_client", "handshake_timeout", "header_timeout",
+                                                           "idle_timeout", "rescan")
+                    if (ctx.get_parameter_source(n) or _default).name != "DEFAULT"]
+    if station_only and not cache:
+        raise typer.BadParameter(f"{', '.join(station_only)}: options of the station mirror: give --cache",
+                                 param_hint=station_only[0])
+    if client_ca is not None and tls_cert is None:
+        raise typer.BadParameter("--client-ca needs --tls-cert and --tls-key: client certificates are part of TLS",
+                                 param_hint="--client-ca")
+    tls = _tls_context(tls_cert, tls_key, client_ca)
     try:
         if cache:
-            code = _serve_cache(cache_dir, host, port, tls)
+            from phaita.station.server import Limits
+
+            limits = Limits(max_connections=max_connections, max_per_client=max_per_client,
+                            handshake_timeout=handshake_timeout, header_timeout=header_timeout,
+                            idle_timeout=idle_timeout)
+            code = _serve_cache(cache_dir, host, port, tls, limits=limits, access=_access(tokens, client_ca),
+                                access_log=access_log, rescan=rescan or None)
         else:
             from phaita.testing.__main__ import serve as run
 
@@ -87,7 +126,20 @@ def serve(
     raise typer.Exit(code)
 
 
-def _tls_context(cert: Optional[Path], key: Optional[Path]):
+class _default:
+    name = "DEFAULT"
+
+
+def _access(tokens: Optional[Path], client_ca: Optional[Path]):
+    from phaita.station.access import Access, TokenFile
+
+    try:
+        return Access(TokenFile(tokens) if tokens is not None else None, client_certs=client_ca is not None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tokens") from None
+
+
+def _tls_context(cert: Optional[Path], key: Optional[Path], client_ca: Optional[Path] = None):
     """The server-side TLS context of --tls-cert/--tls-key, or None (plain HTTP)."""
     if cert is None and key is None:
         return None
@@ -95,17 +147,18 @@ def _tls_context(cert: Optional[Path], key: Optional[Path]):
         given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
         raise typer.BadParameter(f"{given} needs {missing} too: HTTPS takes the certificate and its private key",
                                  param_hint=missing)
-    from phaita.station.mirror import station_tls_context
+    from phaita.station.tls import station_tls_context
 
     try:
-        return station_tls_context(cert, key)
+        return station_tls_context(cert, key, client_ca)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--tls-cert / --tls-key") from None
 
 
-def _serve_cache(cache_dir: Optional[Path], host: str, port: int, tls=None) -> int:
+def _serve_cache(cache_dir: Optional[Path], host: str, port: int, tls=None, *, limits=None, access=None,
+                 access_log: Optional[str] = None, rescan: Optional[float] = 60.0) -> int:
     from phaita.loader import config
-    from phaita.station.mirror import serve_cache
+    from phaita.station.run import serve_cache
 
     folder = config.cache_dir(cache_dir)
     if not folder.is_dir():
@@ -115,4 +168,20 @@ def _serve_cache(cache_dir: Optional[Path], host: str, port: int, tls=None) -> i
     if not cached_repos(folder):  # verified once at start: an empty station would serve nothing, ever
         raise typer.BadParameter(f"{folder} holds no cached model (no models--<org>--<name> folder): name a "
                                  "Hugging Face cache folder, e.g. ~/.cache/huggingface/hub", param_hint="DIR")
-    return serve_cache(folder, host, port, tls=tls)
+    log = None
+    if access_log == "-":
+        import sys
+
+        log = sys.stderr
+    elif access_log:
+        try:
+            log = open(access_log, "a", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise typer.BadParameter(f"{access_log}: cannot append to it: {exc.strerror or exc}",
+                                     param_hint="--access-log") from None
+    try:
+        return serve_cache(folder, host, port, tls=tls, limits=limits, access=access, access_log=log,
+                           rescan_every=rescan)
+    finally:
+        if log is not None and access_log != "-":
+            log.close()

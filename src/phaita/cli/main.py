@@ -23,7 +23,7 @@ import typer
 
 from phaita import __version__
 
-from . import airgap, hub, models  # airgap adds lock/export/import to `phaita models`
+from . import airgap, hub, models, signing  # airgap adds lock/export/import to `phaita models`, signing adds sign
 from .output import STATE
 
 COMMAND_MODULES = ("phaita.cli.demo",)
@@ -38,6 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+assert signing.sign  # (registered on models.app by importing it)
 app.add_typer(models.app, name="models")
 app.add_typer(hub.app, name="hub")
 

@@ -190,6 +190,9 @@ def status(
             m["last_used"] = out.iso(m["last_used"])
             for s in m["snapshots"]:
                 s["last_used"] = out.iso(s["last_used"])
+        from .signature_report import status_signatures
+
+        status_signatures(cache_dir, data)
         out.emit_json({"cache_dir": str(cache_dir), "models": data, "not_cached": absent,
                        "total_size_on_disk": sum(m.size_on_disk for m in models)})
     else:
@@ -205,10 +208,15 @@ def _status_table(models: list[Any], cache_dir: Path) -> None:
     if not models:
         out.echo(f"No models in {cache_dir}")
         return
+    from .signature_report import signature_cell, status_signatures
+
+    data = [m.to_dict() for m in models]
+    signed = status_signatures(cache_dir, data)  # the "Signed by" column only where it says something
     table = Table(title=f"Models in {cache_dir}", title_justify="left")
-    for col in ("Model", "Commit", "Refs", "State", "Size on disk", "Partial", "Last used"):
+    for col in ("Model", "Commit", "Refs", "State") + (("Signed by",) if signed else ()) + (
+            "Size on disk", "Partial", "Last used"):
         table.add_column(col, no_wrap=col in ("Model", "Commit", "Size on disk"), overflow="fold")
-    for m in models:
+    for m, d in zip(models, data):
         for i, s in enumerate(m.snapshots):
             state = s.state
             problems = [f"missing {p}" for p in s.missing] + [f"wrong size {p}" for p in s.wrong_size]
@@ -219,6 +227,7 @@ def _status_table(models: list[Any], cache_dir: Path) -> None:
                 state = f"[green]{state}[/]"
             first = i == 0
             table.add_row(m.repo_id if first else "", (s.commit or "-")[:12], ", ".join(s.refs) or "-", state,
+                          *((signature_cell(d["snapshots"][i]["signature"]),) if signed else ()),
                           out.human_size(m.size_on_disk) if first else "",
                           (out.human_size(m.incomplete_bytes) if m.incomplete_bytes else "-") if first else "",
                           out.when(s.last_used))
@@ -236,12 +245,21 @@ def verify(
     repair: bool = typer.Option(False, "--repair", help="Remove bad files and fetch them again."),
     max_retries: int = typer.Option(3, "--max-retries", min=1, help="Attempts per refetch (with --repair)."),
     timeout: float = typer.Option(300.0, "--timeout", min=0.001, help="Limit of one refetch attempt, seconds."),
+    signatures: bool = typer.Option(False, "--signatures", help="Re-hash every file against the snapshot's OpenSSF "
+                                    "signature instead, and check its signer against PHAITA_TRUST."),
     json_mode: bool = JSON_OPT,
 ) -> None:
     """Re-hash cached files against the sha256 / git sha1 and sizes the hub announced.
 
     Reports each bad file. Exit 1 when bad files remain (after --repair, if given).
     """
+    if signatures:
+        from .signature_report import verify_signatures
+
+        if repair:
+            raise typer.BadParameter("--signatures checks, it does not repair: run --repair on its own",
+                                     param_hint="--signatures")
+        return verify_signatures(list(names or []), json_mode)
     from phaita.loader import repair as repair_cache
     from phaita.loader import scan_cache
 
@@ -350,3 +368,8 @@ def doctor(
                 out.echo(f"{'':6}{'':<{width}}  -> {c.advice}")
     if not ok:
         raise typer.Exit(1)
+
+
+from .push import push as _push  # noqa: E402  (its own module: models.py stays short)
+
+app.command("push")(_push)

@@ -51,6 +51,7 @@ _TOOL_NAMES = {
     "no_progress": "request.progress",
     "TqdmProgress": "request.progress",
     "redact": "errors",
+    "SignatureError": "errors",
 }
 
 __all__ = sorted(_FACADE_NAMES - {"_check_cached_model"}) + sorted(_TOOL_NAMES)

@@ -32,6 +32,13 @@ PHAITA_VERIFY_ON_LOAD      unset       ``1``: re-hash every file of the snapshot
                                        ``from_pretrained`` (warm loads too); a file that no
                                        longer matches its hash is refused. Unset, a warm
                                        load checks sizes, links and blob names, not bytes
+PHAITA_TRUST               unset       The site's trust policy for OpenSSF model signatures:
+                                       a PEM public key, a ``trust.toml``/``trust.json``, or
+                                       a folder of them (keys; root CAs with the signer
+                                       subject; Sigstore identities with a staged trust root)
+PHAITA_REQUIRE_SIGNATURE   unset       ``1``: a load of a model that is not signed by a
+                                       signer PHAITA_TRUST names fails (``SignatureError``)
+                                       before ``from_pretrained``
 PHAITA_MAX_WORKERS         8           Files of a snapshot fetched at once
 PHAITA_MAX_CONNECTIONS     16          Connections one snapshot fetch opens at once, in all
 PHAITA_STREAMS_PER_FILE    8           Parallel range streams for one large file (1 = off)
@@ -40,7 +47,16 @@ HF_ENDPOINT                hub         The Hub or any compatible mirror
 PHAITA_ENDPOINTS           unset       Endpoints in order, comma-separated, e.g. the site
                                        mirror then the Hub: a file missing, failing or
                                        corrupt on one is fetched from the next. Set, it
-                                       replaces HF_ENDPOINT for the loader
+                                       replaces HF_ENDPOINT for the loader. An
+                                       ``oci://registry/prefix`` entry is an OCI registry
+                                       holding ModelPack artifacts (docs/GUIDE.md)
+PHAITA_OCI_USERNAME,       unset       Credentials for OCI registries (HTTP Basic, or sent to
+PHAITA_OCI_PASSWORD                    the token endpoint); before ``DOCKER_CONFIG``'s auths
+DOCKER_CONFIG              ~/.docker   Folder of docker's ``config.json``: its ``auths`` are
+                                       read for OCI registries
+PHAITA_OCI_INSECURE_REGISTRIES unset   Registries (``host:port``, comma-separated) reached
+                                       over plain http; loopback ones always may be
+PHAITA_OCI_CHUNK_SIZE      64 MiB      Upload chunk size of ``phaita models push``, bytes
 HF_HUB_OFFLINE             unset       ``1`` = never touch the network (also
                                        ``TRANSFORMERS_OFFLINE``)
 HF_HUB_CACHE, HF_HOME,     standard    Cache location, in huggingface_hub's order; the legacy
@@ -151,6 +167,17 @@ def verify_on_load(explicit: bool | None = None) -> bool:
     return bool(explicit) if explicit is not None else env_flag("PHAITA_VERIFY_ON_LOAD")
 
 
+def trust_path() -> Path | None:
+    """``PHAITA_TRUST``: the file or folder of the site's signature trust policy (None: no policy)."""
+    value = os.environ.get("PHAITA_TRUST", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def require_signature(explicit: bool | None = None) -> bool:
+    """``require_signature=`` when given, else ``PHAITA_REQUIRE_SIGNATURE``."""
+    return bool(explicit) if explicit is not None else env_flag("PHAITA_REQUIRE_SIGNATURE")
+
+
 def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -189,15 +216,16 @@ def endpoint() -> str:
 
 
 def parse_endpoints(value: object, source: str = "endpoints") -> tuple[str, ...]:
-    """A list of http(s) URLs (or one comma-separated string of them), without trailing slashes."""
+    """A list of http(s) URLs or ``oci://`` registries (or one comma-separated string of them),
+    without trailing slashes."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not items:
-        raise ValueError(f"{source} must be a non-empty list of http:// or https:// URLs; got {value!r}")
+        raise ValueError(f"{source} must be a non-empty list of http://, https:// or oci:// URLs; got {value!r}")
     out = []
     for item in items:
         url = item.strip().rstrip("/") if isinstance(item, str) else item
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) <= 8:
-            raise ValueError(f"{source}: {item!r} is not an http:// or https:// URL")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://", "oci://")) or len(url) <= 8:
+            raise ValueError(f"{source}: {item!r} is not an http://, https:// or oci:// URL")
         if url not in out:
             out.append(url)
     return tuple(out)
@@ -329,3 +357,35 @@ def endpoint_as_set() -> str:
 def variables_set(names: Iterable[str]) -> dict[str, str]:
     """``{name: value}`` of the variables among ``names`` that are set and not blank (for reports)."""
     return {name: os.environ[name] for name in names if os.environ.get(name, "").strip()}
+
+
+# --------------------------------------------------------------------------- OCI registries
+
+
+def oci_credentials() -> tuple[str, str] | None:
+    """PHAITA_OCI_USERNAME and PHAITA_OCI_PASSWORD, both set, or None (one without the other is an error)."""
+    user = os.environ.get("PHAITA_OCI_USERNAME", "").strip()
+    password = os.environ.get("PHAITA_OCI_PASSWORD", "")
+    if not user and not password:
+        return None
+    if not user or not password:
+        missing = "PHAITA_OCI_PASSWORD" if user else "PHAITA_OCI_USERNAME"
+        raise BadEnvironment(f"{missing} is not set: set both PHAITA_OCI_USERNAME and PHAITA_OCI_PASSWORD, or neither")
+    return user, password
+
+
+def docker_config_file() -> Path:
+    """docker's ``config.json``: in ``DOCKER_CONFIG`` when set, else ``~/.docker``."""
+    folder = os.environ.get("DOCKER_CONFIG", "").strip()
+    return (Path(folder).expanduser() if folder else Path("~/.docker").expanduser()) / "config.json"
+
+
+def oci_insecure_registries() -> frozenset[str]:
+    """PHAITA_OCI_INSECURE_REGISTRIES: ``host[:port]`` names allowed over plain http (lower case)."""
+    raw = os.environ.get("PHAITA_OCI_INSECURE_REGISTRIES", "")
+    return frozenset(item.strip().lower() for item in raw.split(",") if item.strip())
+
+
+def oci_chunk_size() -> int:
+    """PHAITA_OCI_CHUNK_SIZE: bytes per upload PATCH (at least 64 KiB)."""
+    return _env_int("PHAITA_OCI_CHUNK_SIZE", 64 << 20, minimum=64 << 10)

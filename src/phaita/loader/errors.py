@@ -106,6 +106,20 @@ class MalformedListing(FetchProblem):
     """
 
 
+class RegistryError(FetchProblem):
+    """An OCI registry's answer the loader cannot use (``kind``: a ``FailureKind`` value).
+
+    ``advice``: the whole message for the public error (what to do), when the generic one would
+    speak of a Hugging Face hub; ``status``/``code``: the HTTP status and the registry's error code.
+    """
+
+    def __init__(self, message: str, *, kind: str = "http", transient: bool = False, status: int | None = None,
+                 code: str | None = None, retry_after: float | None = None, advice: str | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.transient, self.status, self.code = kind, transient, status, code
+        self.retry_after, self.advice = retry_after, advice
+
+
 class DeadlineExceeded(FetchProblem):
     """An attempt ran past its ``timeout``; partial bytes are kept for the next one."""
 
@@ -247,6 +261,12 @@ class UntrustedCertificateError(ModelDownloadError):
 
 class ProxyAuthenticationError(ModelDownloadError):
     """The proxy refused the credentials (HTTP 407), or asked for some and none were given."""
+
+
+class SignatureError(ModelDownloadError):
+    """A model's OpenSSF signature is missing (where one is required), does not verify, names a
+    signer the site's trust policy does not, or does not cover exactly these files at this commit.
+    The message names the model, the file and the signer; nothing was loaded."""
 
 
 class ModelLoadError(ModelDownloadError):

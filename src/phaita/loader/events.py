@@ -9,16 +9,24 @@ must not fail a download.
 =================  ==========================================================================
 Event              When
 =================  ==========================================================================
+``LoadStarted``    a load of one model begins (one per candidate tried)
+``Attempt``        the ``number``-th network attempt of that load begins (listing, then files)
 ``Plan``           once per attempt, before transferring: the files, total bytes, bytes cached
 ``FileStarted``    a file's transfer begins (``initial`` bytes were already on disk)
 ``Requested``      the ``count``-th request for ``path`` in this attempt, for bytes
                    ``offset``-``end`` (bounded per file per attempt: ``transfer.progress_guard``)
 ``Progress``       ``n`` more bytes of ``path`` arrived (negative: bytes discarded)
 ``FileDone``       a file is whole and verified (or was already)
+``FileFailed``     a file's transfer failed (``kind``: a ``FailureKind`` value)
 ``Resumed``        a broken stream continues at ``offset`` (same attempt)
 ``Retried``        an attempt failed; another follows after ``wait`` s (None: giving up)
 ``Fallback``       fewer parallel streams from now on (server ignores ranges, 429, resets)
+``EndpointFallback`` the next endpoint is asked (the listing, or what this one could not give)
+``LoadFinished``   the load of one model ended: ``outcome`` "ok" or "failed" (with ``kind``)
 =================  ==========================================================================
+
+Endpoints in events are already redacted (no credentials), reasons are one token-free line.
+:mod:`phaita.loader.request.telemetry` turns this stream into OpenTelemetry spans and metrics.
 """
 
 from __future__ import annotations
@@ -54,10 +62,44 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class LoadStarted:
+    repo_id: str
+    revision: str
+    endpoint: str  # the first endpoint asked (redacted)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    repo_id: str
+    number: int  # 1, 2, ...
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class LoadFinished:
+    repo_id: str
+    revision: str
+    outcome: str  # "ok" or "failed"
+    commit: str | None = None
+    kind: str | None = None  # failed: a FailureKind value (or the public error's kind)
+    reason: str | None = None  # failed: one line, token-free
+    attempts: int | None = None  # failed: attempts made (None: counted from Attempt events)
+    snapshot_bytes: int | None = None  # ok: bytes of the snapshot's files on disk
+
+
+@dataclass(frozen=True)
 class FileStarted:
     path: str
     size: int
     initial: int
+    endpoint: str = ""  # where the bytes come from (redacted)
+
+
+@dataclass(frozen=True)
+class FileFailed:
+    path: str
+    kind: str  # a FailureKind value
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +136,7 @@ class Retried:
     max_attempts: int
     reason: str
     wait: float | None
+    kind: str = ""  # a FailureKind value
 
 
 @dataclass(frozen=True)
@@ -103,7 +146,16 @@ class Fallback:
     reason: str
 
 
-Event = Union[Plan, FileStarted, Requested, Progress, FileDone, Resumed, Retried, Fallback]
+@dataclass(frozen=True)
+class EndpointFallback:
+    repo_id: str
+    endpoint: str  # the one that failed (redacted)
+    next_endpoint: str  # the one asked now (redacted)
+    reason: str
+
+
+Event = Union[LoadStarted, Attempt, Plan, FileStarted, Requested, Progress, FileDone, FileFailed, Resumed, Retried,
+              Fallback, EndpointFallback, LoadFinished]
 
 
 class Observer(Protocol):
@@ -123,6 +175,9 @@ class Emitter:
     def add(self, observer: Callable[[Event], Any]) -> None:
         with self._lock:
             self._observers.append(observer)
+
+    def __call__(self, event: Event) -> None:  # an Emitter is an observer too (one request's, shared)
+        self.emit(event)
 
     def emit(self, event: Event) -> None:
         if not self._observers:

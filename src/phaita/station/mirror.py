@@ -6,32 +6,34 @@ and against huggingface_hub's tree listing when that is the only one recorded) a
 it hashes to what the cache recorded (``phaita models verify``'s rule: a listing, else the blob's
 name). The result is an in-memory index; requests read the index and the verified files, and
 nothing is hashed again. Partial snapshots, files without a recorded hash and ``.incomplete``
-downloads are invisible. Branches and tags resolve through ``refs/`` to the cached commit.
+downloads are invisible. A snapshot's OpenSSF signature (``signatures/<commit>/model.sig``) is
+served as the repository's root ``model.sig``, which the loader puts beside the client's snapshot.
+Branches and tags resolve through ``refs/`` to the cached commit.
 
-The HTTP side is the LocalHub's (same routes, headers, Range, HEAD, Hub error codes), given this
-index as its repository store; with a certificate and key (:func:`station_tls_context`) it serves
-HTTPS. Restart the mirror to pick up models added to the cache later.
+The HTTP side is :mod:`phaita.station.server` (the Hub's routes, headers, Range, HEAD and error
+codes of :mod:`phaita.hubserver`, given this index as its repository store). Models imported into
+the cache later appear after :func:`phaita.station.rescan.rescan` verified them, without a restart.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import ssl
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, TextIO
+from typing import Callable, Iterable
 
 from phaita.loader.cache import expected
 from phaita.loader.cache.layout import RepoCache
 from phaita.loader.cache.scan import SnapshotInfo, scan_cache
 from phaita.loader.cache.verify import verify_model
-from phaita.loader.hashing import lfs_pointer, lfs_pointer_oid
+from phaita.loader.hashing import GIT, hash_file, lfs_pointer, lfs_pointer_oid
 from phaita.loader.hub.listing import is_commit_hash
-from phaita.testing.hub import LocalHub, RepoFile
+from phaita.hubserver.store import RepoFile
+from phaita.loader.hub.selection import SIGNATURE_FILE
 
 Hashed = Callable[[int], None]
 
@@ -68,6 +70,8 @@ class CacheIndex:
     files_hashed: int = 0
     bytes_hashed: int = 0
     seconds: float = 0.0
+    checked: dict[tuple[str, str], tuple] = field(default_factory=dict)  # refused (repo, commit) -> its state then
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)  # requests vs rescans
 
     @property
     def snapshots(self) -> list[ServedSnapshot]:
@@ -83,13 +87,14 @@ class CacheIndex:
         A snapshot whose files changed on disk since they were verified is withdrawn (a few
         ``stat`` calls per request: no re-hashing).
         """
-        snapshots = self.served.get(repo_id, {})
-        commit = revision if revision in snapshots else self.refs.get(repo_id, {}).get(revision)
-        snap = snapshots.get(commit) if commit else None
-        if snap is not None and not all(self._unchanged(f.abspath) for f in snap.files):
-            self.withdraw(snap, "a file changed on disk after it was verified")
-            return None
-        return snap
+        with self.lock:
+            snapshots = self.served.get(repo_id, {})
+            commit = revision if revision in snapshots else self.refs.get(repo_id, {}).get(revision)
+            snap = snapshots.get(commit) if commit else None
+            if snap is not None and not all(self._unchanged(f.abspath) for f in snap.files):
+                self.withdraw(snap, "a file changed on disk after it was verified")
+                return None
+            return snap
 
     def _unchanged(self, path: str) -> bool:
         try:
@@ -99,6 +104,7 @@ class CacheIndex:
         return self.stamps.get(path) == (st.st_size, st.st_mtime_ns)
 
     def withdraw(self, snap: ServedSnapshot, reason: str) -> None:
+        self.checked[(snap.repo_id, snap.commit)] = ("withdrawn",)  # until its files change again
         self.served.get(snap.repo_id, {}).pop(snap.commit, None)
         refs = self.refs.get(snap.repo_id, {})
         for name in [n for n, c in refs.items() if c == snap.commit]:
@@ -123,6 +129,9 @@ def build_index(cache_dir: str | os.PathLike[str], names: Iterable[str] | None =
             reason = _refusal(index.cache_dir, model.repo_id, snap, bad)
             if reason is not None:
                 index.refused.append(RefusedSnapshot(model.repo_id, snap.commit, snap.refs, reason))
+                if snap.commit:
+                    index.checked[(model.repo_id, snap.commit)] = fingerprint(index.cache_dir, model.repo_id,
+                                                                              snap.commit)
                 continue
             served = _served(index.cache_dir, model.repo_id, snap)
             if isinstance(served, str):
@@ -136,6 +145,29 @@ def build_index(cache_dir: str | os.PathLike[str], names: Iterable[str] | None =
                 index.refs.setdefault(model.repo_id, {})[ref] = served.commit
     index.seconds = time.monotonic() - started
     return index
+
+
+def fingerprint(cache_dir: Path, repo_id: str, commit: str) -> tuple:
+    """A snapshot's state on disk (names, sizes, mtimes of its files; listings; partial blobs), to tell
+    whether a refused snapshot changed since it was judged: no hashing."""
+    repo = RepoCache(cache_dir, repo_id)
+    state = []
+    for path, link in sorted(repo.linked_files(commit).items()):
+        try:
+            st = os.stat(link)
+            state.append((path, st.st_size, st.st_mtime_ns))
+        except OSError:
+            state.append((path, -1, 0))
+    extra = [repo.path / "trees" / f"{commit}.json", *(p for p in repo.blob_entries()
+                                                          if p.name.endswith(".incomplete"))]
+    listing = repo.load_listing(commit) is not None
+    for path in extra:
+        try:
+            st = os.stat(path)
+            state.append((str(path), st.st_size, st.st_mtime_ns))
+        except OSError:
+            pass
+    return (listing, tuple(state))
 
 
 def _refusal(cache_dir: Path, repo_id: str, snap: SnapshotInfo, bad: dict) -> str | None:
@@ -206,46 +238,11 @@ def _served(cache_dir: Path, repo_id: str, snap: SnapshotInfo) -> ServedSnapshot
             files.append(RepoFile(exp.path, str(exp.content), size, exp.digest, None, None))
     if not files:
         return "empty snapshot"
+    signature = repo.signature_path(snap.commit)  # served at the repository's root, as a publisher ships it
+    if signature.is_file() and not any(f.path == SIGNATURE_FILE for f in files):
+        size = signature.stat().st_size
+        files.append(RepoFile(SIGNATURE_FILE, str(signature), size, hash_file(signature, GIT, size), None, None))
     return ServedSnapshot(repo_id, snap.commit, list(snap.refs), sorted(files, key=lambda f: f.path))
-
-
-class StationStore:
-    """A :class:`CacheIndex` as the LocalHub's repository store: read-only, no gating."""
-
-    def __init__(self, index: CacheIndex) -> None:
-        self.index = index
-        self._lock = threading.Lock()
-
-    def exists(self, repo_id: str) -> bool:
-        return self.index.repo_exists(repo_id)
-
-    def config(self, repo_id: str) -> dict:
-        return {}
-
-    def snapshot(self, repo_id: str, revision: str) -> tuple[list[RepoFile], str] | None:
-        with self._lock:
-            snap = self.index.resolve(repo_id, revision)
-        return (snap.files, snap.commit) if snap else None
-
-    def files(self, repo_id: str) -> list[RepoFile]:
-        snap = self.snapshot(repo_id, "main")
-        return snap[0] if snap else []
-
-    def commit(self, repo_id: str) -> str:
-        snap = self.snapshot(repo_id, "main")
-        return snap[1] if snap else ""
-
-
-class StationHub(LocalHub):
-    """The LocalHub's routes and handlers over a :class:`CacheIndex`: read-only, no faults, no gating."""
-
-    def __init__(self, index: CacheIndex, host: str = "127.0.0.1", port: int = 0,
-                 tls: ssl.SSLContext | None = None) -> None:
-        super().__init__(index.cache_dir, host=host, port=port, store=StationStore(index), tls=tls)
-        self.index = index
-
-    def _add_record(self, record) -> None:
-        pass  # a mirror runs for weeks: keep no per-request records (the test hub's statistics)
 
 
 def summary_lines(index: CacheIndex) -> list[str]:
@@ -260,57 +257,3 @@ def summary_lines(index: CacheIndex) -> list[str]:
     for r in index.refused:
         lines.append(f"# not served: {r.repo_id} {r.commit or '-'}: {r.reason}")
     return lines
-
-
-def serve_cache(cache_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0, *,
-                out: TextIO | None = None, stop_event: threading.Event | None = None,
-                tls: ssl.SSLContext | None = None) -> int:
-    """Verify ``cache_dir`` once, then serve it until SIGINT/SIGTERM; the URL is the first line of ``out``.
-
-    ``tls``: a server-side context (:func:`station_tls_context`): serve HTTPS instead of HTTP.
-    """
-    from phaita.testing.__main__ import run_until_stopped
-
-    out = out or sys.stdout
-    index = build_index(cache_dir)
-    hub = StationHub(index, host=host, port=port, tls=tls)
-    return run_until_stopped(hub, summary_lines(index), out, stop_event)
-
-
-class _Encrypted(Exception):
-    pass
-
-
-def _refuse_passphrase() -> bytes:
-    raise _Encrypted  # instead of OpenSSL prompting on the terminal of a service
-
-
-def station_tls_context(cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:
-    """A server-side context (TLS 1.2 or later) presenting ``cert`` (PEM, the server's certificate
-    first, then any intermediates) with its unencrypted PEM private ``key``.
-
-    Raises ValueError with a message naming the file and what is wrong with it.
-    """
-    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
-        try:
-            with open(path, "rb") as fh:
-                fh.read(1)
-        except OSError as exc:
-            raise ValueError(f"{option} {path}: cannot read it: {exc.strerror or exc}") from None
-    try:  # the certificate alone first, to tell which of the two files is wrong
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=os.fspath(cert))
-    except ssl.SSLError:
-        raise ValueError(f"--tls-cert {cert}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)") from None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(os.fspath(cert), os.fspath(key), password=_refuse_passphrase)
-    except _Encrypted:
-        raise ValueError(f"--tls-key {key}: the key is encrypted (has a passphrase): give the mirror an "
-                         "unencrypted key, readable only by its user (openssl pkey -in KEY -out KEY.plain)") from None
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            raise ValueError(f"--tls-key {key} is not the key of --tls-cert {cert} (they do not match)") from None
-        raise ValueError(f"--tls-key {key}: holds no PEM private key the certificate can use "
-                         f"({exc.reason or exc})") from None
-    return ctx

@@ -9,6 +9,9 @@ same models::
         blobs/<etag>.incomplete         partial downloads (resumed, never loaded)
         snapshots/<commit>/<path>       symlinks to blobs
         .phaita/<commit>.json           the hub's listing at that commit (names, sizes, hashes)
+        signatures/<commit>/model.sig   an OpenSSF model-signing bundle over that snapshot (never inside it)
+        signatures/<commit>/verified.json   the last check of that signature (``phaita.loader.signing``)
+    <cache>/.phaita/lock-signatures/<id>.json  checks of signed lock files (``lock_signature_record``)
 
 The listing is what makes "complete" checkable offline: a snapshot is complete when every file a
 load needs is present with the size the hub announced. Blobs are only ever created by renaming a
@@ -60,6 +63,14 @@ def cached_repos(cache_dir: Path) -> list["RepoCache"]:
         if repo_id is not None and folder.is_dir():
             found.append(RepoCache(cache_dir, repo_id))
     return found
+
+
+def lock_signature_record(cache_dir: Path, lock: Path) -> Path:
+    """Where the check of a signed lock file is recorded: ``<cache>/.phaita/lock-signatures/<sha256 of its path>.json``."""
+    import hashlib
+
+    name = hashlib.sha256(str(Path(lock).resolve()).encode()).hexdigest()[:32]
+    return Path(cache_dir) / LISTING_DIR / "lock-signatures" / f"{name}.json"
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -119,6 +130,10 @@ class RepoCache:
         """Where a commit's OpenSSF model-signing bundle lives: outside ``snapshots/``, so that a
         signature never becomes one of the files it signs (``signatures/<commit>/model.sig``)."""
         return self.path / "signatures" / commit / name
+
+    def signature_record_path(self, commit: str) -> Path:
+        """Where the last successful check of that signature is recorded (``signatures/<commit>/verified.json``)."""
+        return self.signature_path(commit).with_name("verified.json")
 
     # -- refs
     def read_ref(self, revision: str) -> str | None:

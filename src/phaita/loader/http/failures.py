@@ -29,6 +29,7 @@ from ..errors import (
     MalformedListing,
     NoProgress,
     OfflineMiss,
+    RegistryError,
     TransferIncomplete,
     UnsafeListing,
     UnsafeRepository,
@@ -157,6 +158,8 @@ def _redirected_to(exc: BaseException) -> str | None:
 def classify(exc: BaseException) -> Failure:
     """Map any exception raised while fetching to a :class:`Failure`."""
     name = type(exc).__name__
+    if isinstance(exc, RegistryError):  # an OCI registry's answer, already judged where it was read
+        return Failure(FailureKind(exc.kind), exc.transient, _one_line(exc), exc.status, exc.retry_after)
     if isinstance(exc, hf_errors.GatedRepoError):
         return Failure(FailureKind.ACCESS_DENIED, False, f"gated repository ({_status(exc) or 'denied'})", _status(exc))
     if isinstance(exc, hf_errors.RevisionNotFoundError):

@@ -5,7 +5,8 @@ Only files at the repository's root (or in ``subfolder``) are fetched: that is a
 shards an index names, so a repo that also carries ``consolidated.safetensors`` is not fetched
 twice), a GGUF file only when ``gguf_file`` asks for it, and pickled ``.bin`` weights only when
 there are no safetensors *and* the caller allowed pickles (unpickling can run code).
-TensorFlow, Flax, ONNX, OpenVINO and other formats are never fetched.
+TensorFlow, Flax, ONNX, OpenVINO and other formats are never fetched. A ``model.sig`` (an OpenSSF
+model signature) is not one of the snapshot's files: the fetch puts it beside the snapshot.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ WEIGHT_SUFFIXES = frozenset({
     ".keras", ".nemo", ".engine", ".xml",
 })
 SAFETENSORS_INDEX = "model.safetensors.index.json"
+# An OpenSSF model-signing bundle at the repository's root: fetched, but kept outside the snapshot
+# (``RepoCache.signature_path``), never one of the files it signs.
+SIGNATURE_FILE = "model.sig"
 PICKLE_INDEX = "pytorch_model.bin.index.json"
 
 
@@ -66,7 +70,7 @@ def select_files(
     ``read_index`` fetches a small index file when the choice of shards depends on it.
     """
     scoped = {name: f for f in files if (name := _in_scope(f.path, needs.subfolder)) is not None}
-    chosen = [f for name, f in scoped.items() if not is_weight(name)]
+    chosen = [f for name, f in scoped.items() if not is_weight(name) and name != SIGNATURE_FILE]
     if needs.gguf_file:
         gguf = scoped.get(needs.gguf_file)
         if gguf is None:

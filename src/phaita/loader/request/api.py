@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from huggingface_hub import get_token
 from huggingface_hub.utils import get_token_to_send
 
 from .. import advice, config, errors
-from ..cache.layout import RepoCache
+from ..cache.layout import RepoCache, repo_id_of
 from ..cache.verify import verify_snapshot
 from ..errors import CorruptCacheError, LockMismatch, ModelDownloadError, ModelLoadError, OfflineMiss, register_secret
 from ..transfer.endpoints import fetch_from_endpoints
-from ..events import Emitter, Retried
+from ..events import Attempt, Emitter, LoadFinished, LoadStarted, Retried
 from ..transfer.snapshot import FetchContext
 from ..hub.listing import complete_listing, fetch_listing, fetch_revision, is_commit_hash
 from ..cache.lockfile import LockedModel
+from ..signing import enforce as signatures, lockcheck as signed_lock
 from .load import load_snapshot, quantization_kwargs
 from ..http.deadline import Deadline
 from .retry import RetryEvent, RetryPolicy, log_retry
@@ -33,8 +35,74 @@ from .progress import default_progress, no_progress
 from .load_request import LoadRequest, needs_for
 from .public_errors import public_error
 from ..hub.selection import Needs
+from ..oci import pull as oci_pull
+from ..oci.client import Registry
+from ..oci.reference import is_oci, parse as parse_oci
 
 logger = logging.getLogger("phaita.model_loader")
+
+
+# --------------------------------------------------------------------------- one load, as observers see it
+
+
+@contextmanager
+def observed_load(repo_id: str, req: LoadRequest) -> Iterator[Callable[[Path], Path]]:
+    """``LoadStarted`` now; ``LoadFinished`` when the block ends (``finish(folder)``: it succeeded)."""
+    events = req.emitter()
+    if not events:
+        yield lambda folder: folder
+        return
+    revision = req.revision or "main"
+    try:
+        endpoint = errors.redact(req.endpoint_list()[0])
+    except ValueError:  # a malformed HF_ENDPOINT: the public error says so
+        endpoint = ""
+    events.emit(LoadStarted(repo_id, revision, endpoint))
+    done: list[Path] = []
+
+    def finish(folder: Path) -> Path:
+        done.append(folder)
+        return folder
+
+    try:
+        yield finish
+    except BaseException as exc:
+        events.emit(LoadFinished(repo_id, revision, "failed", kind=failure_kind(exc), reason=_reason(exc),
+                                 attempts=getattr(exc, "attempts", None)))
+        raise
+    if done:
+        events.emit(LoadFinished(repo_id, revision, "ok", commit=done[0].name, snapshot_bytes=_size(done[0])))
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The kind of a load's failure: the ``FailureKind`` value its public error came from."""
+    kind = getattr(exc, "failure_kind", None)
+    if kind:
+        return str(kind)
+    if isinstance(exc, ModelLoadError):
+        return "load_failed"
+    if isinstance(exc, CorruptCacheError):
+        return "corrupt_cache"
+    if isinstance(exc, ModelDownloadError):
+        return "other"
+    return classify(exc).kind.value
+
+
+def _reason(exc: BaseException) -> str:
+    last = getattr(exc, "last_error", None)
+    text = getattr(last, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return errors.redact(text)[:300]
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 # --------------------------------------------------------------------------- fetch or reuse
@@ -73,13 +141,23 @@ def fetch_context(req: LoadRequest, quiet: bool = False) -> FetchContext:
     ``quiet``: no progress bar (a background refresh must not draw over the caller's output); the
     ``events`` observers still see everything.
     """
-    observers = [no_progress if quiet else (req.progress or default_progress()), *req.events]
+    observers = [no_progress if quiet else (req.progress or default_progress())]
+    if req.events:
+        observers.append(req.emitter())
     return FetchContext(req.cache_dir, req.endpoint_list()[0], _headers(req), config.Timeouts.from_env(),
                         Emitter(observers), config.Parallelism.from_env())
 
 
 def ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
-    """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors."""
+    """A complete snapshot folder for ``repo_id``: from the cache, or fetched. Raises public errors.
+
+    One load as observers see it: ``LoadStarted`` ... ``LoadFinished``.
+    """
+    with observed_load(repo_id, req) as finish:
+        return finish(_ensure_snapshot(repo_id, needs, req))
+
+
+def _ensure_snapshot(repo_id: str, needs: Needs, req: LoadRequest) -> Path:
     revision = req.revision or "main"
     repo = RepoCache(req.cache_dir, repo_id)
     if not req.resume:
@@ -126,6 +204,10 @@ def _refresh(repo_id: str, revision: str, needs: Needs, req: LoadRequest, ctx: F
     commit = cached.name
     try:
         deadline = Deadline.after(budget)
+        if is_oci(ctx.endpoint):  # a registry: the tag's manifest names the commit
+            if oci_pull.resolve_commit(ctx.endpoint, repo_id, revision, ctx.timeouts, deadline) == commit:
+                return cached
+            return _fetch_with_retries(repo_id, revision, needs, req, ctx, None)
         answer = fetch_revision(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                 timeouts=ctx.timeouts, endpoint=ctx.endpoint)
         if answer.commit == commit:  # (no need for sizes a mirror may leave out)
@@ -184,20 +266,22 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
     first = [listing]
 
     def attempt(n: int) -> Path:
+        ctx.events.emit(Attempt(repo_id, n, req.max_retries))
         known = first.pop() if first else None
         deadline = Deadline.after(req.timeout)
-        if known is None and locked is not None:  # the hub's listing at the locked commit must agree with the lock
+        if known is None and locked is not None and not is_oci(ctx.endpoint):  # the hub's listing at the locked commit must agree with the lock
             known = fetch_listing(repo_id, locked.commit, headers=ctx.headers, deadline=deadline,
                                   timeouts=ctx.timeouts, endpoint=ctx.endpoint)
             problems = locked.mismatches(known)
             if problems:
                 raise LockMismatch(f"the hub's files at the locked commit {locked.commit[:12]} differ from the lock "
                                    f"file {req.lock.source if req.lock else '?'}: " + "; ".join(problems[:5]))
-        return fetch_from_endpoints(repo_id, revision, needs, ctx, deadline, known, req.endpoint_list())
+        return fetch_from_endpoints(repo_id, revision, needs, ctx, deadline, known, req.endpoint_list(), locked)
 
     def on_retry(event: RetryEvent) -> None:
         log_retry(event)
-        ctx.events.emit(Retried(event.what, event.attempt, event.max_attempts, event.failure.reason, event.wait))
+        ctx.events.emit(Retried(event.what, event.attempt, event.max_attempts, event.failure.reason, event.wait,
+                                event.failure.kind.value))
 
     policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
                          on_retry=on_retry)
@@ -205,6 +289,34 @@ def _fetch_with_retries(repo_id: str, revision: str, needs: Needs, req: LoadRequ
         return policy.run(attempt, what=repo_id)
     except Exception as exc:
         raise public_error(exc, repo_id, req, attempts=getattr(exc, "attempts_made", 1)) from None
+
+
+def ensure_oci(name: str, needs: Needs, req: LoadRequest) -> Path:
+    """``oci://host/path:tag`` as a model name: that artifact into the cache (as the repo id it names)."""
+    ref = parse_oci(name, what="model_name")
+    if req.offline:
+        raise public_error(OfflineMiss("an oci:// reference is read from its registry; offline, load the model by "
+                                       "its repo id (it is in the cache under that name once pulled)"),
+                           name, req, attempts=0)
+    try:
+        ctx = fetch_context(req)
+    except Exception as exc:
+        raise public_error(exc, name, req, attempts=0) from None
+
+    def attempt(n: int) -> Path:
+        deadline = Deadline.after(req.timeout)
+        manifest = oci_pull.read_model(Registry(ref.host, ctx.timeouts), ref, deadline)
+        repo_id = oci_pull.repo_id_of(manifest, ref)
+        revision = ref.tag if ref.tag and ref.tag != "latest" or not manifest.revision else manifest.revision
+        return oci_pull.fetch_model(ref, repo_id, revision or oci_pull.commit_of(manifest, ref), needs, ctx, deadline)
+
+    policy = RetryPolicy(max_attempts=req.max_retries, backoff_base=req.backoff_base, jitter=req.backoff_jitter,
+                         on_retry=lambda e: (log_retry(e), ctx.events.emit(Retried(
+                             e.what, e.attempt, e.max_attempts, e.failure.reason, e.wait))))
+    try:
+        return policy.run(attempt, what=name)
+    except Exception as exc:
+        raise public_error(exc, name, req, attempts=getattr(exc, "attempts_made", 1)) from None
 
 
 # --------------------------------------------------------------------------- load
@@ -216,6 +328,7 @@ def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, 
     quant = quantization_kwargs(bool(req.kwargs.pop("use_4bit", False)), req.kwargs) if any(
         t != "tokenizer" for t in model_types) else {}
     req.kwargs.pop("use_4bit", None)
+    signed_lock.before_load(req.candidates[0], req.lock, req.cache_dir)  # a signed lock (<lock>.sig): checked first
     for name in req.lock.pinned(req.candidates) if req.lock is not None else req.candidates:
         try:
             return _load_one(name, req, model_types, quant)
@@ -229,11 +342,25 @@ def load_candidates(req: LoadRequest, model_types: Sequence[str]) -> tuple[Any, 
 
 def _load_one(name: str, req: LoadRequest, model_types: Sequence[str], quant: dict[str, Any]) -> tuple[Any, ...]:
     if os.path.isdir(name):
-        folder = Path(name)
-    else:
-        folder = ensure_snapshot(name, needs_for(model_types, req), req)
+        signatures.local_folder(name, req.require_signature)
+        return _load_folder(name, Path(name), req, model_types, quant)
+    with observed_load(name, req) as finish:
+        if is_oci(name):  # an OCI reference: cached under the repo id its manifest names
+            folder = ensure_oci(name, needs_for(model_types, req), req)
+            repo_id = repo_id_of(folder.parents[1].name) or name
+        else:
+            folder = _ensure_snapshot(name, needs_for(model_types, req), req)
+            repo_id = name
         if req.verify_on_load:
-            _verify_before_load(name, folder, req)
+            _verify_before_load(repo_id, folder, req)
+        signatures.before_load(repo_id, req.cache_dir, folder.name, req.require_signature)  # before from_pretrained
+        loaded = _load_folder(name, folder, req, model_types, quant)
+        finish(folder)
+        return loaded
+
+
+def _load_folder(name: str, folder: Path, req: LoadRequest, model_types: Sequence[str],
+                 quant: dict[str, Any]) -> tuple[Any, ...]:
     loaded = []
     for model_type in model_types:
         extra = quant if model_type != "tokenizer" else {}

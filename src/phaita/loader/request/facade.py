@@ -166,6 +166,8 @@ def prefetch_model(
     if len(req.candidates) != 1:
         raise ValueError("prefetch_model takes one model name, not a list")
     name = req.candidates[0]
+    if name.startswith("oci://"):
+        return str(api.ensure_oci(name, load_request.needs_for((model_type,), req), req))
     if os.path.isdir(name):
         return name
     return str(api.ensure_snapshot(name, load_request.needs_for((model_type,), req), req))

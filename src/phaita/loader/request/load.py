@@ -27,7 +27,7 @@ MODEL_TYPES: dict[str, str] = {
 FETCH_ONLY_KWARGS = frozenset({
     "revision", "cache_dir", "token", "use_auth_token", "resume_download", "force_download",
     "local_files_only", "proxies", "backoff_base", "backoff_jitter", "allow_pickle", "progress", "events", "mirror",
-    "verify_on_load",
+    "verify_on_load", "require_signature",
 })
 # Shared by both phases.
 BOTH_PHASES_KWARGS = frozenset({"subfolder", "gguf_file"})

@@ -17,11 +17,12 @@ from huggingface_hub.utils import validate_repo_id
 
 from .. import config
 from ..errors import register_secret
-from ..events import Observer, as_observer
+from ..events import Emitter, Observer, as_observer
 from ..cache.lockfile import LockFile, resolve_lock
 from .load import MODEL_TYPES
 from .options import LoaderOptions
 from .freshness import check_mode
+from . import telemetry
 from .retry import check_backoff_base, check_jitter, check_max_retries
 from ..hub.selection import Needs
 
@@ -51,6 +52,15 @@ class LoadRequest:
     endpoints: tuple[str, ...] | None = None  # endpoints=; None: PHAITA_ENDPOINTS or HF_ENDPOINT, read when used
     freshness: str | None = None  # freshness=; None: PHAITA_FRESHNESS, read when used
     verify_on_load: bool = False  # re-hash the snapshot before from_pretrained (verify_on_load= / PHAITA_VERIFY_ON_LOAD)
+    require_signature: bool = False  # a trusted signature before from_pretrained (require_signature= / PHAITA_REQUIRE_SIGNATURE)
+
+    _emitter: Emitter | None = field(default=None, repr=False, compare=False)
+
+    def emitter(self) -> Emitter:
+        """The request's one Emitter of ``events``: an observer that raises is dropped for the whole call."""
+        if self._emitter is None:
+            self._emitter = Emitter(self.events)
+        return self._emitter
 
     def endpoint_list(self) -> tuple[str, ...]:
         return config.endpoints(self.endpoints)
@@ -71,7 +81,10 @@ def _candidates(model_name: Any) -> list[str]:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"model_name must be a non-empty string, a local folder, or a list of them; got {name!r}")
         name = name.strip()
-        if not os.path.isdir(name):
+        if name.startswith("oci://"):  # an OCI registry reference: checked here, read by the loader
+            from ..oci.reference import parse as parse_oci
+            parse_oci(name, what="model_name")
+        elif not os.path.isdir(name):
             try:
                 validate_repo_id(name)
             except ValueError as exc:
@@ -146,6 +159,9 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
     verify = kwargs.pop("verify_on_load", options.verify_on_load)
     if verify is not None and not isinstance(verify, bool):
         raise ValueError(f"verify_on_load must be True, False or None (None: PHAITA_VERIFY_ON_LOAD); got {verify!r}")
+    signed = kwargs.pop("require_signature", options.require_signature)
+    if signed is not None and not isinstance(signed, bool):
+        raise ValueError(f"require_signature must be True, False or None (None: PHAITA_REQUIRE_SIGNATURE); got {signed!r}")
     return LoadRequest(
         candidates=_candidates(model_name),
         max_retries=max_retries,
@@ -165,6 +181,7 @@ def prepare(model_name: Any, *, model_type: str, options: LoaderOptions,
         endpoints=config.parse_endpoints(endpoints) if endpoints is not None else None,
         freshness=check_mode(freshness) if freshness is not None else None,
         verify_on_load=config.verify_on_load(verify),
+        require_signature=config.require_signature(signed),
     )
 
 
@@ -175,7 +192,8 @@ def _observers(events: Any) -> list[Observer]:
         if not callable(observer):
             raise ValueError(f"events must be a callable taking loader events, or a list of them; got {observer!r}")
         out.append(observer)
-    return out
+    otel = telemetry.observer()  # None unless OpenTelemetry is installed and configured
+    return out + [otel] if otel is not None else out
 
 
 def needs_for(model_types: Sequence[str], req: LoadRequest) -> Needs:

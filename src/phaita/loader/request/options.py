@@ -20,3 +20,4 @@ class LoaderOptions:
     token: str | bool | None = field(default=None, repr=False)
     loader_kwargs: dict[str, Any] = field(default_factory=dict)  # from_pretrained's and the loader's keywords
     verify_on_load: bool | None = None  # None: PHAITA_VERIFY_ON_LOAD; True: re-hash the snapshot before loading
+    require_signature: bool | None = None  # None: PHAITA_REQUIRE_SIGNATURE; True: refuse a model not signed by a trusted signer

@@ -101,11 +101,15 @@ def public_error(exc: BaseException, repo_id: str, req: "LoadRequest", attempts:
                                                     failure.transient),
                   transient=failure.transient)
     case = _Case(exc, failure, repo_id, req, endpoints[0], has_token)
+    if getattr(exc, "advice", None) and failure.kind in ERRORS:  # a registry's error says what to do itself
+        return ERRORS[failure.kind][0](exc.advice, **common)  # type: ignore[attr-defined]
     if failure.kind in ERRORS:
         cls, message = ERRORS[failure.kind]
-        return cls(message(case), **common)
+        err = cls(message(case), **common)
+        err.failure_kind = failure.kind.value  # type: ignore[attr-defined]  # for telemetry
+        return err
     notes = getattr(exc, "endpoint_notes", [])
-    return ModelDownloadError(
+    err = ModelDownloadError(
         advice.retries_exhausted_message(
             repo_id, attempts=attempts,
             last_error=failure.reason + (f" (before that: {'; '.join(notes)})" if notes else ""),
@@ -113,3 +117,5 @@ def public_error(exc: BaseException, repo_id: str, req: "LoadRequest", attempts:
             revision=req.revision, max_retries=req.max_retries, timeout=req.timeout,
             first_steps=purge_advice(exc, repo_id, endpoints)),
         **common)
+    err.failure_kind = failure.kind.value  # type: ignore[attr-defined]
+    return err

@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import config
-from ..errors import ChecksumMismatch, ContentChanged
+from ..errors import ChecksumMismatch, ContentChanged, redact
+from ..events import EndpointFallback
 from .snapshot import FetchContext, fetch_snapshot
 from ..hub.listing import RepoListing, fetch_listing
 from ..http.deadline import Deadline
 from ..http.failures import FailureKind, classify
 from ..hub.selection import Needs
+from ..cache.lockfile import LockedModel
+from ..oci.pull import fetch_from_registry
 
 logger = logging.getLogger("phaita.model_loader")
 
@@ -35,12 +38,17 @@ NEXT_ENDPOINT_KINDS = frozenset({FailureKind.NETWORK, FailureKind.HTTP, FailureK
 
 
 def describe(endpoint: str) -> str:
+    if endpoint.startswith("oci://"):
+        return f"the registry at {endpoint}"
     return f"the hub at {endpoint}" if endpoint == config.DEFAULT_ENDPOINT else f"the mirror at {endpoint}"
 
 
 def corrupt_copy(endpoint: str, path: str, listing: RepoListing | None) -> str:
     remote = listing.get(path) if listing is not None else None
     check = "sha256" if remote is not None and remote.sha256 else ("git sha1" if remote and remote.blob_id else "size")
+    if endpoint.startswith("oci://"):
+        return (f"{describe(endpoint)} serves a copy of {path} whose sha256 does not match its layer digest; "
+                f"ask its administrator to check the registry's storage, or push the model again")
     text = f"{describe(endpoint)} serves a copy of {path} whose {check} does not match"
     if endpoint != config.DEFAULT_ENDPOINT:
         text += "; purge it from the mirror's cache"
@@ -56,7 +64,8 @@ def _bad_path(exc: ChecksumMismatch, listing: RepoListing | None) -> str | None:
 
 
 def fetch_from_endpoints(repo_id: str, revision: str, needs: Needs, ctx: FetchContext, deadline: Deadline,
-                         listing: RepoListing | None, endpoints: Sequence[str]) -> Path:
+                         listing: RepoListing | None, endpoints: Sequence[str],
+                         locked: LockedModel | None = None) -> Path:
     """One attempt: the snapshot from ``endpoints`` in order (see the module's text)."""
     endpoints = tuple(endpoints) or (ctx.endpoint,)
     corrupt: list[str] = []
@@ -66,6 +75,9 @@ def fetch_from_endpoints(repo_id: str, revision: str, needs: Needs, ctx: FetchCo
             ctx.endpoint = endpoint
             following = endpoints[i + 1] if i + 1 < len(endpoints) else None
             try:
+                if endpoint.startswith("oci://"):  # a registry: its manifest is the listing (oci.pull)
+                    return fetch_from_registry(repo_id, revision, needs, ctx, deadline, endpoint, listing=listing,
+                                               locked=locked)
                 if listing is None:
                     listing = fetch_listing(repo_id, revision, headers=ctx.headers, deadline=deadline,
                                             timeouts=ctx.timeouts, endpoint=endpoint)
@@ -79,10 +91,14 @@ def fetch_from_endpoints(repo_id: str, revision: str, needs: Needs, ctx: FetchCo
                                    else corrupt_copy(endpoint, path, listing))
                     if following:
                         logger.warning("%s: %s; fetching it from %s", repo_id, corrupt[-1], following)
+                        ctx.events.emit(EndpointFallback(repo_id, redact(endpoint), redact(following),
+                                                         redact(corrupt[-1])))
                 elif following and failure.kind in NEXT_ENDPOINT_KINDS:
                     others.append(f"{describe(endpoint)}: {failure.reason}")
                     logger.warning("%s: %s failed (%s); trying %s", repo_id, describe(endpoint), failure.reason,
                                    following)
+                    ctx.events.emit(EndpointFallback(repo_id, redact(endpoint), redact(following),
+                                                     redact(failure.reason)))
                 if following is None or failure.kind not in NEXT_ENDPOINT_KINDS:
                     if corrupt and isinstance(exc, ChecksumMismatch):
                         raise ChecksumMismatch("; ".join(corrupt), path) from exc

@@ -30,7 +30,7 @@ from . import body, sidecar
 from .empty_break import EmptyBreaks
 from .overlap import Background, write_back
 from .progress_guard import ProgressGuard, refused_for_good, unmatched_hash
-from ..errors import BadResponse, TransferIncomplete
+from ..errors import BadResponse, TransferIncomplete, redact
 from ..events import FileStarted, Progress, Resumed
 from ..hashing import StreamHasher
 from ..http.links import crowded
@@ -88,7 +88,8 @@ class FileTransfer(ParallelRanges):
             self._load_state()
             self.background.start()
             self.guard.initial = sidecar.total(self.done)
-            self.ctx.events.emit(FileStarted(self.file.path, self.size, sidecar.total(self.done)))
+            self.ctx.events.emit(FileStarted(self.file.path, self.size, sidecar.total(self.done),
+                                             redact(self.ctx.endpoint)))
             while True:
                 self._fetch_missing()
                 self._advance_hash()

@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import quote
 
 import filelock
@@ -32,12 +32,13 @@ from . import sidecar
 from ..cache.layout import RepoCache
 from ..config import Parallelism, Timeouts
 from ..errors import ChecksumMismatch, DiskFull, LockTimeout
-from ..events import Emitter, FileDone, Plan, PlannedFile
+from ..errors import redact
+from ..events import Emitter, FileDone, FileFailed, Plan, PlannedFile
 from ..http.links import ConnectionBudget, LinkState
 from ..hub.listing import RemoteFile, RepoListing, fetch_listing
 from ..http.deadline import Deadline
 from ..http.failures import classify
-from ..hub.selection import Needs, select_files
+from ..hub.selection import SIGNATURE_FILE, Needs, select_files
 from .file import FileTransfer
 
 logger = logging.getLogger("phaita.model_loader")
@@ -55,6 +56,8 @@ class FetchContext:
     events: Emitter = field(default_factory=Emitter, repr=False)
     parallel: Parallelism = field(default_factory=Parallelism)
     bytes_received: int = 0  # counted across attempts, for reports
+    # where a file's bytes are (None: the hub's /resolve/ URL); an OCI registry gives its blob URL
+    blob_url: Callable[[RemoteFile], str] | None = field(default=None, repr=False)
     links: LinkState = field(init=False, repr=False)
     budget: ConnectionBudget = field(init=False, repr=False)
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -95,6 +98,9 @@ def fetch_snapshot(
     ctx.events.emit(Plan(repo_id, listing.commit, tuple(
         PlannedFile(f.path, f.size, _on_disk(repo, f)) for f in wanted)))
     _fetch_all(repo, listing.commit, wanted, ctx, deadline)
+    signature = next((f for f in listing.files if f.path == SIGNATURE_FILE and not needs.subfolder), None)
+    if signature is not None:
+        _place_signature(repo, listing.commit, signature, ctx, deadline)
     status = repo.check_files(listing.commit, wanted)
     if not status.complete:
         raise ChecksumMismatch(f"snapshot incomplete after fetch ({'; '.join(status.problems)})")
@@ -102,6 +108,24 @@ def fetch_snapshot(
     # (plain transformers and `hf` offline find a snapshot through refs/ and do not check it is whole).
     repo.write_ref(revision, listing.commit)
     return repo.snapshot_dir(listing.commit)
+
+
+def _place_signature(repo: RepoCache, commit: str, file: RemoteFile, ctx: FetchContext, deadline: Deadline) -> None:
+    """The repository's ``model.sig``, fetched and verified like any file, then moved to the commit's
+    signature place (outside the snapshot, where it would sign itself). A signature already there
+    (one the site made with ``phaita models sign``) is kept."""
+    target = repo.signature_path(commit)
+    if target.exists():
+        return
+    blob = download_blob(repo.repo_id, commit, file, ctx, deadline)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        shutil.copyfile(blob, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("%s: the repository's %s is kept at %s", repo.repo_id, SIGNATURE_FILE, target)
 
 
 def _fetch_all(repo: RepoCache, commit: str, files: list[RemoteFile], ctx: FetchContext, deadline: Deadline) -> None:
@@ -183,11 +207,16 @@ def download_blob(repo_id: str, commit: str, file: RemoteFile, ctx: FetchContext
                 blob.unlink(missing_ok=True)  # wrong size: never trust it
                 # Built here, not with hf_hub_url: its template is fixed when huggingface_hub is imported,
                 # and HF_ENDPOINT may be set later.
-                url = f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}"
+                url = (ctx.blob_url(file) if ctx.blob_url is not None
+                       else f"{ctx.endpoint}/{repo_id}/resolve/{commit}/{quote(file.path)}")
                 part = repo.incomplete_path(file.etag)
                 ctx.budget.enter(deadline, file.path)
                 try:
                     FileTransfer(url, file, part, ctx, deadline).run()
+                except BaseException as exc:
+                    failure = classify(exc)
+                    ctx.events.emit(FileFailed(file.path, failure.kind.value, redact(failure.reason)))
+                    raise
                 finally:
                     ctx.budget.leave()
                 os.replace(part, blob)

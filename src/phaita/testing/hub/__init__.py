@@ -6,15 +6,15 @@ Repositories are folders ``root/<org>/<name>/``; an optional ``.hub.json`` in a 
 The unmodified ``huggingface_hub`` client and ``transformers`` work against it with
 ``HF_ENDPOINT=hub.url``. Faults (see :mod:`phaita.testing.faults`) are applied to response bodies.
 
-Parts: :mod:`.server` (:class:`LocalHub`), :mod:`.transport` (HTTP and faults), :mod:`.routes`
-(the URL table), :mod:`.handlers` (one function per endpoint), :mod:`.store` (where
-repositories come from: folders by default, any :class:`~.store.RepoStore`).
+Parts: :mod:`.server` (:class:`LocalHub`), :mod:`.transport` (HTTP and faults), :mod:`.store` (where
+repositories come from: folders by default, any :class:`~.store.RepoStore`); the URL table and
+the endpoints are :mod:`phaita.hubserver`'s (shared with the station mirror).
 """
 
 from __future__ import annotations
 
 from .protocol import HubError, HubRequest, RequestRecord, Response
-from .routes import ROUTES, Route
+from phaita.hubserver.routes import ROUTES, Route
 from .server import MIRROR_FEATURES, LocalHub
 from .store import LFS_EXTENSIONS, LFS_THRESHOLD, FolderStore, RepoFile, RepoStore, commit_sha, repo_files
 

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from ..faults import FaultPlan, FaultRule, parse_faults
 from .protocol import RequestRecord
-from .routes import ROUTES, Route
+from phaita.hubserver.routes import ROUTES, Route
 from .store import FolderStore, RepoFile, RepoStore
 from .transport import HubHandler, _Server
 
@@ -36,7 +36,7 @@ class LocalHub:
     :data:`MIRROR_FEATURES`): ``lacks=("revision-blobs",)`` answers the revision API as olah does.
     ``store`` serves repositories from elsewhere than ``root/<org>/<name>/`` folders (a
     :class:`~phaita.testing.hub.store.RepoStore`); ``routes`` replaces the route table
-    (:data:`~phaita.testing.hub.routes.ROUTES`).
+    (:data:`~phaita.hubserver.routes.ROUTES`).
     ``tls`` (a server-side ``ssl.SSLContext``) serves HTTPS instead of HTTP.
     """
 

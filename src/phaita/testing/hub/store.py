@@ -11,52 +11,18 @@ import hashlib
 import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+
+from phaita.hubserver.store import RepoFile, RepoStore
 
 from ..digests import git_blob_id, git_sha1_file, sha256_file
+
+__all__ = ["RepoFile", "RepoStore", "FolderStore", "repo_files", "commit_sha", "valid_repo_id"]
 
 LFS_EXTENSIONS = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".ckpt")
 LFS_THRESHOLD = 1_000_000
 CONFIG_NAME = ".hub.json"
 _SKIP_DIRS = {".git", ".cache"}
-
-
-@dataclass(frozen=True)
-class RepoFile:
-    path: str  # posix path inside the repository
-    abspath: str
-    size: int
-    oid: str  # git blob oid (of the LFS pointer for LFS files)
-    sha256: str | None  # set for LFS files
-    pointer_size: int | None
-
-    @property
-    def is_lfs(self) -> bool:
-        return self.sha256 is not None
-
-    @property
-    def etag(self) -> str:
-        return self.sha256 or self.oid
-
-
-class RepoStore(Protocol):
-    """What the hub needs to know about the repositories it serves."""
-
-    def exists(self, repo_id: str) -> bool: ...
-
-    def config(self, repo_id: str) -> dict:
-        """The repository's settings (``.hub.json``: gated, private, allowed_tokens, hostile knobs...)."""
-
-    def snapshot(self, repo_id: str, revision: str) -> tuple[list[RepoFile], str] | None:
-        """(files, commit) that ``revision`` names; None for an unknown revision."""
-
-    def files(self, repo_id: str) -> list[RepoFile]:
-        """The files of the default branch."""
-
-    def commit(self, repo_id: str) -> str:
-        """The commit of the default branch."""
 
 
 def valid_repo_id(repo_id: str) -> bool:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..faults import FaultRule, Pacer
 from .protocol import HubError, HubRequest, RequestRecord, Response, RunningHub
-from .routes import find_route
+from phaita.hubserver.routes import find_route
 
 _CHUNK = 256 * 1024
 
