@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 # venv: its pins would change this project's packages (psutil) and add httpx. Tests find its olah-cli there.
 OLAH_VENV := .venv-olah
 OLAH_STAMP := $(OLAH_VENV)/.installed
-# Real third-party servers from Debian (an OCI registry, nginx): scripts/system-packages.sh.
+# Real third-party servers from Debian, installed by scripts/system-packages.sh: docker-registry (the
+# OCI registry), nginx-light (the fast static hub), softhsm2 (a PKCS#11 token for signing).
 SYSTEM_STAMP := $(VENV)/.system-packages
 
 .PHONY: demo test bench setup
