@@ -185,6 +185,26 @@ def test_an_error_from_the_redirect_target_names_that_host(serve, loader_env, da
     assert cdn.requests("model.safetensors"), "the redirect was followed"
 
 
+def test_a_connection_failure_at_the_redirect_target_names_that_host(serve, loader_env, data):
+    """Nothing listens where the hub redirects the download: the error names that host, not the hub."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: connection refused
+
+    def redirect(h, data, rng):
+        h.reply(302, b"", {"Location": f"{dead}/{REPO}/resolve/{COMMIT}/model.safetensors"})
+
+    hub = serve(_hub(HostileFile(data, redirect)))
+    err, _ = _fetch(max_retries=1, timeout=30)
+    assert f"at {dead}, where the hub redirected the download" in str(err), str(err)
+    assert "ConnectError" in str(err) and err.transient
+    assert f"at {hub.url}" not in str(err)
+    repo = Path(loader_env["HF_HUB_CACHE"]) / "models--acme--hostile"
+    assert not (repo / "refs").exists() and not is_model_cached(REPO)  # a transient failure: nothing visible
+
+
 def test_server_text_in_log_lines_is_escaped(serve, loader_env, data, caplog):
     """A header from the server quoted in an error cannot fake a log line, colour a terminal or reverse text."""
     def lying(h, data, rng):

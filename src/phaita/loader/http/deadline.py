@@ -25,6 +25,7 @@ from huggingface_hub.utils import hf_raise_for_status
 
 from ..config import Timeouts
 from ..errors import BadResponse, DeadlineExceeded, UnsafeRepository
+from .failures import note_redirect_target
 from .tls import session as tls_session
 
 
@@ -107,9 +108,11 @@ def stream(
     """
     deadline.check(what)
     session = tls_session()
+    answered: httpx2.URL | None = None  # where the answer came from (after any redirect)
     try:
         with session.stream(method, url, headers=dict(headers), content=content,
                             timeout=_timeout(deadline, timeouts)) as response:
+            answered = response.url
             watchdog = _Watchdog(response, deadline)
             try:
                 if response.status_code >= 400:
@@ -121,6 +124,7 @@ def stream(
     except (httpx2.TransportError, OSError) as exc:
         if deadline.expired():
             raise DeadlineExceeded(f"{what}: attempt timed out after {deadline.seconds:g} s") from exc
+        note_redirect_target(exc, url, answered)
         raise
 
 

@@ -151,8 +151,34 @@ def _redirected_to(exc: BaseException) -> str | None:
         return None
     if (first.host, first.port) == (last.host, last.port):
         return None
-    port = f":{last.port}" if last.port else ""
-    return printable(f"{last.scheme}://{last.host}{port}", 200)
+    return _origin(last)
+
+
+def _origin(url: httpx2.URL) -> str:
+    port = f":{url.port}" if url.port else ""
+    return printable(f"{url.scheme}://{url.host}{port}", 200)
+
+
+def note_redirect_target(exc: BaseException, asked: str, answered: httpx2.URL | None) -> None:
+    """Mark a network failure that happened at another host than the one asked (the hub redirected the
+    download there: a CDN, object storage), so that its reason names that host, not the hub."""
+    failed = answered
+    if failed is None:
+        try:
+            failed = exc.request.url  # type: ignore[attr-defined]  # httpx2: the request that failed
+        except (AttributeError, RuntimeError):
+            return
+    try:
+        first = httpx2.URL(asked)
+    except (TypeError, ValueError, httpx2.InvalidURL):
+        return
+    if (failed.host, failed.port) != (first.host, first.port):
+        exc.redirect_target = _origin(failed)  # type: ignore[attr-defined]
+
+
+def _at_redirect_target(exc: BaseException) -> str:
+    target = getattr(exc, "redirect_target", None)
+    return f" at {target}, where the hub redirected the download" if target else ""
 
 
 def classify(exc: BaseException) -> Failure:
@@ -197,9 +223,10 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, httpx2.ProxyError) and "407" in str(exc):
         return Failure(FailureKind.PROXY_AUTH, False, "the proxy refused the credentials (HTTP 407)", 407)
     if isinstance(exc, httpx2.TimeoutException):
-        return Failure(FailureKind.NETWORK, True, f"network timeout ({name})")
+        return Failure(FailureKind.NETWORK, True, f"network timeout ({name}){_at_redirect_target(exc)}")
     if isinstance(exc, httpx2.TransportError):
-        return Failure(FailureKind.NETWORK, True, f"connection error ({name}): {_one_line(exc)}")
+        return Failure(FailureKind.NETWORK, True,
+                       f"connection error ({name}){_at_redirect_target(exc)}: {_one_line(exc)}")
     if isinstance(exc, (NoProgress, EncodedBody)):
         return Failure(FailureKind.BROKEN_SERVER, False, _one_line(exc))
     if isinstance(exc, UnsafeListing):
@@ -213,7 +240,8 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return Failure(FailureKind.DISK_FULL, False, f"no space left on device ({_one_line(exc)})")
     if isinstance(exc, (socket.timeout, ConnectionError)):
-        return Failure(FailureKind.NETWORK, True, f"connection error ({name}): {_one_line(exc)}")
+        return Failure(FailureKind.NETWORK, True,
+                       f"connection error ({name}){_at_redirect_target(exc)}: {_one_line(exc)}")
     if isinstance(exc, UnsafeRepository):
         return Failure(FailureKind.UNSAFE, False, _one_line(exc))
     if isinstance(exc, UnsupportedWeights):
