@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from phaita.hubserver.store import RepoFile
 from phaita.loader.cache.layout import RepoCache
-from phaita.loader.cache.scan import scan_cache
+from phaita.loader.cache.scan import inspect_snapshot, scan_cache
 from phaita.loader.hashing import GIT, hash_file
 from phaita.loader.hub.selection import SIGNATURE_FILE
 
@@ -59,6 +59,9 @@ def rescan(index: CacheIndex) -> RescanReport:
             state = fingerprint(index.cache_dir, repo_id, snap.commit)
             if state == before:
                 continue  # refused, and nothing changed since
+            # Judge the snapshot as it is now, not as the scan above saw it: a file linked in between
+            # would otherwise be judged missing under a fingerprint that already has it, and never again.
+            snap = inspect_snapshot(index.cache_dir, repo_id, snap.commit, snap.refs)
             bad: dict[tuple[str, str], str] = {}
             if snap.path is not None and snap.complete:
                 for line in verify_snapshot(index.cache_dir, repo_id, snap.path):
