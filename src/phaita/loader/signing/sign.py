@@ -156,14 +156,19 @@ def sign_snapshot(repo: RepoCache, commit: str, signer: Signer, out: Path | None
                            f"{type(exc).__name__}: {exc}") from None
     target = out or repo.signature_path(commit)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _write_whole(signature, target)
+    repo.signature_record_path(commit).unlink(missing_ok=True)
+    return target, count
+
+
+def _write_whole(signature: Any, target: Path) -> None:
+    """Write the library's signature beside ``target`` and rename it there: never a half-written file."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         signature.write(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    repo.signature_record_path(commit).unlink(missing_ok=True)
-    return target, count
 
 
 def sign_file(path: Path, signer: Signer, out: Path) -> Path:
@@ -174,10 +179,5 @@ def sign_file(path: Path, signer: Signer, out: Path) -> Path:
 
     manifest = ms_hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=False).hash(path)
     signature = library_signer.sign(signing.Payload(manifest))
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        signature.write(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_whole(signature, out)
     return out
