@@ -168,8 +168,48 @@ def test_content_that_changes_between_requests_says_so(serve, loader_env, data):
     assert "changed while it was being fetched" in str(err), str(err)
     assert "its 2 answers (from bytes 0, 100000)" in str(err)
     assert "purge" not in str(err) and err.transient and err.attempts == 2
-    assert len(hub.requests("model.safetensors")) == 2 * 2  # two per attempt, no more
+    # per attempt: the two answers, then the recheck in one answer, which breaks and resumes the same way
+    assert [s.range for s in hub.requests("model.safetensors")] == [None, f"bytes={CUT}-"] * 4
     _nothing_left(Path(loader_env["HF_HUB_CACHE"]))
+
+
+def _in_pieces(monkeypatch) -> bytes:
+    monkeypatch.setenv("PHAITA_PARALLEL_THRESHOLD", str(64 << 10))
+    monkeypatch.setenv("PHAITA_STREAMS_PER_FILE", "4")
+    return os.urandom(1 << 20)
+
+
+def test_a_corrupt_copy_fetched_in_pieces_is_named_a_corrupt_copy(serve, loader_env, monkeypatch):
+    """A server whose copy is wrong (the same wrong bytes to every request, Range honoured) under the
+    hub's hash: the pieces do not add up, the file once more in one answer brings the same wrong bytes,
+    so the error says the copy is corrupt (purge it), not that the file changed while it was fetched."""
+    big = _in_pieces(monkeypatch)
+    wrong = big[:700_000] + bytes([big[700_000] ^ 0xFF]) + big[700_001:]
+    hub = serve(_hub(HostileFile(big, lambda h, data, rng: serve_normally(h, wrong, rng))))
+    err, _ = _fetch(max_retries=1, timeout=30)
+    asked = [s.range for s in hub.requests("model.safetensors")]
+    assert len(set(asked)) > 2 and asked[-1] is None and asked.count(None) == 1, asked  # pieces, then whole
+    assert "serves a copy of model.safetensors whose sha256 does not match; purge it" in str(err), str(err)
+    assert "changed while it was being fetched" not in str(err)
+    _nothing_left(Path(loader_env["HF_HUB_CACHE"]))
+
+
+def test_a_piece_corrupted_on_the_way_is_fetched_again_whole_and_loads(serve, loader_env, monkeypatch):
+    """One range answer damaged once (a flaky proxy): the one-answer recheck is right, the load goes on
+    in the same attempt."""
+    big = _in_pieces(monkeypatch)
+    damaged: list = []
+
+    def once(h, data, rng):
+        if rng is not None and rng[0] > 0 and not damaged:
+            damaged.append(rng)
+            data = data[:rng[0]] + bytes([data[rng[0]] ^ 0xFF]) + data[rng[0] + 1:]
+        serve_normally(h, data, rng)
+
+    hub = serve(_hub(HostileFile(big, once)))
+    snapshot = Path(prefetch_model(REPO, max_retries=1, timeout=30))
+    assert (snapshot / "model.safetensors").read_bytes() == big and damaged
+    assert hub.requests("model.safetensors")[-1].range is None  # the recheck, whole
 
 
 def test_an_error_from_the_redirect_target_names_that_host(serve, loader_env, data):

@@ -69,6 +69,7 @@ class FileTransfer(ParallelRanges):
         self._unreported = 0
         self._cuts = 0
         self.guard = ProgressGuard(file.path, self.size, deadline, ctx.events)  # this file's requests, this attempt
+        self.pieced_digest: str | None = None  # the wrong sha256 of pieces that did not add up (see _recheck_whole)
         threshold = ctx.parallel.threshold
         self.min_split = max(64 << 10, min(threshold // 4, 4 << 20))
         self.window = 4 * self.min_split
@@ -93,11 +94,14 @@ class FileTransfer(ParallelRanges):
             while True:
                 self._fetch_missing()
                 self._advance_hash()
-                if self._hash_ok() or not self.guessed:
+                if self._hash_ok():
                     break
-                logger.info("%s: the partial file (no record of its ranges) was not the hub's; fetching it again",
-                            self.file.path)
-                self.guessed = False
+                if self.guessed:
+                    logger.info("%s: the partial file (no record of its ranges) was not the hub's; fetching it "
+                                "again", self.file.path)
+                    self.guessed = False
+                elif not self._recheck_whole():
+                    break
                 self._restart()
             os.fsync(self.fd)
             finished = True
@@ -114,9 +118,27 @@ class FileTransfer(ParallelRanges):
                 self.discard()
         if not self._hash_ok():
             self.discard()
-            raise unmatched_hash(self.guard)
+            raise unmatched_hash(self.guard, self._hasher.hexdigest(), self.pieced_digest)
+
+    def _recheck_whole(self) -> bool:
+        """A file whose pieces did not add up to its hash is fetched once more, whole, in one answer.
+
+        Only that tells a copy that is wrong on the server (the one answer brings the same wrong bytes:
+        a corrupt mirror copy, to purge) from pieces that disagree (bytes changed between requests, or
+        one piece corrupted on the way: then the one answer is usually right, and the load goes on).
+        """
+        if self.pieced_digest is not None or not self.file.hash_known or self.guard.single_answer():
+            return False
+        self.pieced_digest = self._hasher.hexdigest()
+        logger.info("%s: its %d pieces do not add up to the hub's hash; fetching it once more in one answer",
+                    self.file.path, self.guard.answers())
+        self.guard.start_over()
+        return True
 
     def _fetch_missing(self) -> None:
+        if self.pieced_digest is not None:  # the recheck: one answer, whole
+            self._run_one()
+            return
         streams = self.ctx.links.streams_per_file if self.ctx.links.ranges_ok else 1
         if streams > 1 and self.size >= self.ctx.parallel.threshold and sidecar.missing(self.done, self.size):
             self._run_many(streams)

@@ -61,6 +61,20 @@ class ProgressGuard:
         self.initial = 0  # bytes on disk from an earlier attempt, set by the transfer
         self._lock = threading.Lock()
 
+    def answers(self) -> int:
+        """Answers that wrote bytes, plus one for bytes kept from an earlier attempt."""
+        with self._lock:
+            return len(self.pieces) + (1 if self.initial else 0)
+
+    def single_answer(self) -> bool:
+        """The file on disk came from one answer, from byte 0."""
+        return self.answers() <= 1
+
+    def start_over(self) -> None:
+        """The file is fetched again from byte 0: its pieces so far no longer count (the budgets do)."""
+        with self._lock:
+            self.pieces, self.ever, self.initial = [], [], 0
+
     # ------------------------------------------------------------------ per request
     def requested(self, offset: int, end: int) -> None:
         with self._lock:
@@ -179,19 +193,21 @@ def refused_for_good(exc: BaseException) -> bool:
     return isinstance(exc, (NoProgress, EncodedBody))
 
 
-def unmatched_hash(guard: ProgressGuard) -> ChecksumMismatch:
-    """The error for a whole file whose hash is wrong, from how its bytes came.
+def unmatched_hash(guard: ProgressGuard, digest: str, pieced: str | None = None) -> ChecksumMismatch:
+    """The error for a whole file whose hash is wrong (``digest``), from how its bytes came.
 
-    One answer: that copy is wrong (a corrupt mirror copy: :mod:`.endpoints` says to purge it).
-    Several (resumes, parallel ranges, bytes kept from an earlier attempt): the pieces do not add
-    up; the file changed on the server between them (new bytes under the same headers), or one
-    was corrupted on the way. Either way the file is discarded and the next attempt fetches it anew.
+    One answer: that copy is wrong (a corrupt mirror copy: :mod:`.endpoints` says to purge it); when
+    pieces fetched before it (``pieced``: their sha256) came to the same wrong bytes, the message says so.
+    Several (resumes that broke again, bytes kept from an earlier attempt): the pieces do not add up;
+    the file changed on the server between them (new bytes under the same headers), or one was
+    corrupted on the way. Either way the file is discarded and the next attempt fetches it anew.
     """
     with guard._lock:
         pieces, initial = list(guard.pieces), guard.initial
     if len(pieces) <= 1 and not initial:
-        return ChecksumMismatch(f"{guard.path}: content does not match the hub's hash; the file was discarded",
-                                guard.path)
+        again = " (in one answer, as in the pieces fetched before it)" if pieced == digest else ""
+        return ChecksumMismatch(f"{guard.path}: content does not match the hub's hash{again}; the file was "
+                                "discarded", guard.path)
     starts = ", ".join(str(p) for p in sorted(set(pieces))[:4]) + (", ..." if len(set(pieces)) > 4 else "")
     earlier = f" and {initial} bytes kept from an earlier attempt" if initial else ""
     return ContentChanged(
