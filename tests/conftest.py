@@ -27,8 +27,10 @@ from phaita.testing.env import point_huggingface_hub_at
 # Test files whose work is long and cannot be split (one demo run, real models loaded once per module,
 # olah's venv): under pytest-xdist (`make test`, one file per worker) they start first, so the other
 # workers fill in around them (longest-first scheduling) instead of one of them starting last.
-LONG_FILES = ("test_demo.py", "test_components_hub.py", "test_airgap_lock.py", "test_airgap_bundle.py",
-              "test_olah.py", "test_benchmarks_smoke.py", "test_conversation.py", "test_station_mirror.py",
+# The demo starts fifth: by then test_components_hub has converted the GGUF LM once, and the demo reads
+# the copy it kept (PHAITA_GGUF_CACHE, shared by the run's processes) instead of converting it again.
+LONG_FILES = ("test_components_hub.py", "test_airgap_bundle.py", "test_airgap_lock.py", "test_benchmarks_smoke.py",
+              "test_demo.py", "test_olah.py", "test_conversation.py", "test_station_mirror.py",
               "test_chaos.py", "test_triage.py", "test_guide.py")
 
 
@@ -44,6 +46,9 @@ def pytest_configure(config):
     for key in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "PHAITA_ENDPOINTS"):
         os.environ.pop(key, None)
     config._phaita_test_home = home
+    if not hasattr(config, "workerinput"):  # the run's first process: its workers inherit this folder
+        # GGUF models converted once per run, not once per process (phaita.loader.request.gguf_copy)
+        os.environ["PHAITA_GGUF_CACHE"] = str(home / "gguf-copies")
 
 
 def pytest_unconfigure(config):

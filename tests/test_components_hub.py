@@ -10,8 +10,12 @@ the other components through ``model=``/``tokenizer=``; generations are kept sho
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +26,9 @@ from phaita.data.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, Question, QuestionGenerator
 from phaita.testing import LocalHub, publish_pypi_models, write_tiny_gpt2
 from phaita.testing.env import point_huggingface_hub_at
-from phaita.utils.model_loader import ModelDownloadError, ModelNotFoundError, robust_model_download
+from phaita.loader.config import gguf_cache
+from phaita.utils.model_loader import (ModelDownloadError, ModelNotFoundError, load_model_and_tokenizer,
+                                       robust_model_download)
 from phaita.utils.realism_scorer import RealismScorer, heuristic_realism
 
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -78,9 +84,28 @@ def generator(hub):
     """
     hub.reset_stats()
     # one LM try per complaint: this module checks loading and sharing, the benchmark the on-condition rate
-    gen = ComplaintGenerator(LM, use_4bit=False, seed=11, max_new_tokens=24, loader_kwargs={"gguf_file": GGUF},
-                             lm_attempts=1)
+    with _loader_lines() as lines:
+        gen = ComplaintGenerator(LM, use_4bit=False, seed=11, max_new_tokens=24, loader_kwargs={"gguf_file": GGUF},
+                                 lm_attempts=1)
+    gen.loader_lines = lines  # type: ignore[attr-defined]  # whether it converted the GGUF file or read a copy
     return gen, hub.stats
+
+
+@contextlib.contextmanager
+def _loader_lines():
+    """The loader's log lines (INFO and up) while the block runs."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    log = logging.getLogger("phaita.model_loader")
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +169,73 @@ def test_complaint_generator_loads_gguf_through_loader(hub, generator, lm_compla
     # the LM was asked for every complaint (kept, or replaced by a template when off topic)
     assert gen.stats["lm"] + gen.stats["template_fallback"] == len(LM_CODES)
     print("\nLM complaints:", *(f"  {c} [{s}] {t}" for c, t, s in lm_complaints), sep="\n")
+
+
+def _weights(model) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _copies(hub) -> Path:
+    return gguf_cache(hub.cache)  # the suite shares one folder (tests/conftest.py): one conversion per run
+
+
+def test_a_gguf_model_loads_from_its_converted_copy_as_the_same_model(hub, generator):
+    """The first load of a GGUF file keeps what transformers built from it (PHAITA_GGUF_CACHE); a load
+    afterwards reads that copy, in seconds instead of ~36, and is the same model: weights, tokens, chat
+    template and greedy words. (When another test process converted first, the generator read the copy
+    too: then the reference is a load with the copy switched off.)"""
+    gen, _ = generator
+    converted = any("converted copy kept" in line for line in gen.loader_lines)
+    assert converted or any("loaded from its converted copy" in line for line in gen.loader_lines), gen.loader_lines
+    if converted:
+        reference, ref_tokenizer = gen.model, gen.tokenizer
+    else:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PHAITA_GGUF_CACHE", "off")
+            reference, ref_tokenizer = load_model_and_tokenizer(LM, model_type="causal_lm", gguf_file=GGUF)
+    with _loader_lines() as lines:
+        model, tokenizer = load_model_and_tokenizer(LM, model_type="causal_lm", gguf_file=GGUF)
+    assert sum("loaded from its converted copy" in line for line in lines) == 2, lines  # model and tokenizer
+    assert not any("converted copy kept" in line for line in lines)
+    assert _weights(model) == _weights(reference)
+    text = "I can't catch my breath and my chest is tight, worse since last night"
+    assert tokenizer(text)["input_ids"] == ref_tokenizer(text)["input_ids"]
+    assert tokenizer.chat_template == ref_tokenizer.chat_template
+    ids = tokenizer("The patient says", return_tensors="pt")
+    assert model.generate(**ids, max_new_tokens=6, do_sample=False).tolist() == \
+        reference.generate(**ids, max_new_tokens=6, do_sample=False).tolist()
+    folders = [p for p in _copies(hub).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    for folder in folders:  # each copy lists its files, with sizes and hashes; no temp folder left
+        record = json.loads((folder / "phaita-gguf.json").read_text())
+        assert record["source"] == GGUF and record["files"]
+        assert all((folder / name).stat().st_size == size for name, (size, _) in record["files"].items())
+    assert {f.name.split("-")[1] for f in folders} >= {"AutoModelForCausalLM", "AutoTokenizer"}
+    assert not [p for p in _copies(hub).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_converted_copy_that_no_longer_matches_its_record_is_made_again(hub, generator, tmp_path, monkeypatch):
+    """A file of the copy changed in place (same size): verify_on_load re-hashes the copy, refuses it
+    with one WARNING, removes it and converts the GGUF file again; the result is the original's."""
+    gen, _ = generator
+    (tokenizer_copy,) = [p for p in _copies(hub).iterdir() if "-AutoTokenizer-" in p.name and p.is_dir()]
+    mine = tmp_path / "copies"
+    shutil.copytree(tokenizer_copy, mine / tokenizer_copy.name)
+    monkeypatch.setenv("PHAITA_GGUF_CACHE", str(mine))
+    changed = mine / tokenizer_copy.name / "tokenizer.json"
+    data = changed.read_bytes()
+    changed.write_bytes(data.replace(b'"<|im_start|>"', b'"<|im_stXrt|>"', 1))
+    assert changed.stat().st_size == len(data) and changed.read_bytes() != data
+    with _loader_lines() as lines:
+        tokenizer = robust_model_download(LM, "tokenizer", gguf_file=GGUF, verify_on_load=True)
+    assert any("is not usable (tokenizer.json is not the file its record lists)" in line for line in lines), lines
+    assert any("converted copy kept" in line for line in lines)
+    assert changed.read_bytes() == data  # made again, as it was
+    text = "<|im_start|>user\nwheezing all night<|im_end|>"
+    assert tokenizer(text)["input_ids"] == gen.tokenizer(text)["input_ids"]
 
 
 def test_diverse_complaints_with_lm(generator):

@@ -72,6 +72,8 @@ CURL_CA_BUNDLE                         TLS-inspecting proxy already sets for pip
 HTTPS_PROXY, HTTP_PROXY,   unset       Proxies (read by the HTTP client); credentials in them
 ALL_PROXY, NO_PROXY                    are redacted from every message; an https:// proxy's
                                        certificate is verified with the CA bundle above
+PHAITA_GGUF_CACHE          <cache>/.phaita/gguf  GGUF models converted once (a folder;
+                                       ``off``: convert on every load)
 PHAITA_FULL                unset       ``1``: the long chaos run and slow tests (tools only)
 (progress bars)            on          ``HF_HUB_DISABLE_PROGRESS_BARS=1`` (huggingface_hub's
                                        switch) turns them off, in the loader and the CLI
@@ -324,6 +326,13 @@ class Timeouts:
     @classmethod
     def from_env(cls) -> "Timeouts":
         return cls(connect=connect_timeout(), stall=stall_timeout())
+
+
+def gguf_cache(cache: Path) -> Path | None:
+    """PHAITA_GGUF_CACHE: the folder of converted GGUF models (None: ``off``); default under ``cache``."""
+    if (value := os.environ.get("PHAITA_GGUF_CACHE", "").strip()).lower() in ("off", "0", "false", "no"):
+        return None
+    return Path(os.path.expandvars(value)).expanduser() if value else Path(cache) / ".phaita" / "gguf"
 
 
 def full_runs() -> bool:

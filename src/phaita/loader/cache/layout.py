@@ -12,6 +12,8 @@ same models::
         signatures/<commit>/model.sig   an OpenSSF model-signing bundle over that snapshot (never inside it)
         signatures/<commit>/verified.json   the last check of that signature (``phaita.loader.signing``)
     <cache>/.phaita/lock-signatures/<id>.json  checks of signed lock files (``lock_signature_record``)
+    <cache>/.phaita/gguf/<sha256>-<class>-<dtype>-transformers<v>/  a GGUF model converted once
+                                    (``PHAITA_GGUF_CACHE`` moves it; ``phaita.loader.request.gguf_copy``)
 
 The listing is what makes "complete" checkable offline: a snapshot is complete when every file a
 load needs is present with the size the hub announced. Blobs are only ever created by renaming a
@@ -71,6 +73,11 @@ def lock_signature_record(cache_dir: Path, lock: Path) -> Path:
 
     name = hashlib.sha256(str(Path(lock).resolve()).encode()).hexdigest()[:32]
     return Path(cache_dir) / LISTING_DIR / "lock-signatures" / f"{name}.json"
+
+
+def gguf_copy_dir(root: Path, key: str) -> Path:
+    """The folder of one converted GGUF model under ``root`` (``PHAITA_GGUF_CACHE``)."""
+    return Path(root) / key
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -365,7 +365,7 @@ def _load_folder(name: str, folder: Path, req: LoadRequest, model_types: Sequenc
     for model_type in model_types:
         extra = quant if model_type != "tokenizer" else {}
         try:
-            loaded.append(load_snapshot(folder, model_type, {**req.kwargs, **extra}))
+            loaded.append(load_snapshot(folder, model_type, {**req.kwargs, **extra}, req))
         except Exception as exc:  # transformers raises many types; all mean "cannot load these files"
             reason = errors.redact(" ".join(str(exc).split())[:2000]) or type(exc).__name__
             raise ModelLoadError(

@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+from .gguf_copy import load_gguf
+
 logger = logging.getLogger("phaita.model_loader")
 
 MODEL_TYPES: dict[str, str] = {
@@ -98,7 +100,14 @@ def load_kwargs(kwargs: dict[str, Any], model_type: str) -> dict[str, Any]:
     return out
 
 
-def load_snapshot(snapshot: Path, model_type: str, kwargs: dict[str, Any]) -> Any:
-    """``from_pretrained`` on a local folder, with no network access."""
+def load_snapshot(snapshot: Path, model_type: str, kwargs: dict[str, Any], req: Any = None) -> Any:
+    """``from_pretrained`` on a local folder, with no network access.
+
+    With the call's ``req`` (a ``LoadRequest``), a GGUF file of its cache loads through its converted
+    copy (:mod:`.gguf_copy`): re-hashed with ``verify_on_load``, none used with ``require_signature``.
+    """
     cls = model_class(model_type)
-    return cls.from_pretrained(str(snapshot), local_files_only=True, **load_kwargs(kwargs, model_type))
+    args = load_kwargs(kwargs, model_type)
+    if args.get("gguf_file") and req is not None:
+        return load_gguf(cls, snapshot, args, req.cache_dir, verify=req.verify_on_load, signed=req.require_signature)
+    return cls.from_pretrained(str(snapshot), local_files_only=True, **args)
