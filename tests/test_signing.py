@@ -414,3 +414,22 @@ def test_a_sigstore_bundle_needs_a_sigstore_identity_and_its_staged_trust_root(h
         'trust_config = "trust_config.json"\n')
     trust(monkeypatch, tmp_path / "sigstore")
     refused("its signature was refused", "Signer: release@example.org")
+
+
+def test_signing_a_lock_file_that_cannot_be_read_or_with_a_key_that_is_not_one_says_so(site, tmp_path):
+    """sign_file (a lock file's signature) fails as sign_snapshot does: one SigningError naming the
+    cause, no traceback from the library, nothing written."""
+    from phaita.loader.signing.sign import SigningError, sign_file
+
+    with pytest.raises(SigningError, match="cannot read .*absent.lock"):
+        sign_file(tmp_path / "absent.lock", Signer(key=site.private), tmp_path / "absent.lock.sig")
+    lock = tmp_path / "phaita.lock"
+    lock.write_text("{}")
+    not_a_key = tmp_path / "not-a-key.pem"
+    not_a_key.write_text("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")
+    with pytest.raises(SigningError) as info:
+        sign_file(lock, Signer(key=not_a_key), tmp_path / "phaita.lock.sig")
+    assert str(not_a_key) in str(info.value) and "Traceback" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys", "not-a-key.pem", "phaita.lock"]  # no .sig
+    signed = sign_file(lock, Signer(key=site.private), tmp_path / "phaita.lock.sig")
+    assert signed.is_file() and json.loads(signed.read_text())["mediaType"].startswith("application/vnd.dev.sigstore")

@@ -130,13 +130,8 @@ def sign_digests(name: str, digests: dict[str, str], signer: Signer) -> bytes:
     """A bundle over ``{path: sha256}`` (an export's files), as bytes."""
     import tempfile
 
-    library_signer = signer.build()
-    _, _, _, _, signing = library()
     manifest, _ = manifest_from_digests(name, digests)
-    try:
-        signature = library_signer.sign(signing.Payload(manifest))
-    except Exception as exc:  # the library's signer: key type, PKCS#11 token...
-        raise SigningError(f"signing {name} with {signer.describe()} failed: {type(exc).__name__}: {exc}") from None
+    signature = _sign(manifest, signer, name)
     with tempfile.TemporaryDirectory(prefix="phaita-sign-") as tmp:  # the library writes to a path only
         signature.write(Path(tmp) / "model.sig")
         return (Path(tmp) / "model.sig").read_bytes()
@@ -146,14 +141,8 @@ def sign_snapshot(repo: RepoCache, commit: str, signer: Signer, out: Path | None
     """Write an OpenSSF model-signing bundle over ``commit`` (default: its signature place); (path, files)."""
     if not repo.snapshot_dir(commit).is_dir():
         raise SigningError(f"{repo.repo_id}: commit {commit} is not in the cache")
-    library_signer = signer.build()
-    _, _, _, _, signing = library()
     manifest, count = manifest_for(repo, commit, f"{repo.repo_id}@{commit}")
-    try:
-        signature = library_signer.sign(signing.Payload(manifest))
-    except Exception as exc:  # the library's signer: key type, PKCS#11 token...
-        raise SigningError(f"signing {repo.repo_id}@{commit[:12]} with {signer.describe()} failed: "
-                           f"{type(exc).__name__}: {exc}") from None
+    signature = _sign(manifest, signer, f"{repo.repo_id}@{commit[:12]}")
     target = out or repo.signature_path(commit)
     target.parent.mkdir(parents=True, exist_ok=True)
     _write_whole(signature, target)
@@ -173,11 +162,23 @@ def _write_whole(signature: Any, target: Path) -> None:
 
 def sign_file(path: Path, signer: Signer, out: Path) -> Path:
     """Sign one small file (a lock file) with the library's own hashing: ``model_signing verify`` reads it."""
-    library_signer = signer.build()
-    _, _, _, _, signing = library()
+    signer.build()  # model-signing installed and the key usable, or a SigningError saying what is wrong
     from model_signing import hashing as ms_hashing
 
-    manifest = ms_hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=False).hash(path)
-    signature = library_signer.sign(signing.Payload(manifest))
-    _write_whole(signature, out)
+    try:
+        manifest = ms_hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=False).hash(path)
+    except (OSError, ValueError) as exc:  # the library says ValueError for a missing or special file
+        reason = "no such file" if not path.exists() else getattr(exc, "strerror", None) or str(exc)
+        raise SigningError(f"cannot read {path}: {reason}") from None
+    _write_whole(_sign(manifest, signer, str(path)), out)
     return out
+
+
+def _sign(manifest: Any, signer: Signer, what: str) -> Any:
+    """The library's signature over ``manifest``; its failures (key type, PKCS#11 token...) as one SigningError."""
+    library_signer = signer.build()
+    _, _, _, _, signing = library()
+    try:
+        return library_signer.sign(signing.Payload(manifest))
+    except Exception as exc:
+        raise SigningError(f"signing {what} with {signer.describe()} failed: {type(exc).__name__}: {exc}") from None
