@@ -4,14 +4,19 @@ Every request is passed on unchanged (its Host header too, so the registry's upl
 at the proxy); a :class:`phaita.testing.faults.FaultPlan` rule that matches a request (``path``:
 fnmatch on the URL path, e.g. ``*/blobs/*``) changes the answer: ``reset``, ``close`` (after
 ``after_bytes``; an upload request: dropped before it reaches the registry), ``stall`` (``seconds``),
-``status`` (``Retry-After`` too), ``corrupt``. With ``redirect_to``, every blob GET is answered 307 to
-that base URL (as a registry with object storage behind it does).
+``status`` (``Retry-After`` too), ``corrupt``, ``stall_headers`` (no answer for ``seconds``, then the
+connection closed), ``trickle`` (the rest at ``rate_bps``). With ``redirect_to``, every blob GET is answered
+307 to that base URL (as a registry with object storage behind it does). With ``api_paths=True`` a request
+that is not for a blob is passed to the plan as an API request (a chaos plan draws those at its API rate).
+``blob_bytes`` counts the blob body bytes sent, ``range_segments`` the blob GETs for a closed range
+(``bytes=a-b``: one stream of several).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import http.client
+import re
 import socket
 import struct
 import threading
@@ -26,9 +31,13 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "up
 
 class FaultProxy:
     def __init__(self, upstream_port: int, plan: FaultPlan | None = None, *, upstream_tls=None,
-                 redirect_to: str = "") -> None:
+                 redirect_to: str = "", api_paths: bool = False) -> None:
         self.upstream_port = upstream_port
-        self.plan = plan or FaultPlan()
+        self.plan = plan if plan is not None else FaultPlan()  # (a disabled chaos plan is falsy)
+        self.api_paths = api_paths
+        self.blob_bytes = 0
+        self.range_segments = 0
+        self._count_lock = threading.Lock()
         self.upstream_tls = upstream_tls  # an ssl.SSLContext: the registry speaks TLS
         self.redirect_to = redirect_to  # base URL a ``redirect`` rule sends blob GETs to
         self.false_ranges = 0  # answer this many upload PATCHes with a wrong ``Range`` (the client must ask again)
@@ -44,7 +53,16 @@ class FaultProxy:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else None
         path = urlsplit(h.path).path
-        rule = self.plan.select(h.command, path)
+        blob = "/blobs/sha256:" in path
+        rule = self.plan.select(h.command, path, api=self.api_paths and not blob)
+        if blob and h.command == "GET" and re.fullmatch(r"bytes=\d+-\d+", h.headers.get("Range", "").strip()):
+            with self._count_lock:
+                self.range_segments += 1
+        if rule is not None and rule.kind == "stall_headers":  # the request read, never answered
+            time.sleep(rule.seconds or 5)
+            h.close_connection = True
+            h.connection.close()
+            return
         if rule is not None and rule.kind in ("reset", "close") and h.command in ("PATCH", "PUT", "POST"):
             if rule.kind == "reset":  # the request is lost on the way: the registry never sees it
                 h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -84,30 +102,43 @@ class FaultProxy:
         h.send_header("Content-Length", resp.getheader("Content-Length", str(len(data))) if h.command == "HEAD"
                       else str(len(data)))
         h.end_headers()
+        def send(piece: bytes) -> None:
+            h.wfile.write(piece)
+            if blob and h.command == "GET":
+                with self._count_lock:
+                    self.blob_bytes += len(piece)
+
         if rule is None or not data:
-            h.wfile.write(data)
+            send(data)
             return
         cut = min(rule.offset_for(len(data)), max(len(data) - 1, 0))
         if rule.kind == "corrupt":
             flipped = bytes(b ^ 0xFF for b in data[cut:cut + rule.corrupt_bytes])
-            h.wfile.write(data[:cut] + flipped + data[cut + len(flipped):])
+            send(data[:cut] + flipped + data[cut + len(flipped):])
         elif rule.kind in ("reset", "close"):
-            h.wfile.write(data[:cut])
+            send(data[:cut])
             h.wfile.flush()
             if rule.kind == "reset":
                 h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             h.close_connection = True
             h.connection.close()
-        elif rule.kind == "stall":
-            h.wfile.write(data[:cut])
+        elif rule.kind in ("stall", "trickle"):
+            send(data[:cut])
             h.wfile.flush()
-            time.sleep(rule.seconds or 5)
             try:
-                h.wfile.write(data[cut:])
-            except OSError:
-                pass
+                if rule.kind == "stall":
+                    time.sleep(rule.seconds or 5)
+                    send(data[cut:])
+                else:  # the rest in pieces of 1/20 s at the rule's rate
+                    step = max(1, int(rule.rate_bps / 20))
+                    for at in range(cut, len(data), step):
+                        send(data[at:at + step])
+                        h.wfile.flush()
+                        time.sleep(0.05)
+            except OSError:  # the client gave up on the stalled or slow answer
+                h.close_connection = True
         else:
-            h.wfile.write(data)
+            send(data)
 
     def start(self) -> "FaultProxy":
         outer = self

@@ -236,6 +236,11 @@ class Registry:
         if ref.digest and digest != ref.digest:
             raise RegistryError(f"the manifest {ref} has digest {digest}, not the one asked for", kind="http",
                                 transient=True)
+        announced = response.headers.get("docker-content-digest", "").strip()
+        if announced.startswith("sha256:") and announced != digest:  # a tag's answer: bytes changed on the way
+            raise RegistryError(f"the manifest {ref} arrived with digest {digest[:19]}..., not the "
+                                f"{announced[:19]}... the registry announced (Docker-Content-Digest): damaged "
+                                "on the way", kind="http", transient=True)
         media = response.headers.get("content-type", "").split(";")[0].strip()
         return body, media, digest
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from ..env import environment
-from ..hub import LocalHub
 from .audit import audit_cache, sha256_file, snapshot_files
 from .plan import ChaosConfig, ChaosPlan
 from .report import ChaosReport, LoadResult
+from .sources import HubSource, RegistrySource
 from .specs import RAW, SPECS, LoadSpec, publish_chaos_models
 
 Group = list[tuple[int, LoadSpec, int]]  # (load index, spec, max_retries), sharing one cache folder
@@ -94,9 +94,11 @@ class EventCounter:
             logger.propagate = self._saved
 
 
-def _environment(config: ChaosConfig, endpoint: str) -> dict[str, str | None]:
+def _environment(config: ChaosConfig, source: dict[str, str | None]) -> dict[str, str | None]:
     return {
-        "HF_ENDPOINT": endpoint,
+        "HF_ENDPOINT": "http://127.0.0.1:9",  # the source's entries below point at what serves the models
+        "PHAITA_ENDPOINTS": None,
+        **source,
         "PHAITA_BACKOFF_BASE": f"{config.backoff_base:g}",
         "PHAITA_STALL_TIMEOUT": f"{config.stall_timeout:g}",
         "PHAITA_CONNECT_TIMEOUT": "2",
@@ -119,8 +121,10 @@ class ChaosRunner:
     the caller's environment and the loader's logger are as before afterwards."""
 
     def __init__(self, config: ChaosConfig, work: Path, log: Callable[[str], None] | None = None,
-                 recorder: LoadRecorder | None = None, counter: AttemptCounter | None = None) -> None:
+                 recorder: LoadRecorder | None = None, counter: AttemptCounter | None = None,
+                 registry: Any = None) -> None:
         self.config = config
+        self.registry = registry  # a started LocalRegistry: the loads come from it (sources.RegistrySource)
         self.work = Path(work)
         self.log = log or (lambda s: None)
         self.recorder = recorder or LoadedFrom()
@@ -142,24 +146,27 @@ class ChaosRunner:
         plan = ChaosPlan(self.config)
         plan.enabled = False
         started = time.monotonic()
-        with LocalHub(self.root, faults=plan) as hub, environment(_environment(self.config, hub.url)):
-            self.counter.attach()
-            try:
-                self._reference_loads()
-                self.counter.reset()
-                hub.reset_stats()
-                plan.enabled = True
-                hub.set_faults(plan)  # (a disabled plan is falsy: the hub would have replaced it)
-                groups = self._groups()
-                self.log(f"{self.config.loads} loads in {len(groups)} cache folders, {self.config.workers} workers ...")
-                with ThreadPoolExecutor(self.config.workers, thread_name_prefix="chaos-worker") as pool:
-                    needed = sum(pool.map(lambda g: self._run_group(*g), enumerate(groups)))
-                plan.enabled = False
-                served = hub.bytes_sent("/resolve/")
-                segments = sum(1 for r in hub.requests("/resolve/", method="GET")
-                               if r.range and not r.range.rstrip().endswith("-"))  # bytes=a-b: one range stream
-            finally:
-                self.counter.detach()
+        source = (RegistrySource(self.root, plan, self.registry, self.work) if self.registry is not None
+                  else HubSource(self.root, plan))
+        try:
+            pointed = source.start()
+            with environment(_environment(self.config, pointed)):
+                self.counter.attach()
+                try:
+                    self._reference_loads()
+                    self.counter.reset()
+                    source.faults_on()
+                    groups = self._groups()
+                    self.log(f"{self.config.loads} loads from {source.name} in {len(groups)} cache folders, "
+                             f"{self.config.workers} workers ...")
+                    with ThreadPoolExecutor(self.config.workers, thread_name_prefix="chaos-worker") as pool:
+                        needed = sum(pool.map(lambda g: self._run_group(*g), enumerate(groups)))
+                    plan.enabled = False
+                    served, segments = source.served(), source.segments()
+                finally:
+                    self.counter.detach()
+        finally:
+            source.stop()
         self.results.sort(key=lambda r: r.index)
         return ChaosReport(self.config, self.results, Counter(plan.labels), served, needed, self.counter.resumes,
                            self.counter.failed_attempts, time.monotonic() - started, segments,
@@ -297,14 +304,15 @@ class ChaosRunner:
 
 
 def run_chaos(config: ChaosConfig | None = None, workdir: str | Path | None = None,
-              log: Callable[[str], None] | None = None) -> ChaosReport:
-    """Run the chaos suite (see :mod:`phaita.testing.chaos`); returns the report."""
+              log: Callable[[str], None] | None = None, registry: Any = None) -> ChaosReport:
+    """Run the chaos suite (see :mod:`phaita.testing.chaos`); returns the report. With ``registry`` (a
+    started ``LocalRegistry``) the models are pushed there and every load comes from it."""
     config = config or ChaosConfig.short()
     own = workdir is None
     work = Path(tempfile.mkdtemp(prefix="phaita-chaos-")) if own else Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return ChaosRunner(config, work, log).run()
+        return ChaosRunner(config, work, log, registry=registry).run()
     finally:
         if own and not config.keep:
             shutil.rmtree(work, ignore_errors=True)
