@@ -34,6 +34,10 @@ What one run does
 
 Bytes served / bytes needed: the hub's count of file-body bytes sent, over the sum of the sizes
 of the distinct files each cache folder needed (what a fault-free client would transfer).
+
+With ``registry=`` (a started :class:`~phaita.testing.registry.LocalRegistry`) the same run has its
+models in an OCI registry instead: pushed there by phaita (ModelPack), loaded through a fault proxy
+that draws the same plan on manifest and blob GETs (:mod:`.sources`).
 """
 
 from __future__ import annotations
