@@ -143,6 +143,7 @@ class Row:
     spec: dict = field(default_factory=dict)  # extra keys for the child spec
     endpoint: Callable[[], str] | None = None
     cache: Path | None = None  # None: a fresh, empty cache for every run
+    cache_root: Path | None = None  # where those fresh caches go (None: the work folder; e.g. a tmpfs)
     hub: object | None = None  # the LocalHub whose bytes are counted
     file_size: int | None = None
     count: str = WEIGHTS  # which requests' bytes the bytes ratio counts (a path part)
@@ -200,7 +201,7 @@ class Bench:
         cache = row.cache
         fresh = cache is None
         if fresh:
-            cache = self.work / "caches" / tag
+            cache = (row.cache_root or self.work / "caches") / tag
         endpoint = row.endpoint() if row.endpoint else "http://127.0.0.1:9"
         spec = {"op": row.op, "repo": row.spec.get("repo", REPO_MODEL), "cache_dir": str(cache), **row.spec}
         if row.hub is not None:

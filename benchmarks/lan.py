@@ -15,6 +15,8 @@ quarter of it per shard):
 13  clean loopback: one 1 GiB file, then 4 x 256 MiB shards: phaita, ``snapshot_download``,
     ``hf_transfer`` (8 streams per file, the files one after another), the four floors.
     Goals: phaita <= 1.1 x the durable floor for both; shards faster than ``hf_transfer``.
+    Also phaita and ``hf_transfer`` with their cache in RAM (``/dev/shm``, a tmpfs: fsync costs
+    nothing there), which shows how much of the gap between them is the disk's.
 14  the same repos at 20 MB/s per connection (nginx ``limit_rate``): one file <= 1.0 x
     ``hf_transfer`` (8 streams), shards <= 0.7 x ``snapshot_download``.
 15  cost per GB, one file of 256 MiB, 1 GiB and 4 GiB (phaita and the durable floor), net of what a
@@ -38,6 +40,8 @@ ONE, SHARDS = "lan/one", "lan/shards"
 CLIENTS = (("phaita_fetch", {}), ("hub_fetch", {}), ("hf_transfer", {"streams": 8}))
 FLOORS = ("curl_null", "curl_cache", "curl_disk", "sha256")
 FIXED = "fixed cost: a 1 MiB file"
+IN_RAM = "cache in RAM (tmpfs)"
+RAM_ROOT = Path("/dev/shm")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,13 @@ def _rows(ctx: Context, sc: str, repo: str, files: list[Path], hub, floors: bool
     if floors:
         rows += [Row(sc, op, spec={"repo": repo, "files": [str(p) for p in files]}, endpoint=lambda: hub.url,
                      cap=ctx.bench.long_cap) for op in FLOORS]
+    if floors and RAM_ROOT.is_dir():  # the same two clients with nothing to wait for on the disk
+        ram = RAM_ROOT / f"phaita-bench-{ctx.bench.work.name}"
+        rows += [Row(sc, op, ", ".join(n for n in ("8 streams, file after file" if op == "hf_transfer" and len(files) > 1
+                                                   else "", IN_RAM) if n),
+                     spec={"repo": repo, **spec}, endpoint=lambda: hub.url, cap=ctx.bench.long_cap, env=env,
+                     cache_root=ram)
+                 for op, spec in clients if op in ("phaita_fetch", "hf_transfer")]
     return rows
 
 
@@ -207,6 +218,9 @@ def comparison(row: Row, rows: list[Row]) -> str:
             r = ratio(row, _floor(rows, s, "curl_cache"))
             if r is not None and row.op == "hf_transfer":
                 out.append(f"x{r:.2f} the page-cache floor")
+        if IN_RAM in row.note:
+            r = ratio(row, find(rows, s, "hf_transfer", IN_RAM))
+            return f"x{r:.2f} vs {LABELS['hf_transfer']} ({IN_RAM})" if row.op == "phaita_fetch" and r else ""
         if row.op == "phaita_fetch":
             out += [f"x{r:.2f} vs {LABELS[op]}" for op in ("hf_transfer", "hub_fetch")
                     for r in [ratio(row, find(rows, s, op))] if r is not None]
