@@ -220,7 +220,8 @@ def test_a_gguf_model_loads_from_its_converted_copy_as_the_same_model(hub, gener
 
 def test_a_converted_copy_that_no_longer_matches_its_record_is_made_again(hub, generator, tmp_path, monkeypatch):
     """A file of the copy changed in place (same size): verify_on_load re-hashes the copy, refuses it
-    with one WARNING, removes it and converts the GGUF file again; the result is the original's."""
+    with one WARNING, removes it and converts the GGUF file again; the result is the original's. A copy
+    that from_pretrained cannot read (a warm load checks sizes only) is removed and made again too."""
     gen, _ = generator
     (tokenizer_copy,) = [p for p in _copies(hub).iterdir()
                          if "-AutoTokenizer-" in p.name and p.is_dir() and not p.name.startswith(".")]
@@ -238,6 +239,15 @@ def test_a_converted_copy_that_no_longer_matches_its_record_is_made_again(hub, g
     assert changed.read_bytes() == data  # made again, as it was
     text = "<|im_start|>user\nwheezing all night<|im_end|>"
     assert tokenizer(text)["input_ids"] == gen.tokenizer(text)["input_ids"]
+
+    # a copy that passes the size check but that from_pretrained cannot read: removed, converted again
+    config = mine / tokenizer_copy.name / "tokenizer_config.json"
+    original = config.read_bytes()
+    config.write_bytes(b"!" * len(original))
+    with _loader_lines() as lines:
+        tokenizer = robust_model_download(LM, "tokenizer", gguf_file=GGUF)
+    assert any("could not be loaded" in line and "converting the GGUF file again" in line for line in lines), lines
+    assert config.read_bytes() == original and tokenizer(text)["input_ids"] == gen.tokenizer(text)["input_ids"]
 
 
 def test_diverse_complaints_with_lm(generator):

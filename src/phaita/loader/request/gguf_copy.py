@@ -11,7 +11,8 @@ version; later loads read that folder.
 What it trusts: a copy is made only from a blob of the cache (verified when it was fetched), and
 written whole or not at all (a temp folder, renamed into place with its record inside). The record
 lists each file's size and sha256: a load checks the sizes, as a warm load checks blobs, and
-``verify_on_load`` re-hashes them. A copy that does not match is removed and made again. With a
+``verify_on_load`` re-hashes them. A copy that does not match, or that ``from_pretrained`` cannot
+read, is removed and made again. With a
 signature required the copy is not used: what loads is the signed GGUF file itself.
 
 Loaded from the GGUF file as before, with no copy: a local folder that is not the cache, a
@@ -21,6 +22,7 @@ leave less than ``MIN_FREE`` on the disk. Keeping a copy never fails a load (a W
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -52,28 +54,42 @@ def load_gguf(cls: Any, snapshot: Path, args: dict[str, Any], cache: Path, *, ve
     there can be one (see the module's text)."""
     folder = _copy_folder(cls, snapshot, args, cache, signed)
     if folder is None:
-        return cls.from_pretrained(str(snapshot), local_files_only=True, **args)
+        return _convert(cls, snapshot, args)
     if (folder / RECORD).is_file() and _usable(folder, verify):
-        return _from_copy(cls, folder, args)
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        # one process converts, the others wait for its copy (two services booting at once)
-        with WeakFileLock(folder.with_name(f".{folder.name}.lock"), timeout=LOCK_WAIT):
-            if _usable(folder, verify):
-                return _from_copy(cls, folder, args)
-            loaded = cls.from_pretrained(str(snapshot), local_files_only=True, **args)
-            _keep(loaded, folder, args["gguf_file"])
+        if (loaded := _from_copy(cls, folder, args)) is not None:  # (a tokenizer's truth is its length)
             return loaded
-    except (OSError, Timeout) as exc:  # a read-only cache, a conversion elsewhere that takes too long
-        logger.warning("%s: no converted copy in %s (%s: %s); converting the GGUF file", args["gguf_file"],
-                       folder.parent, type(exc).__name__, exc)
-        return cls.from_pretrained(str(snapshot), local_files_only=True, **args)
+    with contextlib.ExitStack() as held:
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            # one process converts, the others wait for its copy (two services booting at once)
+            held.enter_context(WeakFileLock(folder.with_name(f".{folder.name}.lock"), timeout=LOCK_WAIT))
+        except (OSError, Timeout) as exc:  # a read-only cache, a conversion elsewhere that takes too long
+            logger.warning("%s: no converted copy in %s (%s: %s); converting the GGUF file", args["gguf_file"],
+                           folder.parent, type(exc).__name__, exc)
+            return _convert(cls, snapshot, args)
+        if _usable(folder, verify) and (loaded := _from_copy(cls, folder, args)) is not None:
+            return loaded
+        loaded = _convert(cls, snapshot, args)
+        _keep(loaded, folder, args["gguf_file"])
+        return loaded
+
+
+def _convert(cls: Any, snapshot: Path, args: dict[str, Any]) -> Any:
+    return cls.from_pretrained(str(snapshot), local_files_only=True, **args)
 
 
 def _from_copy(cls: Any, folder: Path, args: dict[str, Any]) -> Any:
-    logger.info("%s: loaded from its converted copy %s", args["gguf_file"], folder)
+    """The model from its copy; None (the copy removed, one WARNING) when from_pretrained refuses it."""
     rest = {k: v for k, v in args.items() if k != "gguf_file"}
-    return cls.from_pretrained(str(folder), local_files_only=True, **rest)
+    try:
+        loaded = cls.from_pretrained(str(folder), local_files_only=True, **rest)
+    except Exception as exc:  # a copy a newer transformers cannot read, a file damaged at the same size
+        logger.warning("the converted copy %s could not be loaded (%s: %s); converting the GGUF file again",
+                       folder, type(exc).__name__, " ".join(str(exc).split())[:300])
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    logger.info("%s: loaded from its converted copy %s", args["gguf_file"], folder)
+    return loaded
 
 
 def _copy_folder(cls: Any, snapshot: Path, args: dict[str, Any], cache: Path, signed: bool) -> Path | None:
