@@ -44,6 +44,22 @@ def test_a_pull_through_faults_gets_the_whole_verified_model(rule, registry, pus
     assert not list((fresh_cache / "models--phaita-test--tiny-bert" / "blobs").glob("*.incomplete"))
 
 
+def test_a_damaged_manifest_from_a_registry_without_content_digests_is_asked_for_again(
+        registry, pushed, fresh_cache, monkeypatch):
+    """With no Docker-Content-Digest to compare with, a manifest that is not JSON may be an answer damaged
+    on the way as well as a broken artifact: transient, asked again (the second answer loads)."""
+    result, source = pushed
+    plan = FaultPlan([FaultRule("corrupt", path="*/manifests/*", after_bytes=0, corrupt_bytes=1, times=1)])
+    with FaultProxy(registry.port, plan) as proxy:
+        proxy.drop_headers = {"docker-content-digest"}
+        monkeypatch.setenv("PHAITA_ENDPOINTS", f"oci://{proxy.host}/models")
+        seen: list = []
+        path = Path(prefetch_model(MODEL, max_retries=3, timeout=30, events=seen.append))
+    assert plan.fired and snapshot_bytes(path) == snapshot_bytes(source)
+    retried = [e for e in seen if type(e).__name__ == "Retried"]
+    assert retried and "sent no Docker-Content-Digest" in str(retried[0].reason), retried
+
+
 def test_a_blob_corrupted_in_the_registrys_storage_is_never_visible_and_the_hub_serves_it(
         registry, pushed, fresh_cache, monkeypatch, local_hub, caplog):
     result, source = pushed

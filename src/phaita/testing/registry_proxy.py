@@ -35,6 +35,7 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.plan = plan if plan is not None else FaultPlan()  # (a disabled chaos plan is falsy)
         self.api_paths = api_paths
+        self.drop_headers: set[str] = set()  # response headers not passed on (lower case), as some registries omit them
         self.blob_bytes = 0
         self.range_segments = 0
         self._count_lock = threading.Lock()
@@ -97,7 +98,7 @@ class FaultProxy:
         if h.command == "GET" and "/blobs/uploads/" in path:
             self.status_gets += 1
         for k, v in resp.getheaders():
-            if k.lower() not in _HOP and k.lower() != "content-length":
+            if k.lower() not in _HOP and k.lower() != "content-length" and k.lower() not in self.drop_headers:
                 h.send_header(k, "0-0" if lie and k.lower() == "range" else v)
         h.send_header("Content-Length", resp.getheader("Content-Length", str(len(data))) if h.command == "HEAD"
                       else str(len(data)))

@@ -241,6 +241,10 @@ class Registry:
             raise RegistryError(f"the manifest {ref} arrived with digest {digest[:19]}..., not the "
                                 f"{announced[:19]}... the registry announced (Docker-Content-Digest): damaged "
                                 "on the way", kind="http", transient=True)
+        if not announced and not ref.digest and not _is_json(body):  # nothing tells damage from a broken artifact
+            raise RegistryError(f"the manifest {ref} is not JSON, and the registry sent no Docker-Content-Digest "
+                                "to tell an answer damaged on the way from a broken artifact", kind="http",
+                                transient=True)
         media = response.headers.get("content-type", "").split(";")[0].strip()
         return body, media, digest
 
@@ -257,6 +261,16 @@ class Registry:
             raise RegistryError(f"the registry {self.host} served blob {digest[:19]}... of {repository} with "
                                 f"other content (its sha256 differs)", kind="http", transient=True)
         return body
+
+
+def _is_json(body: bytes) -> bool:
+    import json
+
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
 
 
 class LiveHeaders(Mapping[str, str]):
