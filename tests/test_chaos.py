@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from chaos_checks import assert_the_run_held
 from phaita.loader.config import full_runs
-from phaita.testing.chaos import CHAOS_KINDS, ChaosConfig, audit_cache, main, run_chaos, sha256_file
+from phaita.testing.chaos import ChaosConfig, audit_cache, main, run_chaos, sha256_file
 
 FULL = full_runs()
 
@@ -27,23 +28,9 @@ def chaos_dir(tmp_path_factory) -> Path:
 def test_chaos_loads_are_exact_or_fail_cleanly(chaos_dir):
     config = ChaosConfig.full() if FULL else ChaosConfig.short()
     report = run_chaos(config, workdir=chaos_dir)
-    print("\n" + report.table())
-    problems = "\n".join(report.problems())
-    assert report.loads == config.loads >= 200
-    assert report.corrupt == 0, problems
-    assert report.hangs == 0, problems
-    assert report.unexpected == 0, problems
-    assert report.succeeded + report.failed_cleanly == report.loads
-    # The faults were real: every kind fired, transfers were resumed, some loads ran out of attempts...
-    assert all(report.faults[kind] > 0 for kind in CHAOS_KINDS), report.faults
-    assert report.resumes > 0 and report.failed_attempts > 0
-    assert report.range_segments > 0  # files came over parallel range streams, under the same faults
-    assert report.failed_cleanly > 0
-    # ...and still most loads succeeded, without sending much twice.
-    assert report.succeeded >= 0.8 * report.loads
-    assert report.ratio < 1.15
-    slowest = max(r.seconds / r.bound for r in report.results)
-    assert slowest < 1
+    assert config.loads >= 200
+    assert_the_run_held(report, config.loads, max_ratio=1.15)
+    assert report.failed_cleanly > 0  # some loads ran out of attempts
 
 
 def test_the_checks_catch_a_loader_that_skips_verification(chaos_dir, monkeypatch):
