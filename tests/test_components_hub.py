@@ -27,6 +27,7 @@ from phaita.data.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, Question, QuestionGenerator
 from phaita.testing import LocalHub, publish_pypi_models, write_tiny_gpt2
 from phaita.testing.env import point_huggingface_hub_at
+from phaita.loader.cache.layout import gguf_copies_dir
 from phaita.loader.config import gguf_cache
 from phaita.utils.model_loader import (ModelDownloadError, ModelNotFoundError, load_model_and_tokenizer,
                                        robust_model_download)
@@ -181,7 +182,7 @@ def _weights(model) -> str:
 
 
 def _copies(hub) -> Path:
-    return gguf_cache(hub.cache)  # the suite shares one folder (tests/conftest.py): one conversion per run
+    return gguf_cache(gguf_copies_dir(hub.cache))  # the suite shares one folder (tests/conftest.py): one conversion per run
 
 
 def test_a_gguf_model_loads_from_its_converted_copy_as_the_same_model(hub, generator):

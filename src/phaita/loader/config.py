@@ -328,11 +328,11 @@ class Timeouts:
         return cls(connect=connect_timeout(), stall=stall_timeout())
 
 
-def gguf_cache(cache: Path) -> Path | None:
-    """PHAITA_GGUF_CACHE: the folder of converted GGUF models (None: ``off``); default under ``cache``."""
+def gguf_cache(default: Path) -> Path | None:
+    """PHAITA_GGUF_CACHE: the folder of converted GGUF models (None: ``off``); unset, ``default``."""
     if (value := os.environ.get("PHAITA_GGUF_CACHE", "").strip()).lower() in ("off", "0", "false", "no"):
         return None
-    return Path(os.path.expandvars(value)).expanduser() if value else Path(cache) / ".phaita" / "gguf"
+    return Path(os.path.expandvars(value)).expanduser() if value else Path(default)
 
 
 def full_runs() -> bool:

@@ -13,7 +13,7 @@ same models::
         signatures/<commit>/verified.json   the last check of that signature (``phaita.loader.signing``)
     <cache>/.phaita/lock-signatures/<id>.json  checks of signed lock files (``lock_signature_record``)
     <cache>/.phaita/gguf/<sha256>-<class>-<dtype>-transformers<v>/  a GGUF model converted once
-                                    (``PHAITA_GGUF_CACHE`` moves it; ``phaita.loader.request.gguf_copy``)
+                                    (``gguf_copies_dir``; ``PHAITA_GGUF_CACHE`` moves it)
 
 The listing is what makes "complete" checkable offline: a snapshot is complete when every file a
 load needs is present with the size the hub announced. Blobs are only ever created by renaming a
@@ -75,9 +75,9 @@ def lock_signature_record(cache_dir: Path, lock: Path) -> Path:
     return Path(cache_dir) / LISTING_DIR / "lock-signatures" / f"{name}.json"
 
 
-def gguf_copy_dir(root: Path, key: str) -> Path:
-    """The folder of one converted GGUF model under ``root`` (``PHAITA_GGUF_CACHE``)."""
-    return Path(root) / key
+def gguf_copies_dir(cache_dir: Path) -> Path:
+    """Where converted GGUF models are kept by default: ``<cache>/.phaita/gguf`` (``PHAITA_GGUF_CACHE`` moves it)."""
+    return Path(cache_dir) / LISTING_DIR / "gguf"
 
 
 def atomic_write(path: Path, text: str) -> None:

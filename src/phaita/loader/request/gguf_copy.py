@@ -4,7 +4,7 @@ transformers reads a GGUF file by parsing its metadata three times (config, toke
 and de-quantizing every tensor: about 36 s for SmolLM2-135M (Q4_1, 100 MB) on a 2-core CPU, on
 every load, where the same model saved as safetensors loads in about a second. So the first load
 saves what transformers built (``save_pretrained``) under ``PHAITA_GGUF_CACHE`` (default
-``<cache>/.phaita/gguf``, see :func:`phaita.loader.cache.layout.gguf_copy_dir`), in a folder named
+``<cache>/.phaita/gguf``, see :func:`phaita.loader.cache.layout.gguf_copies_dir`), in a folder named
 by the GGUF file's sha256 (its blob name), the class, the dtype asked for and transformers'
 version; later loads read that folder.
 
@@ -34,7 +34,7 @@ from filelock import Timeout
 from huggingface_hub.utils import WeakFileLock
 
 from .. import config
-from ..cache.layout import gguf_copy_dir
+from ..cache.layout import gguf_copies_dir
 from ..hashing import SHA256, SHA256_RE, hash_file
 
 logger = logging.getLogger("phaita.model_loader")
@@ -93,7 +93,7 @@ def _from_copy(cls: Any, folder: Path, args: dict[str, Any]) -> Any:
 
 
 def _copy_folder(cls: Any, snapshot: Path, args: dict[str, Any], cache: Path, signed: bool) -> Path | None:
-    root = config.gguf_cache(cache)
+    root = config.gguf_cache(gguf_copies_dir(cache))
     if root is None or signed or set(args) - _PLACEMENT or args.get("trust_remote_code"):
         return None
     blob = Path(os.path.realpath(snapshot / args["gguf_file"]))
@@ -102,7 +102,7 @@ def _copy_folder(cls: Any, snapshot: Path, args: dict[str, Any], cache: Path, si
     import transformers
 
     dtype = str(args.get("dtype", "default")).replace("torch.", "")
-    return gguf_copy_dir(root, f"{blob.name}-{cls.__name__}-{dtype}-transformers{transformers.__version__}")
+    return root / f"{blob.name}-{cls.__name__}-{dtype}-transformers{transformers.__version__}"
 
 
 def _usable(folder: Path, verify: bool) -> bool:
@@ -124,7 +124,6 @@ def _usable(folder: Path, verify: bool) -> bool:
 
 def _keep(loaded: Any, folder: Path, gguf_file: str) -> None:
     size = _bytes_of(loaded)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder.parent).free
     if size > MAX_COPY or free - size < MIN_FREE:
         logger.info("%s: no converted copy kept (%d bytes; %d free)", gguf_file, size, free)
