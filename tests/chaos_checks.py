@@ -5,8 +5,9 @@ from __future__ import annotations
 from phaita.testing.chaos import CHAOS_KINDS, ChaosReport
 
 
-def assert_the_run_held(report: ChaosReport, loads: int, max_ratio: float) -> None:
-    """No corrupt, hung or unexpected load; the faults were real; most loads succeeded, little sent twice."""
+def assert_the_run_held(report: ChaosReport, loads: int, max_waste: float) -> None:
+    """No corrupt, hung or unexpected load; the faults were real; most loads succeeded, little sent twice
+    beyond what corrupted answers force (each costs its whole file again: one hash covers a file)."""
     print("\n" + report.table())
     problems = "\n".join(report.problems())
     assert report.loads == loads
@@ -20,5 +21,5 @@ def assert_the_run_held(report: ChaosReport, loads: int, max_ratio: float) -> No
     assert report.range_segments > 0  # files came over parallel range streams, under the same faults
     # ...and still most loads succeeded, without sending much twice, each within its time bound.
     assert report.succeeded >= 0.8 * report.loads
-    assert report.ratio < max_ratio
+    assert report.waste < max_waste
     assert max(r.seconds / r.bound for r in report.results) < 1

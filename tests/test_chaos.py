@@ -29,7 +29,7 @@ def test_chaos_loads_are_exact_or_fail_cleanly(chaos_dir):
     config = ChaosConfig.full() if FULL else ChaosConfig.short()
     report = run_chaos(config, workdir=chaos_dir)
     assert config.loads >= 200
-    assert_the_run_held(report, config.loads, max_ratio=1.15)
+    assert_the_run_held(report, config.loads, max_waste=1.10)
     assert report.failed_cleanly > 0  # some loads ran out of attempts
 
 

@@ -18,4 +18,4 @@ LOADS = 80  # the hub's run has 200; a registry load costs more requests (manife
 def test_the_chaos_suite_through_a_registry_loads_exact_or_fails_cleanly(registry, tmp_path):
     config = ChaosConfig.short(loads=LOADS, seed=18)
     report = run_chaos(config, workdir=tmp_path, registry=registry)
-    assert_the_run_held(report, LOADS, max_ratio=1.3)
+    assert_the_run_held(report, LOADS, max_waste=1.3)

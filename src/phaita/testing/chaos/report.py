@@ -32,6 +32,9 @@ class ChaosReport:
     wall_seconds: float
     range_segments: int = 0  # GETs of one segment of a file fetched over parallel range streams
     fallbacks: int = 0  # "fewer streams / connections from now on" events
+    # A corrupted answer costs its whole file once more, whatever piece was hit: one sha256 covers
+    # the file, so only a whole second copy can tell which bytes were wrong (the sizes of those files).
+    bytes_owed_to_corruption: int = 0
 
     def count(self, outcome: str) -> int:
         return sum(r.outcome == outcome for r in self.results)
@@ -65,6 +68,12 @@ class ChaosReport:
         return self.bytes_served / self.bytes_needed if self.bytes_needed else float("nan")
 
     @property
+    def waste(self) -> float:
+        """Bytes served beyond what the loads needed plus what corrupted answers force (1.0: none)."""
+        owed = self.bytes_needed + self.bytes_owed_to_corruption
+        return self.bytes_served / owed if owed else float("nan")
+
+    @property
     def ok(self) -> bool:
         return self.corrupt == 0 and self.hangs == 0 and self.unexpected == 0
 
@@ -93,6 +102,8 @@ class ChaosReport:
             ("transfers resumed inside an attempt", f"{self.resumes}"),
             ("failed attempts (retried or last)", f"{self.failed_attempts}"),
             ("bytes served / bytes needed", f"{self.bytes_served:,} / {self.bytes_needed:,} = {self.ratio:.3f}"),
+            ("  / (needed + corrupted files once more)",
+             f"{self.bytes_served:,} / {self.bytes_needed + self.bytes_owed_to_corruption:,} = {self.waste:.3f}"),
             ("slowest load vs its hang bound", f"{slowest.seconds:.1f} s / {slowest.bound:.1f} s" if slowest else "-"),
             ("wall time", f"{self.wall_seconds:.1f} s"),
         ]

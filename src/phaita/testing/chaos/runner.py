@@ -170,7 +170,22 @@ class ChaosRunner:
         self.results.sort(key=lambda r: r.index)
         return ChaosReport(self.config, self.results, Counter(plan.labels), served, needed, self.counter.resumes,
                            self.counter.failed_attempts, time.monotonic() - started, segments,
-                           getattr(self.counter, "fallbacks", 0))
+                           getattr(self.counter, "fallbacks", 0), self._owed_to_corruption(plan))
+
+    def _owed_to_corruption(self, plan: ChaosPlan) -> int:
+        """The size of the file of each corrupted answer: what fetching it whole once more costs."""
+        by_digest = {digest: self.sizes[key] for key, digest in self.truth.items()}
+        owed = 0
+        for fault in plan.fired:
+            if fault.kind != "corrupt":
+                continue
+            path = fault.path.split("?", 1)[0]
+            if "/resolve/" in path:  # the hub: /<org>/<name>/resolve/<revision>/<file>
+                repo, _, rest = path.lstrip("/").partition("/resolve/")
+                owed += self.sizes.get((repo, rest.partition("/")[2]), 0)
+            elif "sha256:" in path:  # a registry blob: /v2/<name>/blobs/sha256:<hex>
+                owed += by_digest.get(path.rsplit("sha256:", 1)[1], 0)
+        return owed  # (a corrupted listing or manifest is asked for again: small, not counted)
 
     def _publish(self) -> None:
         if not (self.root / RAW / "config.json").exists():
