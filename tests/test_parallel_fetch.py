@@ -237,3 +237,25 @@ def test_resets_before_any_byte_while_others_stream_mean_fewer_streams(par_hub, 
     fallbacks = [e.streams for e in seen if isinstance(e, ev.Fallback)]
     assert fallbacks and fallbacks == sorted(fallbacks, reverse=True) and fallbacks[-1] < 4
     assert not any(isinstance(e, ev.Retried) for e in seen)  # no attempt was lost to it
+
+
+def _most_at_once(records) -> int:
+    """The most requests of ``records`` that were in flight at one moment."""
+    edges = sorted([(r.started, 1) for r in records] + [(r.finished or r.started, -1) for r in records])
+    most = now = 0
+    for _, change in edges:
+        now += change
+        most = max(most, now)
+    return most
+
+
+def test_a_file_capped_per_connection_gets_more_streams_while_each_adds_throughput(par_root, par_env, monkeypatch):
+    # 400 kB/s per connection (a proxy's or server's cap): 4 streams carry 1.6 MB/s, 8 carry 3.2.
+    monkeypatch.setenv("PHAITA_MAX_CONNECTIONS", "8")
+    with LocalHub(par_root, connection_rate=400_000) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        snapshot = Path(prefetch_model(ONE, max_retries=1))
+        gets = [r for r in hub.requests("/resolve/", method="GET") if r.path.endswith("model.safetensors")]
+        assert sha256_of(snapshot / "model.safetensors") == hub.files(ONE)[0].sha256
+        assert hub.bytes_sent("/resolve/") == ONE_SIZE  # more streams, still every byte once
+    assert 4 < _most_at_once(gets) <= 8  # grown past PHAITA_STREAMS_PER_FILE, within the connection budget

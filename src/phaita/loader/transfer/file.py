@@ -68,6 +68,7 @@ class FileTransfer(ParallelRanges):
         self._hash_buf = memoryview(bytearray(CHUNK))
         self._unreported = 0
         self._cuts = 0
+        self._stream_limit = ctx.links.streams_per_file  # streams this file may run now (ranges: StreamGrowth)
         self.guard = ProgressGuard(file.path, self.size, deadline, ctx.events)  # this file's requests, this attempt
         self.pieced_digest: str | None = None  # the wrong sha256 of pieces that did not add up (see _recheck_whole)
         threshold = ctx.parallel.threshold

@@ -24,6 +24,7 @@ import httpx2
 from huggingface_hub.errors import HfHubHTTPError
 
 from . import sidecar
+from .stream_growth import StreamGrowth
 from ..errors import BadResponse, NoProgress, TransferIncomplete
 from ..http.links import crowded
 from ..http.deadline import interrupt
@@ -84,6 +85,7 @@ class ParallelRanges:
                 self.pending.append(Segment(start, min(b, start + piece)))
         threads: list[tuple[threading.Thread, bool]] = []  # (thread, holds an extra connection)
         takeover = takeover_after(self.ctx.timeouts.stall)
+        growth = StreamGrowth(streams, self.ctx.budget.connections, path=self.file.path)
         try:
             while True:
                 alive = [(t, extra) for t, extra in threads if t.is_alive()]
@@ -93,7 +95,10 @@ class ParallelRanges:
                     if self.error is None and not self.pending and not self.active:
                         break
                     ranges_ok = self.ctx.links.ranges_ok
-                    limit = self.ctx.links.streams_per_file if ranges_ok else 1
+                    base = self.ctx.links.streams_per_file if ranges_ok else 1
+                    received = sum(b - a for a, b in self.done) + sum(s.pos - s.start for s in self.active)
+                    growth.observe(time.monotonic(), received, len(alive), base)
+                    limit = self._stream_limit = growth.limit(base)
                     want = len(alive) < limit and (bool(self.pending) or self._split_slowest(dry_run=True))
                 if limit <= 1 and not alive:
                     break  # down to one stream: _run_one carries on
@@ -171,7 +176,7 @@ class ParallelRanges:
         """The next queued range (caller holds the lock), cut to a fair share of what is left, so that
         the streams finish together instead of a few long last ranges holding the file."""
         seg = self.pending.popleft()
-        streams = max(1, self.ctx.links.streams_per_file)
+        streams = max(1, self._stream_limit)
         share = max(self.min_split, sum(s.end - s.start for s in self.pending) // streams)
         cut = -(-(seg.start + share) // (64 << 10)) * (64 << 10)
         if cut + self.min_split < seg.end:
