@@ -29,6 +29,8 @@ from phaita.testing.env import point_huggingface_hub_at
 # workers fill in around them (longest-first scheduling) instead of one of them starting last.
 # The demo starts fifth: by then test_components_hub has converted the GGUF LM once, and the demo reads
 # the copy it kept (PHAITA_GGUF_CACHE, shared by the run's processes) instead of converting it again.
+SHARED_HUB_ROOT = "PHAITA_TESTS_HUB_ROOT"  # set by the run's first process, inherited by its workers
+
 LONG_FILES = ("test_components_hub.py", "test_airgap_bundle.py", "test_airgap_lock.py", "test_benchmarks_smoke.py",
               "test_demo.py", "test_olah.py", "test_conversation.py", "test_station_mirror.py",
               "test_chaos.py", "test_triage.py", "test_guide.py")
@@ -49,6 +51,7 @@ def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # the run's first process: its workers inherit this folder
         # GGUF models converted once per run, not once per process (phaita.loader.request.gguf_copy)
         os.environ["PHAITA_GGUF_CACHE"] = str(home / "gguf-copies")
+        os.environ[SHARED_HUB_ROOT] = str(home / "hub-root")  # the tiny models, published once per run
 
 
 def pytest_unconfigure(config):
@@ -72,12 +75,25 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def hub_root(tmp_path_factory) -> Path:
-    """A read-only hub root with every tiny model published (built once per session).
+    """A read-only hub root with every tiny model published, once per run: the first worker to ask
+    publishes it (6 s of torch and transformers), the others wait for it and share it.
 
     Do not modify it: use ``scratch_root`` / ``make_repo`` for repositories a test changes.
     """
-    root = tmp_path_factory.mktemp("hub-root")
-    publish_tiny_models(root)
+    from filelock import FileLock
+
+    shared = os.environ.get(SHARED_HUB_ROOT)
+    if not shared:  # (a process that is not part of a run started by this conftest)
+        root = tmp_path_factory.mktemp("hub-root")
+        publish_tiny_models(root)
+        return root
+    root = Path(shared)
+    with FileLock(f"{root}.lock"):
+        if not root.is_dir():
+            building = root.with_name(root.name + ".building")
+            shutil.rmtree(building, ignore_errors=True)
+            publish_tiny_models(building)
+            building.rename(root)  # whole or not at all: a worker never sees a half-published root
     return root
 
 
