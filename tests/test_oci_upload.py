@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import signal
 import ssl
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,6 +40,49 @@ def test_a_chunked_push_resumes_after_a_lost_chunk_and_sends_each_byte_once(regi
     assert plan.fired, "the chunk was never lost"
     config_size = result.bytes_uploaded - _sizes(source)
     assert 0 < config_size < 4096  # every file's bytes sent exactly once (plus the small config blob)
+    monkeypatch.setenv("PHAITA_ENDPOINTS", f"oci://{registry.host}/models")
+    assert snapshot_bytes(Path(prefetch_model(MODEL, max_retries=1, timeout=30))) == snapshot_bytes(source)
+
+
+def test_a_push_killed_halfway_through_a_blob_goes_on_where_the_registry_has_it(registry, cached_model,
+                                                                              fresh_cache, monkeypatch):
+    """``phaita models push`` killed (SIGKILL) while a blob's chunks go up; the next push, a new process,
+    asks the registry where the upload stands and sends only the rest of that blob."""
+    source = Path(cached_model)
+    cache = source.parents[2]
+    files = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_size) for p in source.iterdir()}
+    weights = max(files, key=lambda n: files[n][1])
+    digest, size = files[weights]
+    assert size > 2 * 65536, "the test needs a file of several chunks"
+    # Blobs go up in digest order, one PATCH per 64 KiB: the weights' third chunk is PATCH number `nth`.
+    # Its answer never comes (the proxy reads it and sends nothing on): two chunks confirmed, then a kill.
+    nth = sum(-(-s // 65536) for d, s in files.values() if d < digest) + 3
+    plan = FaultPlan([FaultRule("stall_headers", path="*/blobs/uploads/*", methods=("PATCH",), nth=nth, seconds=20)])
+    env = {**os.environ, "PHAITA_OCI_CHUNK_SIZE": "65536", "HF_HUB_CACHE": str(cache)}
+    saved = cache / ".phaita" / "oci-uploads"
+    with FaultProxy(registry.port, plan) as proxy:
+        target = f"oci://{proxy.host}/models"
+        proc = subprocess.Popen([sys.executable, "-m", "phaita.cli.main", "models", "push", MODEL, target],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        limit = time.monotonic() + 60
+        records: list[dict] = []
+        while not any(r["offset"] >= 2 * 65536 for r in records):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < limit, "the push never got two chunks of the weights in"
+            records = [json.loads(p.read_text()) for p in saved.glob("*.json")] if saved.is_dir() else []
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        (kept,) = records
+        assert kept["offset"] == 2 * 65536 and kept["blob"].endswith(f"@sha256:{digest}")
+        already = {n for n, (d, _) in files.items() if registry.blob_data_path(f"sha256:{d}").is_file()}
+        assert weights not in already and already  # killed in the middle: some blobs up, not the weights
+        plan.rules.clear()
+        monkeypatch.setenv("PHAITA_OCI_CHUNK_SIZE", "65536")
+        result = Pusher(cache).push(MODEL, "main", target)
+    rest = sum(s for n, (_, s) in files.items() if n not in already) - 2 * 65536
+    assert 0 <= result.bytes_uploaded - rest < 4096  # the weights' first two chunks were not sent again
+    assert not list(saved.glob("*.json"))  # closed uploads leave no record
     monkeypatch.setenv("PHAITA_ENDPOINTS", f"oci://{registry.host}/models")
     assert snapshot_bytes(Path(prefetch_model(MODEL, max_retries=1, timeout=30))) == snapshot_bytes(source)
 

@@ -80,6 +80,11 @@ def gguf_copies_dir(cache_dir: Path) -> Path:
     return Path(cache_dir) / LISTING_DIR / "gguf"
 
 
+def open_uploads_dir(cache_dir: Path) -> Path:
+    """Where a push keeps its open OCI blob uploads between processes: ``<cache>/.phaita/oci-uploads``."""
+    return Path(cache_dir) / LISTING_DIR / "oci-uploads"
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (a reader never sees half); no temp file is left."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -192,13 +192,15 @@ class Pusher:
             uploads.uploaded += 1
             uploads.bytes_sent += len(blob.data)
         else:
-            state = uploads.open.setdefault(blob.digest, upload.UploadState())
+            saved = upload.SavedUploads(self.cache_dir)
+            state = uploads.open.get(blob.digest) or saved.load(registry.host, repo, blob.digest)
+            uploads.open[blob.digest] = state
             if opened is not None and state.location is None:  # the mount was declined: upload into what it opened
                 state.location = opened
             before = state.sent
             try:
                 upload.upload_file(registry, repo, blob.path, blob.digest, blob.size, deadline, state,  # type: ignore[arg-type]
-                                   self.chunk_size)
+                                   self.chunk_size, lambda s: saved.save(registry.host, repo, blob.digest, s))
             finally:
                 uploads.bytes_sent += state.sent - before
             uploads.uploaded += 1

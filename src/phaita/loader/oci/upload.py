@@ -6,11 +6,14 @@ for a cross-repository mount first: 201 means done), each ``PATCH`` sends one ch
 offset and append it (measured: distribution 2.8), and the upload URL changes after every PATCH; so the
 offset is the one the registry reports (``Range: 0-N``), confirmed with the status GET whenever it
 differs from ours. An upload that broke is resumed from the registry's offset by the next attempt
-(:class:`UploadState` keeps the URL); one the registry forgot (404) starts again.
+(:class:`UploadState` keeps the URL) and, after the process was killed, by the next push
+(:class:`SavedUploads` keeps it on disk); one the registry forgot (404) starts again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlencode, urljoin
 
+from ..cache.layout import atomic_write, open_uploads_dir
 from ..errors import RegistryError
 from ..http.deadline import Deadline
 from .client import Registry
@@ -33,6 +37,40 @@ class UploadState:
     location: str | None = None
     offset: int = 0
     sent: int = 0  # bytes sent in PATCHes, all attempts (for reports)
+
+
+class SavedUploads:
+    """The open uploads of a cache's pushes, one small JSON file each under ``<cache>/.phaita/oci-uploads``:
+    the upload URL and the offset the registry confirmed, so that a push killed halfway through a blob
+    goes on where the registry has it. A record is only a hint: its offset is asked again of the registry
+    (the status GET) before any byte is sent, and a registry that forgot the upload gets a new one."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.folder = open_uploads_dir(cache_dir)
+
+    def _path(self, host: str, repository: str, digest: str) -> Path:
+        key = hashlib.sha256(f"{host}/{repository}@{digest}".encode()).hexdigest()[:32]
+        return self.folder / f"{key}.json"
+
+    def load(self, host: str, repository: str, digest: str) -> UploadState:
+        try:
+            record = json.loads(self._path(host, repository, digest).read_text(encoding="utf-8"))
+            if record.get("blob") != f"{host}/{repository}@{digest}" or not isinstance(record.get("location"), str):
+                return UploadState()
+            return UploadState(location=record["location"], offset=int(record.get("offset", 0)))
+        except (OSError, ValueError, TypeError):
+            return UploadState()  # none, unreadable or damaged: a new upload
+
+    def save(self, host: str, repository: str, digest: str, state: UploadState) -> None:
+        path = self._path(host, repository, digest)
+        try:
+            if state.location is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, json.dumps({"blob": f"{host}/{repository}@{digest}", "location": state.location,
+                                               "offset": state.offset}))
+        except OSError:
+            pass  # a cache we cannot write only loses the resume across processes, not the push
 
 
 @dataclass
@@ -116,8 +154,10 @@ def _reader(path: Path, start_at: int, length: int) -> Callable[[], Iterator[byt
 
 
 def upload_file(registry: Registry, repository: str, path: Path, digest: str, size: int, deadline: Deadline,
-                state: UploadState, chunk_size: int) -> None:
-    """Upload ``path`` as ``digest`` in chunks, resuming ``state``'s upload when the registry still has it."""
+                state: UploadState, chunk_size: int, saved: Callable[[UploadState], None] = lambda state: None,
+                ) -> None:
+    """Upload ``path`` as ``digest`` in chunks, resuming ``state``'s upload when the registry still has it;
+    ``saved`` is told the state whenever the registry confirmed more of it (and when it is closed)."""
     if state.location is not None:
         offset = _status(registry, repository, state, deadline)
         if offset is None or offset > size:
@@ -127,6 +167,7 @@ def upload_file(registry: Registry, repository: str, path: Path, digest: str, si
     if state.location is None:
         _, state.location = start(registry, repository, deadline)
         state.offset = 0
+        saved(state)
     while state.offset < size:
         end = min(size, state.offset + chunk_size)
         response = registry.send(
@@ -145,9 +186,11 @@ def upload_file(registry: Registry, repository: str, path: Path, digest: str, si
                                     f"send ({confirmed}); starting it again", kind="http", transient=True)
             end = confirmed
         state.offset = end
+        saved(state)
     registry.send("PUT", repository, _with_digest(state.location, digest), deadline=deadline, actions=PUSH,
                   headers={"content-length": "0"}, content=b"", ok=(201,), what=f"closing the upload of {path.name}")
     state.location, state.offset = None, 0
+    saved(state)
 
 
 def chunk_size_default() -> int:
