@@ -93,3 +93,30 @@ def test_the_bearer_token_flow_and_renewal(token_registry, cached_model, fresh_c
     reg.tokens.put(realm, f"repository:{ref.repository}:pull", "not-a-valid-token", 300)
     body, _, digest = reg.get_manifest(ref, Deadline.after(10))
     assert digest == pushed.digest and token_registry.tokens.issued == before + 1
+
+
+def test_a_docker_identitytoken_is_traded_at_the_token_endpoint_and_never_shown(token_registry, cached_model,
+                                                                                 fresh_cache, monkeypatch, tmp_path):
+    """docker's config.json ``identitytoken`` (what ``docker login`` keeps for registries with OAuth2):
+    a refresh token sent in the OAuth2 form, ``grant_type=refresh_token``, never as Basic credentials."""
+    tokens = token_registry.tokens
+    tokens.refresh_tokens["rt-7f3a9c2e51"] = "bob"
+    folder = tmp_path / "docker"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"auths": {token_registry.host: {"identitytoken": "rt-7f3a9c2e51"}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+    monkeypatch.delenv("PHAITA_OCI_USERNAME", raising=False)
+    monkeypatch.delenv("PHAITA_OCI_PASSWORD", raising=False)
+    target = f"oci://{token_registry.host}/site"
+    Pusher(Path(cached_model).parents[2]).push(MODEL, "main", target)
+    assert tokens.requests and all(user == "bob" for _, user in tokens.requests)  # granted to the token's user
+    assert any(scope.endswith(":pull,push") for scope, _ in tokens.requests)
+    monkeypatch.setenv("PHAITA_ENDPOINTS", target)
+    assert snapshot_bytes(Path(prefetch_model(MODEL, max_retries=1, timeout=30))) == snapshot_bytes(Path(cached_model))
+
+    # a refresh token the endpoint no longer honours: denied, saying where the credentials came from
+    (folder / "config.json").write_text(json.dumps({"auths": {token_registry.host: {"identitytoken": "rt-revoked-0d1e"}}}))
+    with pytest.raises(AccessDeniedError) as info:
+        prefetch_model(MODEL, max_retries=1, timeout=30, cache_dir=tmp_path / "other-cache")
+    text = str(info.value)
+    assert "refused access" in text and "config.json" in text and "rt-revoked-0d1e" not in text

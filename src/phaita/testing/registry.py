@@ -143,10 +143,11 @@ def _b64(data: bytes) -> str:
 
 
 class TokenServer:
-    """A token endpoint for the registry's Bearer flow: Basic credentials in, a signed JWT out.
+    """A token endpoint for the registry's Bearer flow: Basic credentials in, a signed JWT out; or, as
+    docker's ``identitytoken`` asks, the OAuth2 form (``POST``, ``grant_type=refresh_token``).
 
     ``expires_in``: token lifetime (short, to exercise renewal); ``issued``: tokens handed out;
-    ``requests``: every (scope, user) asked.
+    ``requests``: every (scope, user) asked; ``refresh_tokens``: refresh token -> user.
     """
 
     service = "phaita-test-registry"
@@ -159,6 +160,7 @@ class TokenServer:
         from cryptography.x509.oid import NameOID
 
         self.users, self.expires_in = users, expires_in
+        self.refresh_tokens: dict[str, str] = {}
         self.issued = 0
         self.requests: list[tuple[str, str | None]] = []
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -196,7 +198,16 @@ class TokenServer:
         query = parse_qs(urlsplit(handler.path).query)
         user = None
         auth = handler.headers.get("Authorization", "")
-        if auth.startswith("Basic "):
+        if handler.command == "POST":  # the OAuth2 form: a refresh token for a user, scopes in the body
+            length = int(handler.headers.get("Content-Length") or 0)
+            query = parse_qs(handler.rfile.read(length).decode())
+            user = self.refresh_tokens.get(query.get("refresh_token", [""])[0])
+            if query.get("grant_type") != ["refresh_token"] or user is None:
+                handler.send_response(401)
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+        elif auth.startswith("Basic "):
             u, _, p = base64.b64decode(auth[6:]).decode().partition(":")
             if self.users.get(u) != p:
                 handler.send_response(401)
@@ -225,6 +236,9 @@ class TokenServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                outer._answer(self)
+
+            def do_POST(self) -> None:  # noqa: N802
                 outer._answer(self)
 
             def log_message(self, *args: object) -> None:
