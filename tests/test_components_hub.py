@@ -25,7 +25,8 @@ import yaml
 
 from phaita.data.domain import get_domain
 from phaita.models import ComplaintGenerator, DiagnosisDiscriminator, Question, QuestionGenerator
-from phaita.testing import LocalHub, publish_pypi_models, write_tiny_gpt2
+from phaita.testing import LocalHub, publish_pypi_models, write_tiny_gguf, write_tiny_gpt2
+from phaita.testing.tiny_gguf import TINY_GGUF_FILE
 from phaita.testing.env import point_huggingface_hub_at
 from phaita.loader.cache.layout import gguf_copies_dir
 from phaita.loader.config import gguf_cache
@@ -37,6 +38,7 @@ ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 LM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_LM = "phaita-test/tiny-gpt2"
+TINY_GGUF = "phaita-test/tiny-gguf"
 BIOBERT = "dmis-lab/biobert-base-cased-v1.2"  # not on the local hub: the scorer's first candidate 404s
 HANDWRITTEN = Path(__file__).parent / "data" / "handwritten_complaints.yaml"
 LM_CODES = ("J45.9", "J18.9")  # conditions of the complaints the LM writes (one each: ~4 s per complaint)
@@ -53,6 +55,7 @@ def pypi_hub_root(tmp_path_factory) -> Path:
     if missing:
         pytest.skip(f"demo extra not installed (missing {missing}); install with pip install -e '.[demo]'")
     write_tiny_gpt2(root / TINY_LM)
+    write_tiny_gguf(root / TINY_GGUF)
     return root
 
 
@@ -219,36 +222,40 @@ def test_a_gguf_model_loads_from_its_converted_copy_as_the_same_model(hub, gener
     assert not [p for p in _copies(hub).iterdir() if p.name.endswith(f".{os.getpid()}.tmp")]  # none of ours
 
 
-def test_a_converted_copy_that_no_longer_matches_its_record_is_made_again(hub, generator, tmp_path, monkeypatch):
+def test_a_converted_copy_that_no_longer_matches_its_record_is_made_again(hub, tmp_path, monkeypatch):
     """A file of the copy changed in place (same size): verify_on_load re-hashes the copy, refuses it
     with one WARNING, removes it and converts the GGUF file again; the result is the original's. A copy
-    that from_pretrained cannot read (a warm load checks sizes only) is removed and made again too."""
-    gen, _ = generator
-    (tokenizer_copy,) = [p for p in _copies(hub).iterdir()
-                         if "-AutoTokenizer-" in p.name and p.is_dir() and not p.name.startswith(".")]
+    that from_pretrained cannot read (a warm load checks sizes only) is removed and made again too.
+    On a tiny GGUF model: the loader's part is the same for any GGUF file, and SmolLM2's tokenizer takes
+    transformers ~9 s per conversion (the SmolLM2 copy itself is tested above)."""
     mine = tmp_path / "copies"
-    shutil.copytree(tokenizer_copy, mine / tokenizer_copy.name)
     monkeypatch.setenv("PHAITA_GGUF_CACHE", str(mine))
-    changed = mine / tokenizer_copy.name / "tokenizer.json"
+    with _loader_lines() as lines:
+        reference = robust_model_download(TINY_GGUF, "tokenizer", gguf_file=TINY_GGUF_FILE)
+    assert any("converted copy kept" in line for line in lines), lines
+    (tokenizer_copy,) = [p for p in mine.iterdir()
+                         if "-AutoTokenizer-" in p.name and p.is_dir() and not p.name.startswith(".")]
+    changed = tokenizer_copy / "tokenizer.json"
     data = changed.read_bytes()
     changed.write_bytes(data.replace(b'"<|im_start|>"', b'"<|im_stXrt|>"', 1))
     assert changed.stat().st_size == len(data) and changed.read_bytes() != data
     with _loader_lines() as lines:
-        tokenizer = robust_model_download(LM, "tokenizer", gguf_file=GGUF, verify_on_load=True)
+        tokenizer = robust_model_download(TINY_GGUF, "tokenizer", gguf_file=TINY_GGUF_FILE, verify_on_load=True)
     assert any("is not usable (tokenizer.json is not the file its record lists)" in line for line in lines), lines
     assert any("converted copy kept" in line for line in lines)
     assert changed.read_bytes() == data  # made again, as it was
-    text = "<|im_start|>user\nwheezing all night<|im_end|>"
-    assert tokenizer(text)["input_ids"] == gen.tokenizer(text)["input_ids"]
+    text = "<|im_start|>user\nhello world<|im_end|>"
+    ids = reference(text)["input_ids"]
+    assert ids[0] == reference.convert_tokens_to_ids("<|im_start|>") and tokenizer(text)["input_ids"] == ids
 
     # a copy that passes the size check but that from_pretrained cannot read: removed, converted again
-    config = mine / tokenizer_copy.name / "tokenizer_config.json"
+    config = tokenizer_copy / "tokenizer_config.json"
     original = config.read_bytes()
     config.write_bytes(b"!" * len(original))
     with _loader_lines() as lines:
-        tokenizer = robust_model_download(LM, "tokenizer", gguf_file=GGUF)
+        tokenizer = robust_model_download(TINY_GGUF, "tokenizer", gguf_file=TINY_GGUF_FILE)
     assert any("could not be loaded" in line and "converting the GGUF file again" in line for line in lines), lines
-    assert config.read_bytes() == original and tokenizer(text)["input_ids"] == gen.tokenizer(text)["input_ids"]
+    assert config.read_bytes() == original and tokenizer(text)["input_ids"] == ids
 
 
 def test_diverse_complaints_with_lm(generator):

@@ -20,6 +20,7 @@ from .models import (
     write_tiny_deberta,
     write_tiny_gpt2,
 )
+from .tiny_gguf import write_tiny_gguf
 
 __all__ = [
     "KINDS",
@@ -43,5 +44,6 @@ __all__ = [
     "write_tiny_bert",
     "write_tiny_bert_bin",
     "write_tiny_deberta",
+    "write_tiny_gguf",
     "write_tiny_gpt2",
 ]
