@@ -96,8 +96,9 @@ class ParallelRanges:
                         break
                     ranges_ok = self.ctx.links.ranges_ok
                     base = self.ctx.links.streams_per_file if ranges_ok else 1
-                    received = sum(b - a for a, b in self.done) + sum(s.pos - s.start for s in self.active)
-                    growth.observe(time.monotonic(), received, len(alive), base)
+                    if not growth.done:
+                        received = sum(b - a for a, b in self.done) + sum(s.pos - s.start for s in self.active)
+                        growth.observe(time.monotonic(), received, len(alive), base)
                     limit = self._stream_limit = growth.limit(base)
                     want = len(alive) < limit and (bool(self.pending) or self._split_slowest(dry_run=True))
                 if limit <= 1 and not alive:
