@@ -41,7 +41,7 @@ PHAITA_REQUIRE_SIGNATURE   unset       ``1``: a load of a model that is not sign
                                        before ``from_pretrained``
 PHAITA_MAX_WORKERS         8           Files of a snapshot fetched at once
 PHAITA_MAX_CONNECTIONS     16          Connections one snapshot fetch opens at once, in all
-PHAITA_STREAMS_PER_FILE    8           Parallel range streams for one large file (1 = off)
+PHAITA_STREAMS_PER_FILE    8           Range streams a large file starts with (1 = off; more while they help)
 PHAITA_PARALLEL_THRESHOLD  16 MiB      Files at least this large are fetched in ranges, bytes
 HF_ENDPOINT                hub         The Hub or any compatible mirror
 PHAITA_ENDPOINTS           unset       Endpoints in order, comma-separated, e.g. the site
