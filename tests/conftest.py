@@ -24,13 +24,13 @@ from phaita.testing import LocalHub, publish_tiny_models
 from phaita.testing.env import point_huggingface_hub_at
 
 
+SHARED_HUB_ROOT = "PHAITA_TESTS_HUB_ROOT"  # set by the run's first process, inherited by its workers
+
 # Test files whose work is long and cannot be split (one demo run, real models loaded once per module,
 # olah's venv): under pytest-xdist (`make test`, one file per worker) they start first, so the other
 # workers fill in around them (longest-first scheduling) instead of one of them starting last.
 # The demo starts fifth: by then test_components_hub has converted the GGUF LM once, and the demo reads
 # the copy it kept (PHAITA_GGUF_CACHE, shared by the run's processes) instead of converting it again.
-SHARED_HUB_ROOT = "PHAITA_TESTS_HUB_ROOT"  # set by the run's first process, inherited by its workers
-
 LONG_FILES = ("test_components_hub.py", "test_airgap_bundle.py", "test_airgap_lock.py", "test_benchmarks_smoke.py",
               "test_demo.py", "test_olah.py", "test_conversation.py", "test_station_mirror.py",
               "test_chaos.py", "test_triage.py", "test_guide.py")
