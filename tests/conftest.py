@@ -27,13 +27,14 @@ from phaita.testing.env import point_huggingface_hub_at
 SHARED_HUB_ROOT = "PHAITA_TESTS_HUB_ROOT"  # set by the run's first process, inherited by its workers
 
 # Test files whose work is long and cannot be split (one demo run, real models loaded once per module,
-# olah's venv): under pytest-xdist (`make test`, one file per worker) they start first, so the other
-# workers fill in around them (longest-first scheduling) instead of one of them starting last.
-# The demo starts fifth: by then test_components_hub has converted the GGUF LM once, and the demo reads
-# the copy it kept (PHAITA_GGUF_CACHE, shared by the run's processes) instead of converting it again.
-LONG_FILES = ("test_components_hub.py", "test_airgap_bundle.py", "test_airgap_lock.py", "test_benchmarks_smoke.py",
-              "test_demo.py", "test_olah.py", "test_conversation.py", "test_station_mirror.py",
-              "test_chaos.py", "test_triage.py", "test_guide.py")
+# olah's venv), longest first (wall seconds in a full `make test`, 4 Dec: 188, 160, 117, 111, 82, 77, 73,
+# 54, 42, 38): under pytest-xdist (one file per worker, the Makefile turns off xdist's own reordering by
+# test count) they start first, so the other workers fill in around them (longest-first scheduling)
+# instead of one of them starting last. Whichever of test_components_hub and the demo loads the GGUF LM
+# first converts it; the other waits for the copy it keeps (PHAITA_GGUF_CACHE, shared by the run).
+LONG_FILES = ("test_components_hub.py", "test_airgap_bundle.py", "test_demo.py", "test_guide.py",
+              "test_station_mirror.py", "test_benchmarks_smoke.py", "test_airgap_lock.py", "test_olah.py",
+              "test_signing_interop.py", "test_chaos.py")
 
 
 def pytest_configure(config):
